@@ -1,0 +1,5 @@
+import sys
+
+from guidegap.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,24 @@
+"""Exceptions with one-line, actionable messages.
+
+Every error raised for bad user input is a :class:`GuidegapError`; its message says what was expected,
+what was received and how to fix it. The CLI prints ``str(error)`` on one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GuidegapError", "AdapterError", "InputError"]
+
+
+class GuidegapError(ValueError):
+    """Base class of every error guidegap raises for bad input; the message is one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class AdapterError(GuidegapError):
+    """A model cannot be turned into a class-conditional denoiser (see :mod:`guidegap.denoisers`)."""
+
+
+class InputError(GuidegapError):
+    """An argument, file or dataset does not have the expected form."""

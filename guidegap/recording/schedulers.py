@@ -1,0 +1,104 @@
+"""Diffusers schedulers as guidegap uses them: a default, names for common ones, fresh per-run copies.
+
+Any scheduler with the standard ``set_timesteps`` / ``scale_model_input`` / ``step`` contract works.
+Each chunk of samples and each free-running model gets its own deep copy, because multistep schedulers
+keep history and a step counter.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import torch
+
+from guidegap.errors import InputError
+
+__all__ = ["SCHEDULER_NAMES", "default_scheduler", "make_scheduler", "fresh_copy", "SchedulerStepper"]
+
+SCHEDULER_NAMES: dict[str, str] = {
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "dpm": "DPMSolverMultistepScheduler",
+    "dpmsolver": "DPMSolverMultistepScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-ancestral": "EulerAncestralDiscreteScheduler",
+    "heun": "HeunDiscreteScheduler",
+}
+
+
+def default_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "linear") -> Any:
+    """DDIM (eta = 0) on the DDPM linear schedule, without x0 clipping so that errors are not hidden."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, clip_sample=False)
+
+
+def make_scheduler(spec: Any = None, *, base: Any = None) -> Any:
+    """A scheduler from an instance (used as is), a short name (``"ddim"``, ``"dpm++"``, ...) or ``None``.
+
+    Names build the scheduler from ``base.config`` (default: :func:`default_scheduler`), so the noise
+    schedule stays that of the model.
+    """
+    if spec is not None and not isinstance(spec, str):
+        for method in ("set_timesteps", "step", "scale_model_input"):
+            if not callable(getattr(spec, method, None)):
+                raise InputError(
+                    f"expected a diffusers scheduler with set_timesteps/step/scale_model_input, received "
+                    f"{type(spec).__name__} without {method}(); pass e.g. diffusers.DDIMScheduler(...) or a name "
+                    f"from {sorted(SCHEDULER_NAMES)}."
+                )
+        return spec
+    base = base if base is not None else default_scheduler()
+    if spec is None:
+        return base
+    class_name = SCHEDULER_NAMES.get(spec.lower(), spec)
+    import diffusers
+
+    cls = getattr(diffusers, class_name, None)
+    if cls is None or not hasattr(cls, "from_config"):
+        raise InputError(f"expected a scheduler name from {sorted(SCHEDULER_NAMES)} or a diffusers class name, received {spec!r}.")
+    return cls.from_config(base.config)
+
+
+def fresh_copy(scheduler: Any, num_steps: int, device: torch.device | str = "cpu") -> Any:
+    """A deep copy with ``set_timesteps(num_steps)`` applied, so runs never share scheduler state."""
+    fresh = copy.deepcopy(scheduler)
+    fresh.set_timesteps(num_steps, device=device)
+    return fresh
+
+
+class SchedulerStepper:
+    """One run's scheduler: scales model inputs and steps with per-sample generators where it accepts them."""
+
+    def __init__(self, scheduler: Any, num_steps: int, device: torch.device | str = "cpu") -> None:
+        self.scheduler = fresh_copy(scheduler, num_steps, device)
+        self.timesteps = self.scheduler.timesteps
+        self._takes_generator = "generator" in inspect.signature(self.scheduler.step).parameters
+
+    @property
+    def init_noise_sigma(self) -> float:
+        return float(self.scheduler.init_noise_sigma)
+
+    def scale(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.scale_model_input(sample, timestep)
+
+    def step(
+        self, pred: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor, generators: list[torch.Generator]
+    ) -> torch.Tensor:
+        kwargs: dict[str, Any] = {"return_dict": False}
+        if self._takes_generator:
+            kwargs["generator"] = generators
+        return self.scheduler.step(pred, timestep, sample, **kwargs)[0]
+
+
+def num_train_timesteps(scheduler: Any) -> int:
+    return int(scheduler.config.num_train_timesteps)
+
+
+def prediction_type(scheduler: Any) -> str:
+    return str(scheduler.config.get("prediction_type", "epsilon"))

@@ -1,0 +1,270 @@
+"""Record both guidance branches of a teacher and a student along sampling trajectories.
+
+Per chunk of samples, per sampling step: both branches of each model in one batch of 2B, per-sample
+metrics (DESIGN.md §2) reduced on the fly into :class:`~guidegap.recording.buffers.MetricBuffers`.
+The chunk loop is outermost, so memory is bounded by the chunk size and flat in the number of steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from guidegap._version import __version__
+from guidegap.denoisers import Denoiser, DenoiserLike, as_denoiser
+from guidegap.errors import InputError
+from guidegap.metrics import divergence, guided, model_metrics, pair_metrics
+from guidegap.recording import schedulers as sched
+from guidegap.recording.buffers import MetricBuffers
+from guidegap.recording.guidance import GuidanceLike, as_guidance, describe, scales_for_steps
+from guidegap.recording.seeding import INITIAL_NOISE, SCHEDULER_NOISE, sample_generators, sample_noise
+from guidegap.results.schema import make_dataset
+
+__all__ = ["trace", "MODES", "resolve_pair", "resolve_labels"]
+
+MODES = ("teacher-forced", "free-running")
+
+
+@dataclass
+class _Role:
+    """One recorded model: its role name, its denoiser, and (free-running) its own scheduler and state."""
+
+    name: str
+    denoiser: Denoiser
+    stepper: sched.SchedulerStepper | None = None
+    state: torch.Tensor | None = None
+    generators: list[torch.Generator] | None = None
+
+
+def resolve_pair(teacher: DenoiserLike | None, student: DenoiserLike | None) -> list[tuple[str, Denoiser]]:
+    """Adapt the given models and check that a teacher and a student are compatible."""
+    roles = [(name, as_denoiser(model)) for name, model in (("teacher", teacher), ("student", student)) if model is not None]
+    if not roles:
+        raise InputError("expected a teacher, a student or both, received neither; pass at least one model.")
+    if len(roles) == 2:
+        (_, t), (_, s) = roles
+        if t.num_classes != s.num_classes:
+            raise InputError(
+                f"teacher and student disagree on the number of classes ({t.num_classes} vs {s.num_classes}); "
+                "audit a student against the teacher it was distilled from."
+            )
+        if t.sample_shape and s.sample_shape and t.sample_shape != s.sample_shape:
+            raise InputError(
+                f"teacher and student disagree on the sample shape ({t.sample_shape} vs {s.sample_shape}); "
+                "they must denoise the same images."
+            )
+    return roles
+
+
+def resolve_labels(labels: Sequence[int] | np.ndarray | torch.Tensor | int | None, num_samples: int, denoiser: Denoiser) -> torch.Tensor:
+    """Labels for every sample: given, one repeated label, or classes in turn (``i % num_classes``)."""
+    if labels is None:
+        return torch.arange(num_samples) % denoiser.num_classes
+    values = torch.as_tensor(np.asarray(labels), dtype=torch.long).flatten()
+    if values.numel() == 1:
+        values = values.expand(num_samples).clone()
+    elif values.numel() != num_samples:
+        raise InputError(f"expected one label or {num_samples} labels (one per sample), received {values.numel()}.")
+    denoiser.check_labels(values)
+    return values
+
+
+def _sample_shape(denoisers: list[Denoiser], sample_shape: Sequence[int] | None) -> tuple[int, ...]:
+    declared = next((d.sample_shape for d in denoisers if d.sample_shape is not None), None)
+    if sample_shape is not None:
+        sample_shape = tuple(int(s) for s in sample_shape)
+        if declared is not None and declared != sample_shape:
+            raise InputError(f"sample_shape {sample_shape} does not match the model's declared {declared}; drop sample_shape.")
+        return sample_shape
+    if declared is None:
+        raise InputError("the models do not declare their sample shape; pass sample_shape=(C, H, W).")
+    return declared
+
+
+def _predict(role: _Role, state: torch.Tensor, stepper: sched.SchedulerStepper, t: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both branches of one model at ``state`` (scaled for the scheduler), as float32 on the state's device."""
+    d = role.denoiser
+    model_input = stepper.scale(state, t).to(d.device, d.dtype)
+    cond, uncond = d.branches(model_input, t.to(d.device), labels.to(d.device))
+    return cond.to(state.device, torch.float32), uncond.to(state.device, torch.float32)
+
+
+def trace(
+    teacher: DenoiserLike | None,
+    student: DenoiserLike | None = None,
+    *,
+    num_samples: int = 64,
+    num_steps: int = 50,
+    guidance_scale: GuidanceLike = 4.0,
+    labels: Sequence[int] | np.ndarray | torch.Tensor | int | None = None,
+    scheduler: Any = None,
+    mode: str = "teacher-forced",
+    seed: int = 0,
+    chunk_size: int = 64,
+    keep_predictions: bool = False,
+    sample_shape: Sequence[int] | None = None,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Record both guidance branches of ``teacher`` and ``student`` along guided sampling trajectories.
+
+    Args:
+        teacher, student: anything :func:`guidegap.denoisers.as_denoiser` accepts; either may be ``None``
+            to record one model alone (its role names the ``model`` coordinate).
+        num_samples: trajectories to record; samples ``i`` get label ``labels[i]`` (default ``i % K``).
+        num_steps: sampling steps passed to ``scheduler.set_timesteps``.
+        guidance_scale: ``w`` (1 = no guidance): a number, ``"tag"`` (DASH), a per-step list or ``fn(t, T)``.
+        scheduler: a diffusers scheduler or a name (``"ddim"``, ``"dpm++"``, ``"euler"``, ...); default DDIM.
+        mode: ``"teacher-forced"`` (both models on the teacher's guided states) or ``"free-running"``
+            (each model on its own guided trajectory from the same noise; adds ``divergence``).
+        seed: every random draw derives from it per sample, so chunking never changes the result.
+        chunk_size: samples per forward batch (the model sees ``2 * chunk_size`` rows).
+        keep_predictions: also store full predictions and states (memory grows with steps and samples).
+
+    Returns:
+        An ``xarray.Dataset`` following :mod:`guidegap.results.schema`.
+
+    Example:
+        >>> import guidegap
+        >>> from guidegap.oracle import GaussianMixture, collapsed_student
+        >>> from guidegap.recording.schedulers import default_scheduler
+        >>> scheduler = default_scheduler()
+        >>> teacher = GaussianMixture.random(seed=0).denoiser(scheduler)
+        >>> ds = guidegap.trace(teacher, collapsed_student(teacher, 4.0), num_samples=8, num_steps=10, scheduler=scheduler)
+        >>> float(ds.gap_norm.sel(model="student").max())
+        0.0
+    """
+    if mode not in MODES:
+        raise InputError(f"expected mode in {MODES}, received {mode!r}; use guidegap.probe() for the data-probe mode.")
+    for name, value in (("num_samples", num_samples), ("num_steps", num_steps), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"expected {name} to be a positive integer, received {value!r}.")
+    roles = [_Role(name, d) for name, d in resolve_pair(teacher, student)]
+    leader = roles[0]
+    labels_all = resolve_labels(labels, num_samples, leader.denoiser)
+    shape = _sample_shape([r.denoiser for r in roles], sample_shape)
+    scheduler = sched.make_scheduler(scheduler)
+    guidance = as_guidance(guidance_scale)
+    timesteps = sched.fresh_copy(scheduler, num_steps).timesteps
+    train_steps = sched.num_train_timesteps(scheduler)
+    scales = scales_for_steps(guidance, timesteps.cpu().numpy(), train_steps)
+    free_running = mode == "free-running" and len(roles) == 2
+    buffers = MetricBuffers(len(roles), num_samples, len(timesteps))
+    buffers.arrays["guidance_scale"] = scales
+
+    bar = _progress_bar(progress, num_samples * len(timesteps))
+    with _evaluating([r.denoiser for r in roles]), torch.inference_mode():
+        for start in range(0, num_samples, chunk_size):
+            rows = range(start, min(start + chunk_size, num_samples))
+            _record_chunk(roles, rows, labels_all[rows.start : rows.stop], shape, scheduler, num_steps, scales,
+                          seed, free_running, keep_predictions, buffers, bar)
+    if bar is not None:
+        bar.close()
+
+    config = {
+        "num_samples": num_samples,
+        "num_steps": num_steps,
+        "guidance": json.loads(describe(guidance)),
+        "mode": mode if len(roles) == 2 else "single-model",
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "keep_predictions": keep_predictions,
+        "sample_shape": list(shape),
+        "scheduler": {"class": type(scheduler).__name__, **{k: _json_safe(v) for k, v in dict(scheduler.config).items()}},
+        "models": {r.name: r.denoiser.describe() for r in roles},
+    }
+    attrs = {
+        "guidegap_version": __version__,
+        "mode": "free-running" if free_running else "teacher-forced",
+        "config": json.dumps(config, sort_keys=True),
+        "prediction_type": sched.prediction_type(scheduler),
+        "history": f"guidegap.trace (guidegap {__version__})",
+    }
+    return make_dataset(buffers.arrays, models=[r.name for r in roles], labels=labels_all.numpy(),
+                        timesteps=timesteps.cpu().numpy(), attrs=attrs)
+
+
+def _record_chunk(
+    roles: list[_Role],
+    rows: range,
+    labels: torch.Tensor,
+    shape: tuple[int, ...],
+    scheduler: Any,
+    num_steps: int,
+    scales: np.ndarray,
+    seed: int,
+    free_running: bool,
+    keep_predictions: bool,
+    buffers: MetricBuffers,
+    bar: Any,
+) -> None:
+    """Run one chunk's trajectories through every step, writing per-sample metrics into ``buffers``."""
+    device = roles[0].denoiser.device
+    span = slice(rows.start, rows.stop)
+    noise = sample_noise(sample_generators(seed, rows, INITIAL_NOISE), shape).to(device)
+    for i, role in enumerate(roles):
+        if i == 0 or free_running:
+            role.stepper = sched.SchedulerStepper(scheduler, num_steps, device)
+            role.state = noise * role.stepper.init_noise_sigma
+            # Same per-sample seeds for every free-running model: stochastic schedulers draw the same noise.
+            role.generators = sample_generators(seed, rows, SCHEDULER_NOISE)
+    leader = roles[0]
+    for step, t in enumerate(leader.stepper.timesteps):
+        w = float(scales[step])
+        preds = []
+        for m, role in enumerate(roles):
+            owner = role if free_running else leader
+            cond, uncond = _predict(role, owner.state, owner.stepper, t, labels)
+            preds.append((cond, uncond))
+            buffers.put(model_metrics(cond, uncond), span, step, model=m)
+            if keep_predictions:
+                buffers.put({"pred_cond": cond, "pred_uncond": uncond, "state": owner.state}, span, step, model=m)
+        if len(roles) == 2:
+            (tc, tu), (sc, su) = preds
+            buffers.put(pair_metrics(sc, su, tc, tu, w), span, step)
+        for m, role in enumerate(roles):
+            if m == 0 or free_running:
+                cond, uncond = preds[m]
+                role.state = role.stepper.step(guided(cond, uncond, w), t, role.state, role.generators)
+        if free_running:
+            buffers.put({"divergence": divergence(roles[1].state, roles[0].state)}, span, step)
+        if bar is not None:
+            bar.update(len(rows))
+
+
+class _evaluating:
+    """Put every denoiser in eval mode (DiT drops labels at random in train mode) and restore after."""
+
+    def __init__(self, denoisers: list[Denoiser]) -> None:
+        self.contexts = [d.evaluating() for d in denoisers]
+
+    def __enter__(self) -> None:
+        for context in self.contexts:
+            context.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        for context in reversed(self.contexts):
+            context.__exit__(*exc)
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="sample-step", desc="recording", leave=False)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

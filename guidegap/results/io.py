@@ -1,0 +1,49 @@
+"""Write and read results as netCDF (h5netcdf engine), atomically: a crash leaves the old file or the new one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import xarray as xr
+
+from guidegap.errors import InputError
+from guidegap.results.schema import validate
+
+__all__ = ["save_dataset", "load_dataset"]
+
+
+def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` to ``path`` via a temporary file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    if path.suffix != ".nc":
+        raise InputError(f"expected a netCDF file name ending in .nc, received {str(path)!r}; add the .nc suffix.")
+    if not path.parent.exists():
+        raise InputError(f"the folder {str(path.parent)!r} does not exist; create it or choose another --out path.")
+    validate(ds)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Read a result written by :func:`save_dataset` fully into memory (the file is closed on return)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such result file: {str(path)!r}; pass the .nc file written by guidegap (--out).")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as opened:
+            ds = opened.load()
+    except Exception as error:  # h5py/h5netcdf raise many types for corrupt files
+        raise InputError(f"{str(path)!r} is not a readable netCDF file ({type(error).__name__}); re-run the audit to rewrite it.") from None
+    validate(ds)
+    return ds

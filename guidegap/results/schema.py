@@ -1,0 +1,155 @@
+"""The xarray schema of every guidegap result (DESIGN.md §3).
+
+Dims: ``sample``; ``step`` for trajectories (absent in data-probe results); ``model`` (``teacher`` /
+``student``) for per-model variables; ``channel``, ``height``, ``width`` only when full predictions are
+kept. Coordinates: ``timestep`` on ``step`` (on ``sample`` for data probes), ``label`` on ``sample``.
+Every variable carries ``long_name`` and ``units`` (``"1"`` = dimensionless, CF convention); attrs are
+netCDF-safe (str / int / float / numeric arrays; the run configuration is a JSON string in ``config``).
+
+=====================  ==========================  ================================================
+variable               dims                        meaning
+=====================  ==========================  ================================================
+gap_norm               model, sample, step         RMS(eps_c - eps_u): size of the guidance signal
+cond_norm              model, sample, step         RMS(eps_c)
+uncond_norm            model, sample, step         RMS(eps_u)
+parallel_fraction      model, sample, step         ||Delta_par|| / ||Delta|| (APG, Sadat et al. 2024)
+nonfinite              model, sample, step         1 where a prediction had NaN/Inf
+gap_cos                sample, step                cos(Delta_S, Delta_T)
+gap_mse                sample, step                mean((Delta_S - Delta_T)^2)
+cond_error             sample, step                RMS(eps_c^S - eps_c^T)
+uncond_error           sample, step                RMS(eps_u^S - eps_u^T)
+guided_error           sample, step                RMS(e_u + w (e_c - e_u))
+amplification          sample, step                guided_error(w) / guided_error(1)
+divergence             sample, step                RMS(x_S - x_T) after the step (free-running only)
+guidance_scale         step                        w used at the step
+pred_cond, pred_uncond model, sample, step, c,h,w  full predictions (only with keep_predictions)
+state                  model, sample, step, c,h,w  x_t each model was evaluated at (keep_predictions)
+=====================  ==========================  ================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from guidegap.errors import InputError
+
+__all__ = ["Variable", "VARIABLES", "COORDINATES", "MODES", "make_dataset", "validate", "config_of"]
+
+MODES = ("teacher-forced", "free-running", "data-probe", "pipeline")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """Schema entry: the dims in trajectory form (``step`` is dropped for data probes) and CF-style metadata."""
+
+    dims: tuple[str, ...]
+    long_name: str
+    units: str
+
+
+_PER_MODEL = ("model", "sample", "step")
+_PAIR = ("sample", "step")
+_FULL = ("model", "sample", "step", "channel", "height", "width")
+
+VARIABLES: dict[str, Variable] = {
+    "gap_norm": Variable(_PER_MODEL, "RMS guidance gap RMS(eps_c - eps_u)", "1"),
+    "cond_norm": Variable(_PER_MODEL, "RMS of the conditional prediction", "1"),
+    "uncond_norm": Variable(_PER_MODEL, "RMS of the unconditional prediction", "1"),
+    "parallel_fraction": Variable(_PER_MODEL, "fraction of the gap parallel to eps_c (APG)", "1"),
+    "nonfinite": Variable(_PER_MODEL, "prediction contains NaN or Inf", "1"),
+    "gap_cos": Variable(_PAIR, "cosine between student and teacher guidance gaps", "1"),
+    "gap_mse": Variable(_PAIR, "mean squared difference of student and teacher guidance gaps", "1"),
+    "cond_error": Variable(_PAIR, "RMS conditional-branch error RMS(eps_c^S - eps_c^T)", "1"),
+    "uncond_error": Variable(_PAIR, "RMS unconditional-branch error RMS(eps_u^S - eps_u^T)", "1"),
+    "guided_error": Variable(_PAIR, "RMS error of the guided prediction at w", "1"),
+    "amplification": Variable(_PAIR, "guided error at w over guided error at w=1", "1"),
+    "divergence": Variable(_PAIR, "RMS distance of free-running student and teacher states after the step", "1"),
+    "guidance_scale": Variable(("step",), "classifier-free guidance scale w (1 = no guidance)", "1"),
+    "pred_cond": Variable(_FULL, "conditional prediction", "1"),
+    "pred_uncond": Variable(_FULL, "unconditional prediction", "1"),
+    "state": Variable(_FULL, "state x_t the model was evaluated at", "1"),
+}
+
+COORDINATES: dict[str, Variable] = {
+    "sample": Variable(("sample",), "sample index", "1"),
+    "step": Variable(("step",), "sampling step index", "1"),
+    "model": Variable(("model",), "model role", "1"),
+    "label": Variable(("sample",), "requested class label", "1"),
+    "timestep": Variable(("step",), "training timestep of the sampling step", "training timestep"),
+}
+
+
+def _dims_for(name: str, spec: Variable, has_step: bool) -> tuple[str, ...]:
+    dims = spec.dims if has_step else tuple(d for d in spec.dims if d != "step")
+    if name == "guidance_scale" and not has_step:
+        dims = ("sample",)
+    return dims
+
+
+def make_dataset(
+    data: dict[str, np.ndarray],
+    *,
+    models: list[str],
+    labels: np.ndarray,
+    timesteps: np.ndarray,
+    attrs: dict[str, str | int | float],
+    has_step: bool = True,
+) -> xr.Dataset:
+    """Assemble a Dataset from arrays named as in :data:`VARIABLES`, attaching metadata and coordinates.
+
+    ``timesteps`` is per step (trajectories) or per sample (``has_step=False``, data probes).
+    """
+    variables = {}
+    for name, values in data.items():
+        spec = VARIABLES[name]
+        variables[name] = xr.Variable(_dims_for(name, spec, has_step), values, {"long_name": spec.long_name, "units": spec.units})
+    timestep_dim = "step" if has_step else "sample"
+    coords: dict[str, xr.Variable] = {
+        "sample": xr.Variable("sample", np.arange(len(labels), dtype=np.int64)),
+        "model": xr.Variable("model", np.array(models, dtype=object)),
+        "label": xr.Variable("sample", np.asarray(labels, dtype=np.int64)),
+        "timestep": xr.Variable(timestep_dim, _timestep_values(timesteps)),
+    }
+    if has_step:
+        coords["step"] = xr.Variable("step", np.arange(len(timesteps), dtype=np.int64))
+    for name, var in coords.items():
+        spec = COORDINATES[name]
+        var.attrs.update(long_name=spec.long_name, units=spec.units)
+    ds = xr.Dataset(variables, coords=coords, attrs=dict(attrs))
+    validate(ds)
+    return ds
+
+
+def _timestep_values(timesteps: np.ndarray) -> np.ndarray:
+    values = np.asarray(timesteps, dtype=np.float64)
+    return values.astype(np.int64) if np.all(values == np.round(values)) else values
+
+
+def validate(ds: xr.Dataset) -> None:
+    """Raise :class:`InputError` when ``ds`` is not a guidegap result (metadata, dims, attrs)."""
+    for name in ("guidegap_version", "mode", "config"):
+        if name not in ds.attrs:
+            raise InputError(f"expected a guidegap result with attrs['{name}'], received a Dataset without it; write results with guidegap.")
+    if ds.attrs["mode"] not in MODES:
+        raise InputError(f"expected attrs['mode'] in {MODES}, received {ds.attrs['mode']!r}.")
+    for name, var in ds.variables.items():
+        if "long_name" not in var.attrs or "units" not in var.attrs:
+            raise InputError(f"variable {name!r} lacks long_name/units; every guidegap variable must carry both.")
+        known = VARIABLES.get(name) or COORDINATES.get(name)
+        if known is not None and name not in ("guidance_scale", "timestep"):
+            has_step = "step" in ds.dims
+            expected = _dims_for(name, known, has_step)
+            if var.dims != expected:
+                raise InputError(f"variable {name!r}: expected dims {expected}, received {var.dims}.")
+    for key, value in ds.attrs.items():
+        if value is None or isinstance(value, (bool, dict, list, tuple)):
+            raise InputError(f"attr {key!r} is {type(value).__name__}, which netCDF cannot store; use str, int or float.")
+
+
+def config_of(ds: xr.Dataset) -> dict:
+    """The run configuration stored as JSON in ``ds.attrs['config']``."""
+    return json.loads(ds.attrs["config"])

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny diffusers models, an oracle teacher and a scheduler, all seeded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from guidegap.oracle import GaussianMixture
+from guidegap.recording.schedulers import default_scheduler
+
+
+def tiny_unet(num_classes: int = 4, seed: int = 0, out_channels: int = 1, **overrides):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    config = dict(
+        sample_size=8, in_channels=1, out_channels=out_channels, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, num_class_embeds=num_classes + 1,
+    )
+    config.update(overrides)
+    return UNet2DModel(**config).eval()
+
+
+def tiny_dit(num_classes: int = 4, seed: int = 0, out_channels: int = 2):
+    from diffusers import DiTTransformer2DModel
+
+    torch.manual_seed(seed)
+    model = DiTTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=1, out_channels=out_channels, num_layers=2,
+        sample_size=8, patch_size=2, num_embeds_ada_norm=num_classes, norm_num_groups=1,
+    )
+    # ada_norm_zero starts with zeroed output projections; give them weights so branches differ.
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.abs().sum() == 0:
+                param.normal_(0, 0.02)
+    return model.eval()
+
+
+@pytest.fixture
+def scheduler():
+    return default_scheduler()
+
+
+@pytest.fixture
+def oracle(scheduler):
+    return GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(scheduler)
