@@ -156,6 +156,8 @@ def test_incompatible_pairs_and_bad_arguments_fail_clearly(oracle, scheduler):
         guidegap.trace(oracle, None, mode="sideways", scheduler=scheduler)
     with pytest.raises(GuidegapError, match="num_steps"):
         guidegap.trace(oracle, None, num_steps=0, scheduler=scheduler)
+    with pytest.raises(GuidegapError, match="seed"):
+        guidegap.trace(oracle, None, seed=-1, scheduler=scheduler)
     with pytest.raises(GuidegapError, match="sample_shape"):
         guidegap.trace(ModuleDenoiser(lambda x, t, y: x, num_classes=2), None, num_samples=2, num_steps=2)
     with pytest.raises(GuidegapError, match="num_classes"):
@@ -174,3 +176,15 @@ def test_non_finite_predictions_are_recorded_per_step_not_raised(oracle, schedul
     flagged = ds.nonfinite.sel(model="student").any("sample")
     np.testing.assert_array_equal(flagged.values, ds.timestep.values < 500)
     assert int(ds.nonfinite.sel(model="teacher").sum()) == 0
+
+
+def test_teacher_forced_with_divergence_matches_free_running_divergence(oracle, scheduler):
+    student = shrunk_student(oracle, 0.3)
+    kwargs = dict(num_samples=6, num_steps=8, scheduler=scheduler, seed=5)
+    forced = guidegap.trace(oracle, student, divergence=True, **kwargs)
+    free = guidegap.trace(oracle, student, mode="free-running", **kwargs)
+    plain = guidegap.trace(oracle, student, **kwargs)
+    assert forced.attrs["mode"] == "teacher-forced"
+    xr.testing.assert_identical(forced.divergence, free.divergence)
+    xr.testing.assert_identical(forced.drop_vars("divergence").drop_attrs(), plain.drop_attrs())
+    assert float(forced.divergence.isel(step=0).max()) > 0 and float(forced.divergence.isel(step=-1).mean()) > 1e-3

@@ -29,11 +29,12 @@ def as_denoiser(model: DenoiserLike, **options: Any) -> Denoiser:
             raise AdapterError(f"options {sorted(options)} were given for a model that is already a Denoiser; drop them.")
         return model
     kind = type(model).__name__
-    if kind == "UNet2DModel":
+    families = {cls.__name__ for cls in type(model).__mro__}  # by name, so diffusers is imported only when used
+    if "UNet2DModel" in families:
         return UNet2DDenoiser(model, **options)
-    if kind == "DiTTransformer2DModel":
+    if "DiTTransformer2DModel" in families:
         return DiTDenoiser(model, **options)
-    if kind == "UNet2DConditionModel":
+    if "UNet2DConditionModel" in families:
         raise AdapterError(
             "UNet2DConditionModel is text-conditioned: it has no class labels; record it through its pipeline "
             "(guidegap.record) with prompt and null embeddings instead."

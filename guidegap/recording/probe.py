@@ -21,28 +21,67 @@ from guidegap.metrics import model_metrics, pair_metrics
 from guidegap.recording import schedulers as sched
 from guidegap.recording.buffers import MetricBuffers
 from guidegap.recording.guidance import GuidanceLike, as_guidance, describe
-from guidegap.recording.seeding import PROBE, sample_generators, sample_noise, sample_seed
+from guidegap.recording.seeding import PROBE, PROBE_TIMESTEP, sample_generators, sample_noise, sample_seed
 from guidegap.recording.trajectory import _evaluating, resolve_pair, resolve_labels
 from guidegap.results.schema import make_dataset
 
 __all__ = ["probe"]
 
 
-def _as_tensors(data: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accept ``(images, labels)`` tensors/arrays, or a map-style dataset of ``(image, label)`` pairs."""
-    if labels is None and isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (int, float)):
+def _is_pair(item: Any) -> bool:
+    """An ``(image, label)`` item of a dataset: a 2-sequence whose second entry is one integer label."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        return False
+    label = item[1]
+    if isinstance(label, (torch.Tensor, np.ndarray)):
+        return label.ndim == 0
+    return isinstance(label, (int, np.integer)) and not isinstance(label, bool)
+
+
+def _tensor(name: str, value: Any) -> torch.Tensor:
+    try:
+        return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    except (ValueError, TypeError, RuntimeError):
+        raise InputError(f"expected {name} as a tensor or array of equal-sized entries, received {type(value).__name__} "
+                         "that cannot be stacked; pass a tensor, an array or a dataset of (image, label) pairs.") from None
+
+
+def _as_tensors(data: Any, labels: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept ``(images, labels)`` tensors/arrays, or a map-style dataset of ``(image, label)`` pairs.
+
+    Only the first ``limit`` items of a dataset are read.
+    """
+    if labels is None and isinstance(data, (tuple, list)) and len(data) == 2 and not _is_pair(data[0]):
         data, labels = data
-    if labels is None and hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (torch.Tensor, np.ndarray)):
-        pairs = [data[i] for i in range(len(data))]
-        data = torch.stack([torch.as_tensor(np.asarray(x)) for x, _ in pairs])
-        labels = torch.tensor([int(y) for _, y in pairs])
+    is_array = isinstance(data, (torch.Tensor, np.ndarray, str, bytes))
+    if labels is None and not is_array and hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        count = len(data) if limit is None else min(len(data), limit)
+        pairs = [data[i] for i in range(count)]
+        if not all(_is_pair(pair) for pair in pairs):
+            raise InputError("expected a dataset of (image, label) pairs with one integer label each; "
+                             "pass (images, labels) or such a dataset.")
+        data = torch.stack([_tensor("images", x) for x, _ in pairs]) if pairs else torch.zeros(0)
+        labels = torch.tensor([int(y) for _, y in pairs], dtype=torch.long)
     if labels is None:
         raise InputError("expected data with labels: (images, labels) or a dataset of (image, label) pairs; received images only.")
-    images = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data).float()
-    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels).long().flatten()
+    images = _tensor("images", data)
+    labels = _tensor("labels", labels)
+    if images.ndim < 1 or images.is_complex():
+        raise InputError(f"expected a batch of real-valued images, received a {images.dtype} tensor of shape {tuple(images.shape)}.")
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        raise InputError("expected integer class labels, received fractional values; pass class ids 0..num_classes-1.")
+    if labels.ndim > 1 and labels[0].numel() != 1:
+        raise InputError(f"expected one label per image (shape (N,)), received labels of shape {tuple(labels.shape)}.")
+    images, labels = images.float(), labels.long().flatten()
     if images.shape[0] != labels.shape[0]:
         raise InputError(f"expected one label per image, received {images.shape[0]} images and {labels.shape[0]} labels.")
     return images, labels
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"expected {name} to be a positive integer, received {value!r}.")
+    return int(value)
 
 
 def probe(
@@ -63,19 +102,25 @@ def probe(
     a dataset of pairs; the first ``num_samples`` images are used. The noise schedule comes from
     ``scheduler`` (its ``alphas_cumprod``); ``guidance_scale`` may depend on t (e.g. ``"tag"``).
     """
-    images, data_labels = _as_tensors(data, labels)
-    n = images.shape[0] if num_samples is None else int(num_samples)
+    chunk_size = _positive_int("chunk_size", chunk_size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"expected seed to be a non-negative integer, received {seed!r}.")
+    if num_samples is not None:
+        num_samples = _positive_int("num_samples", num_samples)
+    images, data_labels = _as_tensors(data, labels, num_samples)
+    n = images.shape[0] if num_samples is None else num_samples
     if not 1 <= n <= images.shape[0]:
-        raise InputError(f"expected 1 <= num_samples <= {images.shape[0]} (the data size), received {num_samples}.")
+        raise InputError(f"expected 1 <= num_samples <= {images.shape[0]} (the data size), received {n}.")
     roles = resolve_pair(teacher, student)
     leader = roles[0][1]
     data_labels = resolve_labels(data_labels[:n], n, leader)
-    if leader.sample_shape is not None and tuple(images.shape[1:]) != leader.sample_shape:
-        raise InputError(f"expected images of shape {leader.sample_shape}, received {tuple(images.shape[1:])}.")
+    for _, d in roles:
+        if d.sample_shape is not None and tuple(images.shape[1:]) != d.sample_shape:
+            raise InputError(f"expected images of shape {d.sample_shape} ({d.name}), received {tuple(images.shape[1:])}.")
     scheduler = sched.make_scheduler(scheduler)
     alphas_cumprod = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
     train_steps = len(alphas_cumprod)
-    timesteps = np.array([sample_seed(seed, i, PROBE) % train_steps for i in range(n)], dtype=np.int64)
+    timesteps = np.array([sample_seed(seed, i, PROBE_TIMESTEP) % train_steps for i in range(n)], dtype=np.int64)
     guidance = as_guidance(guidance_scale)
     if not hasattr(guidance, "values"):
         raise InputError("a per-step list of guidance scales has no meaning in a data probe; pass a number, 'tag' or fn(t, T).")

@@ -7,7 +7,7 @@ import torch
 
 __all__ = ["sample_seed", "sample_generators", "sample_noise"]
 
-INITIAL_NOISE, SCHEDULER_NOISE, PROBE = 0, 1, 2
+INITIAL_NOISE, SCHEDULER_NOISE, PROBE, PROBE_TIMESTEP = 0, 1, 2, 3
 
 
 def sample_seed(seed: int, index: int, stream: int) -> int:

@@ -108,6 +108,7 @@ def trace(
     seed: int = 0,
     chunk_size: int = 64,
     keep_predictions: bool = False,
+    divergence: bool = False,
     sample_shape: Sequence[int] | None = None,
     progress: bool = False,
 ) -> xr.Dataset:
@@ -125,6 +126,9 @@ def trace(
         seed: every random draw derives from it per sample, so chunking never changes the result.
         chunk_size: samples per forward batch (the model sees ``2 * chunk_size`` rows).
         keep_predictions: also store full predictions and states (memory grows with steps and samples).
+        divergence: in teacher-forced mode, also run the student along its own guided trajectory from
+            the same noise and record ``divergence`` (one more student forward per step; free-running
+            mode always records it).
 
     Returns:
         An ``xarray.Dataset`` following :mod:`guidegap.results.schema`.
@@ -141,9 +145,9 @@ def trace(
     """
     if mode not in MODES:
         raise InputError(f"expected mode in {MODES}, received {mode!r}; use guidegap.probe() for the data-probe mode.")
-    for name, value in (("num_samples", num_samples), ("num_steps", num_steps), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"expected {name} to be a positive integer, received {value!r}.")
+    for name, value, least in (("num_samples", num_samples, 1), ("num_steps", num_steps, 1), ("chunk_size", chunk_size, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise InputError(f"expected {name} to be an integer >= {least}, received {value!r}.")
     roles = [_Role(name, d) for name, d in resolve_pair(teacher, student)]
     leader = roles[0]
     labels_all = resolve_labels(labels, num_samples, leader.denoiser)
@@ -154,6 +158,7 @@ def trace(
     train_steps = sched.num_train_timesteps(scheduler)
     scales = scales_for_steps(guidance, timesteps.cpu().numpy(), train_steps)
     free_running = mode == "free-running" and len(roles) == 2
+    shadow = divergence and not free_running and len(roles) == 2
     buffers = MetricBuffers(len(roles), num_samples, len(timesteps))
     buffers.arrays["guidance_scale"] = scales
 
@@ -162,7 +167,7 @@ def trace(
         for start in range(0, num_samples, chunk_size):
             rows = range(start, min(start + chunk_size, num_samples))
             _record_chunk(roles, rows, labels_all[rows.start : rows.stop], shape, scheduler, num_steps, scales,
-                          seed, free_running, keep_predictions, buffers, bar)
+                          seed, free_running, shadow, keep_predictions, buffers, bar)
     if bar is not None:
         bar.close()
 
@@ -174,6 +179,7 @@ def trace(
         "seed": seed,
         "chunk_size": chunk_size,
         "keep_predictions": keep_predictions,
+        "divergence": bool(free_running or shadow),
         "sample_shape": list(shape),
         "scheduler": {"class": type(scheduler).__name__, **{k: _json_safe(v) for k, v in dict(scheduler.config).items()}},
         "models": {r.name: r.denoiser.describe() for r in roles},
@@ -199,19 +205,24 @@ def _record_chunk(
     scales: np.ndarray,
     seed: int,
     free_running: bool,
+    shadow: bool,
     keep_predictions: bool,
     buffers: MetricBuffers,
     bar: Any,
 ) -> None:
-    """Run one chunk's trajectories through every step, writing per-sample metrics into ``buffers``."""
+    """Run one chunk's trajectories through every step, writing per-sample metrics into ``buffers``.
+
+    ``shadow``: teacher-forced metrics, plus the student on its own trajectory (for ``divergence`` only).
+    """
     device = roles[0].denoiser.device
     span = slice(rows.start, rows.stop)
     noise = sample_noise(sample_generators(seed, rows, INITIAL_NOISE), shape).to(device)
-    for i, role in enumerate(roles):
-        if i == 0 or free_running:
+    own_path = [m == 0 or free_running or shadow for m in range(len(roles))]
+    for role, own in zip(roles, own_path):
+        if own:
             role.stepper = sched.SchedulerStepper(scheduler, num_steps, device)
             role.state = noise * role.stepper.init_noise_sigma
-            # Same per-sample seeds for every free-running model: stochastic schedulers draw the same noise.
+            # Same per-sample seeds for every model: stochastic schedulers draw the same noise.
             role.generators = sample_generators(seed, rows, SCHEDULER_NOISE)
     leader = roles[0]
     for step, t in enumerate(leader.stepper.timesteps):
@@ -227,11 +238,12 @@ def _record_chunk(
         if len(roles) == 2:
             (tc, tu), (sc, su) = preds
             buffers.put(pair_metrics(sc, su, tc, tu, w), span, step)
-        for m, role in enumerate(roles):
-            if m == 0 or free_running:
-                cond, uncond = preds[m]
+        if shadow:  # the student's own guided step, from its own state
+            preds[1] = _predict(roles[1], roles[1].state, roles[1].stepper, t, labels)
+        for (cond, uncond), role, own in zip(preds, roles, own_path):
+            if own:
                 role.state = role.stepper.step(guided(cond, uncond, w), t, role.state, role.generators)
-        if free_running:
+        if free_running or shadow:
             buffers.put({"divergence": divergence(roles[1].state, roles[0].state)}, span, step)
         if bar is not None:
             bar.update(len(rows))

@@ -21,17 +21,23 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         raise InputError(f"expected a netCDF file name ending in .nc, received {str(path)!r}; add the .nc suffix.")
     if not path.parent.exists():
         raise InputError(f"the folder {str(path.parent)!r} does not exist; create it or choose another --out path.")
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder; pass a file name such as {str(path / 'result.nc')!r}.")
     validate(ds)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as error:  # permissions, a full disk: one line for the CLI, old file untouched
+        raise InputError(f"could not write {str(path)!r}: {error.strerror or type(error).__name__}; check the folder is writable.") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -21,6 +21,7 @@ uncond_error           sample, step                RMS(eps_u^S - eps_u^T)
 guided_error           sample, step                RMS(e_u + w (e_c - e_u))
 amplification          sample, step                guided_error(w) / guided_error(1)
 divergence             sample, step                RMS(x_S - x_T) after the step (free-running only)
+guidance_response      sample, step                RMS(x at w - x at w=1) of one model (teacher-free audit)
 guidance_scale         step                        w used at the step
 pred_cond, pred_uncond model, sample, step, c,h,w  full predictions (only with keep_predictions)
 state                  model, sample, step, c,h,w  x_t each model was evaluated at (keep_predictions)
@@ -68,6 +69,7 @@ VARIABLES: dict[str, Variable] = {
     "guided_error": Variable(_PAIR, "RMS error of the guided prediction at w", "1"),
     "amplification": Variable(_PAIR, "guided error at w over guided error at w=1", "1"),
     "divergence": Variable(_PAIR, "RMS distance of free-running student and teacher states after the step", "1"),
+    "guidance_response": Variable(_PAIR, "RMS distance of the model's guided (w) and unguided (w=1) states after the step", "1"),
     "guidance_scale": Variable(("step",), "classifier-free guidance scale w (1 = no guidance)", "1"),
     "pred_cond": Variable(_FULL, "conditional prediction", "1"),
     "pred_uncond": Variable(_FULL, "unconditional prediction", "1"),
@@ -129,27 +131,61 @@ def _timestep_values(timesteps: np.ndarray) -> np.ndarray:
     return values.astype(np.int64) if np.all(values == np.round(values)) else values
 
 
+def _netcdf_safe(value: object) -> bool:
+    """True for attr values netCDF stores and reads back unchanged: str, int, float, 1-D numeric arrays."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1 and value.size > 0 and (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating))
+    return False
+
+
 def validate(ds: xr.Dataset) -> None:
     """Raise :class:`InputError` when ``ds`` is not a guidegap result (metadata, dims, attrs)."""
+    if not isinstance(ds, xr.Dataset):
+        raise InputError(f"expected a guidegap result (xarray.Dataset), received {type(ds).__name__}.")
     for name in ("guidegap_version", "mode", "config"):
         if name not in ds.attrs:
             raise InputError(f"expected a guidegap result with attrs['{name}'], received a Dataset without it; write results with guidegap.")
-    if ds.attrs["mode"] not in MODES:
+    for key, value in ds.attrs.items():
+        if not _netcdf_safe(value):
+            raise InputError(f"attr {key!r} is {type(value).__name__}, which netCDF cannot store; use str, int or float.")
+    if not isinstance(ds.attrs["mode"], str) or ds.attrs["mode"] not in MODES:
         raise InputError(f"expected attrs['mode'] in {MODES}, received {ds.attrs['mode']!r}.")
+    _parse_config(ds.attrs["config"])
+    has_step = "step" in ds.dims
     for name, var in ds.variables.items():
         if "long_name" not in var.attrs or "units" not in var.attrs:
             raise InputError(f"variable {name!r} lacks long_name/units; every guidegap variable must carry both.")
+        for key, value in var.attrs.items():
+            if not _netcdf_safe(value):
+                raise InputError(
+                    f"attr {key!r} of variable {name!r} is {type(value).__name__}, which netCDF cannot store; use str, int or float."
+                )
         known = VARIABLES.get(name) or COORDINATES.get(name)
-        if known is not None and name not in ("guidance_scale", "timestep"):
-            has_step = "step" in ds.dims
-            expected = _dims_for(name, known, has_step)
+        if known is not None:
+            expected = ("sample",) if name == "timestep" and not has_step else _dims_for(name, known, has_step)
             if var.dims != expected:
                 raise InputError(f"variable {name!r}: expected dims {expected}, received {var.dims}.")
-    for key, value in ds.attrs.items():
-        if value is None or isinstance(value, (bool, dict, list, tuple)):
-            raise InputError(f"attr {key!r} is {type(value).__name__}, which netCDF cannot store; use str, int or float.")
+
+
+def _parse_config(text: object) -> dict:
+    try:
+        config = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise InputError(
+            f"expected attrs['config'] to be a JSON object (the run configuration), received {str(text)[:60]!r}; "
+            "write results with guidegap."
+        )
+    return config
 
 
 def config_of(ds: xr.Dataset) -> dict:
     """The run configuration stored as JSON in ``ds.attrs['config']``."""
-    return json.loads(ds.attrs["config"])
+    if "config" not in ds.attrs:
+        raise InputError("expected a guidegap result with attrs['config'], received a Dataset without it; write results with guidegap.")
+    return _parse_config(ds.attrs["config"])

@@ -1,0 +1,208 @@
+"""Data-probe mode: both branches on noised data at uniform random t (DASH's protocol), against the oracle."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import guidegap
+from guidegap.denoisers import ModuleDenoiser
+from guidegap.errors import GuidegapError
+from guidegap.metrics import summarize
+from guidegap.oracle import shrunk_student
+from guidegap.recording.seeding import PROBE, sample_generators, sample_noise
+
+from conftest import tiny_unet
+
+
+@pytest.fixture
+def data(oracle):
+    return oracle.mixture.sample(64, generator=torch.Generator().manual_seed(0))
+
+
+class Identity(torch.nn.Module):
+    """Returns x_t for every label and records what it was called with."""
+
+    num_classes, sample_shape = 4, (1, 4, 4)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x, t, y):
+        self.calls.append((x.clone(), t.clone(), y.clone()))
+        return x.clone()
+
+
+def test_oracle_against_itself_is_exact(oracle, scheduler, data):
+    ds = guidegap.probe(oracle, oracle, data, scheduler=scheduler)
+    assert ds.sizes == {"model": 2, "sample": 64} and "step" not in ds.dims
+    assert summarize(ds)["rho"].value == pytest.approx(1.0, abs=1e-12)
+    for name in ("gap_mse", "cond_error", "uncond_error", "guided_error"):
+        assert float(np.abs(ds[name]).max()) == 0.0, name
+    np.testing.assert_array_equal(ds.gap_norm.sel(model="teacher"), ds.gap_norm.sel(model="student"))
+    np.testing.assert_array_equal(ds.label, data[1].numpy())
+    assert ds.attrs["mode"] == "data-probe"
+    assert float(ds.gap_norm.sel(model="teacher").mean()) > 1e-3
+
+
+def test_shrunk_student_has_rho_equal_to_the_factor(oracle, scheduler, data):
+    ds = guidegap.probe(oracle, shrunk_student(oracle, 0.5), data, scheduler=scheduler)
+    assert summarize(ds)["rho"].value == pytest.approx(0.5, rel=1e-5)
+    np.testing.assert_allclose(ds.gap_norm.sel(model="student"), 0.5 * ds.gap_norm.sel(model="teacher"), rtol=1e-5, atol=1e-7)
+    assert float(ds.uncond_error.max()) == 0.0
+    np.testing.assert_allclose(ds.cond_error, 0.5 * ds.gap_norm.sel(model="teacher"), rtol=1e-5, atol=1e-7)
+
+
+def test_timesteps_are_uniform_integers_on_the_sample_dim(oracle, scheduler):
+    x0, labels = oracle.mixture.sample(512, generator=torch.Generator().manual_seed(1))
+    ds = guidegap.probe(oracle, None, (x0, labels), scheduler=scheduler, seed=5)
+    t = ds.timestep.values
+    assert ds.timestep.dims == ("sample",) and t.dtype == np.int64
+    assert t.min() >= 0 and t.max() <= 999
+    # U{0..999}: mean 499.5, sd of the mean 288.7 / sqrt(512) = 12.8; quartiles 1/4 each (sd 0.019)
+    assert abs(t.mean() - 499.5) < 5 * 12.8
+    counts = np.histogram(t, bins=4, range=(0, 1000))[0] / len(t)
+    np.testing.assert_allclose(counts, 0.25, atol=5 * 0.019)
+    assert len(np.unique(t)) > 350  # ~ 1000 (1 - exp(-0.512)) = 401 distinct values expected
+
+
+def test_noising_is_sqrt_abar_x0_plus_sqrt_one_minus_abar_noise(scheduler):
+    net = Identity()
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(10, 1, 4, 4, generator=g)
+    labels = torch.arange(10) % 4
+    ds = guidegap.probe(None, net, (x0, labels), scheduler=scheduler, seed=7, chunk_size=4)
+    x_t = torch.cat([x[: len(x) // 2] for x, _, _ in net.calls])
+    seen_t = torch.cat([t[: len(t) // 2] for _, t, _ in net.calls])
+    seen_y = torch.cat([y for _, _, y in net.calls])
+    assert seen_t.tolist() == ds.timestep.values.tolist()
+    assert seen_y.tolist() == sum(([*labels[i:i + 4].tolist(), *[4] * len(labels[i:i + 4])] for i in range(0, 10, 4)), [])
+    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)[ds.timestep.values].view(-1, 1, 1, 1)
+    noise = sample_noise(sample_generators(7, range(10), PROBE), (1, 4, 4)).double()
+    expected = abar.sqrt() * x0.double() + (1 - abar).sqrt() * noise
+    torch.testing.assert_close(x_t.double(), expected, rtol=1e-5, atol=1e-6)
+    # recorded metrics are those of x_t: an identity model has gap 0 and cond RMS = RMS(x_t)
+    assert float(ds.gap_norm.max()) == 0.0
+    np.testing.assert_allclose(ds.cond_norm.sel(model="student"), x_t.flatten(1).pow(2).mean(1).sqrt(), rtol=1e-6)
+
+
+def test_noise_is_standard_normal_given_t(scheduler):
+    """Independent of the seeding scheme: (x_t - sqrt(abar) x0) / sqrt(1 - abar) ~ N(0, 1), uncorrelated with x0."""
+    net = Identity()
+    net.sample_shape = (1, 8, 8)
+    x0 = torch.ones(256, 1, 8, 8)
+    x0[1::2] = -1.0
+    ds = guidegap.probe(None, net, (x0, torch.zeros(256, dtype=torch.long)), scheduler=scheduler, seed=11)
+    x_t = torch.cat([x[: len(x) // 2] for x, _, _ in net.calls]).double()
+    abar = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)[ds.timestep.values].view(-1, 1, 1, 1)
+    z = (x_t - abar.sqrt() * x0.double()) / (1 - abar).sqrt()
+    n = z.numel()  # 16384 values
+    assert abs(float(z.mean())) < 5 / math.sqrt(n)
+    assert abs(float(z.std()) - 1.0) < 5 / math.sqrt(2 * n)
+    assert abs(float((z * x0).mean())) < 5 / math.sqrt(n)
+    per_sample = z.flatten(1).mean(1) * 8  # each sample's mean * sqrt(64) ~ N(0, 1): samples are independent
+    assert abs(float(per_sample.std()) - 1.0) < 0.15
+
+
+def test_chunking_does_not_change_the_result(oracle, scheduler, data):
+    student = shrunk_student(oracle, 0.7)
+    whole = guidegap.probe(oracle, student, data, scheduler=scheduler, chunk_size=64)
+    chunked = guidegap.probe(oracle, student, data, scheduler=scheduler, chunk_size=5)
+    xr.testing.assert_identical(whole.drop_attrs(), chunked.drop_attrs())
+
+
+def test_same_seed_same_dataset_other_seed_differs(oracle, scheduler, data):
+    student = shrunk_student(oracle, 0.7)
+    first = guidegap.probe(oracle, student, data, scheduler=scheduler, seed=2)
+    again = guidegap.probe(oracle, student, data, scheduler=scheduler, seed=2)
+    other = guidegap.probe(oracle, student, data, scheduler=scheduler, seed=3)
+    xr.testing.assert_identical(first, again)
+    assert not np.array_equal(first.timestep.values, other.timestep.values)
+    assert not np.array_equal(first.gap_norm.values, other.gap_norm.values)
+
+
+def test_accepts_a_torch_dataset_numpy_arrays_and_separate_labels(oracle, scheduler, data):
+    x0, labels = data
+    reference = guidegap.probe(oracle, None, (x0, labels), scheduler=scheduler, num_samples=10)
+
+    class Pairs(torch.utils.data.Dataset):
+        def __init__(self) -> None:
+            self.read: list[int] = []
+
+        def __len__(self) -> int:
+            return len(labels)
+
+        def __getitem__(self, i):
+            self.read.append(i)
+            return x0[i], int(labels[i])
+
+    pairs = Pairs()
+    from_dataset = guidegap.probe(oracle, None, pairs, scheduler=scheduler, num_samples=10)
+    assert max(pairs.read) == 9  # only the items used are read
+    from_numpy = guidegap.probe(oracle, None, (x0.numpy(), labels.numpy()), scheduler=scheduler, num_samples=10)
+    separate = guidegap.probe(oracle, None, x0.numpy(), labels.tolist(), scheduler=scheduler, num_samples=10)
+    two_pairs = guidegap.probe(oracle, None, [(x0[0], int(labels[0])), (x0[1], int(labels[1]))], scheduler=scheduler)
+    for ds in (from_dataset, from_numpy, separate):
+        xr.testing.assert_identical(ds, reference)
+    xr.testing.assert_identical(two_pairs.drop_attrs(), reference.isel(sample=[0, 1]).drop_attrs())
+
+
+def test_tag_guidance_is_per_sample(oracle, scheduler, data):
+    ds = guidegap.probe(oracle, shrunk_student(oracle, 0.5), data, scheduler=scheduler, guidance_scale="tag", chunk_size=16)
+    t = ds.timestep.values
+    expected = 1 + 3 / (1 + np.exp(-5 * (0.5 - t / 1000)))
+    assert ds.guidance_scale.dims == ("sample",)
+    np.testing.assert_allclose(ds.guidance_scale, expected, rtol=1e-12)
+    assert np.ptp(expected) > 1.0
+    # e_u = 0, e_c = -0.5 Delta_T: guided error at w is w times the error at w = 1, sample by sample
+    amp = ds.amplification.where(ds.cond_error > 1e-6)
+    keep = np.isfinite(amp.values)
+    assert keep.sum() > 32
+    np.testing.assert_allclose(amp.values[keep], expected[keep], rtol=1e-4)
+    np.testing.assert_allclose(ds.guided_error.values[keep], expected[keep] * ds.cond_error.values[keep], rtol=1e-4)
+
+
+def test_a_diffusers_unet_in_train_mode_is_probed_in_eval_mode_and_restored(scheduler):
+    teacher, student = tiny_unet(seed=0), tiny_unet(seed=1)
+    teacher.train()
+    x0 = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    ds = guidegap.probe(teacher, student, (x0, torch.tensor([0, 1, 2, 3])), scheduler=scheduler)
+    assert teacher.training and not student.training
+    assert np.isfinite(ds.gap_norm).all() and float(ds.gap_norm.min()) > 0
+    assert 0.0 < summarize(ds)["rho"].value < 10.0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda o, x, y: guidegap.probe(o, None, x), "images only"),
+        (lambda o, x, y: guidegap.probe(o, None, x.numpy()), "images only"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:5], y[:4])), "one label per image"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4].view(2, 2))), "one label per image"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4].float() + 0.5)), "integer class labels"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4].flatten(1), y[:4])), "images of shape"),
+        (lambda o, x, y: guidegap.probe(o, None, (torch.zeros(4, 1, 8, 8), y[:4])), "images of shape"),
+        (lambda o, x, y: guidegap.probe(None, ModuleDenoiser(lambda a, b, c: a, num_classes=4, sample_shape=(1, 8, 8)),
+                                        (x[:4], y[:4])), "images of shape"),
+        (lambda o, x, y: guidegap.probe(o, None, ([[1.0], [1.0, 2.0]], [0, 1])), "cannot be stacked"),
+        (lambda o, x, y: guidegap.probe(o, None, [(x[0], 0), (x[1], 0.5)]), "one integer label"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4]), num_samples=5), "num_samples <= 4"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4]), num_samples=0), "num_samples"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4]), num_samples=2.5), "num_samples"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4]), chunk_size=0), "chunk_size"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4]), seed=-1), "seed"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], torch.tensor([0, 1, 2, 4]))), "labels in 0..3"),
+        (lambda o, x, y: guidegap.probe(o, None, (x[:4], y[:4]), guidance_scale=[1.0, 2.0]), "per-step list"),
+        (lambda o, x, y: guidegap.probe(None, None, (x[:4], y[:4])), "neither"),
+        (lambda o, x, y: guidegap.probe(o, None, "images.npz"), "labels"),
+    ],
+)
+def test_bad_inputs_are_one_line_guidegap_errors(oracle, data, call, match):
+    with pytest.raises(GuidegapError, match=match) as info:
+        call(oracle, *data)
+    assert "\n" not in str(info.value)
