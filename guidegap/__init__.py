@@ -1,36 +1,44 @@
 """guidegap: find and fix guidance collapse in compact diffusion models.
 
-Data flows model → recorder → metrics → Dataset::
+Data flows model → recorder → metrics → Dataset → verdict / plots / report::
 
     import guidegap
+    report = guidegap.audit(student, teacher)     # verdict, summaries with CIs, per-phase evidence
+    print(report)
     ds = guidegap.trace(teacher, student, num_samples=64, num_steps=50, guidance_scale=4.0)
-    guidegap.summarize(ds)["rho"]        # E||Delta_S|| / E||Delta_T||, with a bootstrap CI
+    guidegap.summarize(ds)["rho"]                 # E||Delta_S|| / E||Delta_T||, with a bootstrap CI
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from guidegap._version import __version__
 
-__all__ = ["__version__", "as_denoiser", "load_dataset", "probe", "save_dataset", "summarize", "trace"]
+# Public names, imported lazily so that `import guidegap` and the CLI start fast.
+_LAZY = {
+    "audit": "guidegap.auditing.api",
+    "AuditReport": "guidegap.auditing.report",
+    "Thresholds": "guidegap.auditing.verdicts",
+    "trace": "guidegap.recording.trajectory",
+    "probe": "guidegap.recording.probe",
+    "as_denoiser": "guidegap.denoisers",
+    "summarize": "guidegap.metrics.summary",
+    "load_dataset": "guidegap.results.io",
+    "save_dataset": "guidegap.results.io",
+    "load_model": "guidegap.checkpoints.loading",
+    "plot_collapse": "guidegap.plots.collapse",
+}
+
+__all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str):  # lazy: `import guidegap` and the CLI start fast
-    if name == "trace":
-        from guidegap.recording.trajectory import trace
-
-        return trace
-    if name == "probe":
-        from guidegap.recording.probe import probe
-
-        return probe
-    if name == "as_denoiser":
-        from guidegap.denoisers import as_denoiser
-
-        return as_denoiser
-    if name == "summarize":
-        from guidegap.metrics.summary import summarize
-
-        return summarize
-    if name in ("load_dataset", "save_dataset"):
-        from guidegap.results import io
-
-        return getattr(io, name)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'guidegap' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,23 +1,66 @@
-"""The ``guidegap`` command line. Bad input never produces a traceback: one line on stderr, exit 2."""
+"""The ``guidegap`` command line (DESIGN.md §3).
+
+Exit codes: 0 the verdict passes ``--fail-on``; 1 it fails; 2 bad input or usage — one line on stderr,
+never a traceback (set ``GUIDEGAP_DEBUG=1`` to see one for an unexpected error).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 
 from guidegap._version import __version__
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage + message; keep it to one line, exit 2
-        print(f"guidegap: error: {message} (see guidegap {self.prog.split()[-1]} --help)", file=sys.stderr)
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print the whole usage)
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _labels(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids such as 0,3,7, received {text!r}") from None
+
+
+def _guidance_scale(text: str) -> str:
+    """A finite number or a named schedule ('tag'); passed on as text (guidegap.audit parses it)."""
+    if text.strip().lower() in ("tag", "dash"):
+        return text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a guidance scale such as 4 (1 = no guidance) or 'tag', received {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite guidance scale such as 4 (1 = no guidance) or 'tag', received {text!r}")
+    return text
+
+
+def _threshold(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip().replace("-", "_"), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE such as collapsed_rho=0.2, received {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,46 +68,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"guidegap {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    trace = commands.add_parser("trace", help="record both guidance branches along sampling trajectories")
-    trace.add_argument("--example", action="store_true", required=True,
-                       help="the built-in oracle example: exact Gaussian-mixture teacher vs. a collapsed student")
-    trace.add_argument("--num-samples", type=int, default=64)
-    trace.add_argument("--num-steps", type=int, default=50)
-    trace.add_argument("--guidance-scale", default="4.0", help="a number (1 = no guidance) or 'tag' (DASH's schedule)")
-    trace.add_argument("--scheduler", default="ddim", help="ddim, dpm++, euler, ddpm, ... or a diffusers class name")
-    trace.add_argument("--mode", default="teacher-forced", choices=["teacher-forced", "free-running"])
-    trace.add_argument("--seed", type=int, default=0)
-    trace.add_argument("--out", help="write the Dataset to this .nc file (atomically)")
-    trace.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    audit = commands.add_parser(
+        "audit", help="does the student's classifier-free guidance still work?",
+        description="Audit a student's classifier-free guidance against its teacher (or teacher-free). "
+                    "Exit 0 when the verdict passes --fail-on, 1 when it fails, 2 for bad input.",
+    )
+    audit.add_argument("student", nargs="?", help="student: diffusers model folder, guidegap checkpoint, or state dict (with --factory)")
+    audit.add_argument("--example", action="store_true",
+                       help="audit the built-in example (no download) instead of STUDENT/--teacher")
+    audit.add_argument("--teacher", help="the teacher the student was distilled from (same formats)")
+    audit.add_argument("--num-samples", type=_positive_int, default=64)
+    audit.add_argument("--num-steps", type=_positive_int, default=50)
+    audit.add_argument("--guidance-scale", type=_guidance_scale, default="4.0", help="w (1 = no guidance) or 'tag' (DASH's schedule); default 4")
+    audit.add_argument("--labels", type=_labels, help="class ids, comma-separated (one, or one per sample); default: classes in turn")
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--scheduler", default="ddim", help="ddim (default), dpm++, euler, ddpm, unipc, pndm, heun, or a diffusers class name")
+    audit.add_argument("--chunk-size", type=_positive_int, default=64, help="samples per forward batch (memory bound)")
+    audit.add_argument("--out", help="write the audit Dataset to FILE.nc (netCDF, atomic)")
+    audit.add_argument("--figure", help="write the collapse-curve figure to FILE.png (or .pdf/.svg)")
+    audit.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the report")
+    audit.add_argument("--fail-on", help="comma-separated verdicts that fail (exit 1); default: all but healthy; 'none' never fails")
+    audit.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="NAME=VALUE",
+                       help="override a verdict threshold, e.g. collapsed_rho=0.2 (repeatable)")
+    audit.add_argument("--factory", help="package.module:function building the model for plain state dicts")
+    audit.add_argument("--trust-pickle", action="store_true",
+                       help="allow checkpoints that need arbitrary unpickling (runs code from the file: only for files you trust)")
+    audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from guidegap.cli.train import add_training_commands
+
+    add_training_commands(commands, _positive_int)
+
+    plot = commands.add_parser("plot", help="redraw the collapse curves of a stored audit (.nc)")
+    plot.add_argument("dataset", help="an audit Dataset written with --out")
+    plot.add_argument("--figure", required=True, help="output image (.png, .pdf, .svg)")
     return parser
-
-
-def _run_trace(args: argparse.Namespace) -> int:
-    from guidegap.metrics import summarize
-    from guidegap.oracle import GaussianMixture, collapsed_student
-    from guidegap.recording import trace
-    from guidegap.recording.schedulers import make_scheduler
-    from guidegap.results import save_dataset
-
-    scheduler = make_scheduler(args.scheduler)
-    teacher = GaussianMixture.random(seed=0).denoiser(scheduler)
-    student = collapsed_student(teacher, 4.0)
-    ds = trace(teacher, student, num_samples=args.num_samples, num_steps=args.num_steps,
-               guidance_scale=args.guidance_scale, scheduler=scheduler, mode=args.mode, seed=args.seed,
-               progress=not args.json and sys.stderr.isatty())
-    if args.out:
-        save_dataset(ds, args.out)
-    summary = summarize(ds)
-    if args.json:
-        print(json.dumps({name: estimate.to_dict() for name, estimate in summary.items()}))
-        return EXIT_OK
-    print("oracle teacher (exact Gaussian-mixture eps) vs. a student that outputs the guided prediction for both branches")
-    print(f"{args.num_samples} samples x {ds.sizes['step']} steps, {args.mode}, {type(scheduler).__name__}")
-    for name, estimate in summary.items():
-        print(f"  {name:<18} {estimate}")
-    if args.out:
-        print(f"wrote {args.out}")
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,14 +111,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "trace":
-            return _run_trace(args)
+        if args.command == "audit":
+            from guidegap.cli.audit import run_audit
+
+            return run_audit(args)
+        if args.command == "plot":
+            from guidegap.cli.audit import run_plot
+
+            return run_plot(args)
+        if args.command in ("train-teacher", "distill"):
+            from guidegap.cli.train import run_training
+
+            return run_training(args)
     except GuidegapError as error:
         print(f"guidegap: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("guidegap: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a model that fails on its inputs, an unreadable file type, ...
+        if os.environ.get("GUIDEGAP_DEBUG"):
+            raise
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        print(f"guidegap: error: {type(error).__name__}: {first} (set GUIDEGAP_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     raise AssertionError(f"unhandled command {args.command!r}")
 
 

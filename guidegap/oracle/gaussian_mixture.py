@@ -153,6 +153,14 @@ class GaussianMixture:
         return int(self.means.shape[2])
 
     # -- sampling ---------------------------------------------------------------------------------
+    def data_std(self) -> float:
+        """Overall standard deviation of x0 (all classes, all dims pooled): sqrt(E||x0 - E x0||^2 / D)."""
+        weights = (self.class_probs[:, None] * self.component_weights).reshape(-1)  # (K*M,)
+        means = self.means.reshape(-1, self.dim)
+        second = (weights * (self.stds.reshape(-1) ** 2 * self.dim + (means**2).sum(1))).sum()
+        overall_mean = (weights[:, None] * means).sum(0)
+        return float(((second - (overall_mean**2).sum()) / self.dim).sqrt())
+
     def sample(
         self,
         n: int,

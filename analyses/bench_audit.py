@@ -1,0 +1,67 @@
+"""Benchmark: wall time of a full CLI audit, 64 samples x 50 DDIM steps, of two small UNet2DModels.
+
+The teacher (32, 64, 64) and the student (16, 32, 32) are Fashion-MNIST-shaped (1 x 28 x 28, 10 classes),
+saved as diffusers folders; the audit runs through the console script exactly as a user would, imports
+included, and is compared with the bare forward passes it needs (per step: both branches of the teacher
+and of the student at the teacher's state, plus the student's own guided path for the divergence).
+
+    python analyses/bench_audit.py        # writes analyses/results/bench_audit.md
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_recording import bare_forward_passes, build_pair  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    teacher, student = build_pair()
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("teacher", teacher), ("student", student))}
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher.save_pretrained(Path(tmp) / "teacher")
+        student.save_pretrained(Path(tmp) / "student")
+        command = ["guidegap", "audit", str(Path(tmp) / "student"), "--teacher", str(Path(tmp) / "teacher"),
+                   "--num-samples", "64", "--num-steps", "50", "--fail-on", "none", "--no-progress"]
+        t0 = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        cli_s = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise SystemExit(done.stderr)
+    t0 = time.perf_counter()
+    bare_forward_passes(teacher, student, num_samples=64, num_steps=50, chunk_size=64)
+    bare_s = time.perf_counter() - t0
+    # The student's own path (divergence) is one more student forward of 2B per step: time it alone.
+    t0 = time.perf_counter()
+    bare_forward_passes(student, student, num_samples=64, num_steps=50, chunk_size=64)
+    student_pair_s = time.perf_counter() - t0
+    floor_s = bare_s + student_pair_s / 2
+    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    text = (
+        "# Audit benchmark\n\n"
+        f"Machine: {machine}. Teacher {params['teacher'] / 1e6:.2f}M, student {params['student'] / 1e6:.2f}M parameters, "
+        "1x28x28, 10 classes; 64 samples x 50 DDIM steps, w = 4.\n\n"
+        "| measurement | seconds |\n|---|---:|\n"
+        f"| `guidegap audit` CLI, end to end (imports, loading, recording, bootstrap, report) | {cli_s:.1f} |\n"
+        f"| bare forward passes of teacher + student on the teacher's path | {bare_s:.1f} |\n"
+        f"| floor incl. the student's own path (bare + student's share) | {floor_s:.1f} |\n"
+        f"| CLI / floor | {cli_s / floor_s:.2f} |\n\n"
+        "Last lines of the report:\n\n```\n" + "\n".join(done.stdout.strip().splitlines()[-8:]) + "\n```\n"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench_audit.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Benchmark: the cost of recording (vs. the bare forward passes) and memory flat in the number of steps.
+
+1. Overhead: wall time of ``guidegap.trace`` (teacher-forced, teacher + student UNet2DModels) against a
+   bare loop doing exactly the same forward passes (both branches of both models in batches of 2B, the
+   teacher's guided DDIM trajectory) with no metrics, interleaved in one run; median of repeats.
+2. Memory: growth of the resident set during a recording (peak sampled every 5 ms, minus the RSS just
+   before) at 10 vs 200 steps, fresh subprocess each, with and without ``keep_predictions``.
+
+    python analyses/bench_recording.py            # full run, writes analyses/results/bench_recording.{csv,md}
+    python analyses/bench_recording.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import threading
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def build_pair(seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A Fashion-MNIST-shaped teacher (32,64,64) and a ~4x smaller student (16,32,32), 10 classes."""
+    from diffusers import UNet2DModel
+
+    def unet(channels: tuple[int, ...]) -> torch.nn.Module:
+        return UNet2DModel(
+            sample_size=28, in_channels=1, out_channels=1, block_out_channels=channels, layers_per_block=1,
+            down_block_types=("DownBlock2D",) * len(channels), up_block_types=("UpBlock2D",) * len(channels),
+            norm_num_groups=8, num_class_embeds=11,
+        ).eval()
+
+    torch.manual_seed(seed)
+    return unet((32, 64, 64)), unet((16, 32, 32))
+
+
+def bare_forward_passes(teacher, student, num_samples: int, num_steps: int, chunk_size: int, w: float = 4.0) -> None:
+    """The recorder's forward passes and DDIM steps with nothing recorded."""
+    from guidegap.denoisers import as_denoiser
+    from guidegap.recording.schedulers import default_scheduler
+
+    t_den, s_den = as_denoiser(teacher), as_denoiser(student)
+    with torch.inference_mode():
+        for start in range(0, num_samples, chunk_size):
+            n = min(chunk_size, num_samples - start)
+            scheduler = default_scheduler()
+            scheduler.set_timesteps(num_steps)
+            x = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(start))
+            labels = torch.arange(start, start + n) % 10
+            for t in scheduler.timesteps:
+                cond, uncond = t_den.branches(scheduler.scale_model_input(x, t), t, labels)
+                s_den.branches(scheduler.scale_model_input(x, t), t, labels)
+                x = scheduler.step(uncond + w * (cond - uncond), t, x, return_dict=False)[0]
+
+
+def recorded(teacher, student, num_samples: int, num_steps: int, chunk_size: int) -> None:
+    import guidegap
+
+    guidegap.trace(teacher, student, num_samples=num_samples, num_steps=num_steps, chunk_size=chunk_size,
+                   guidance_scale=4.0)
+
+
+def overhead(num_samples: int, num_steps: int, chunk_sizes: list[int], repeats: int) -> pd.DataFrame:
+    teacher, student = build_pair()
+    recorded(teacher, student, 2, 2, 2)  # warm-up (imports, allocator)
+    rows = []
+    for chunk in chunk_sizes:
+        bare_times, rec_times = [], []
+        for _ in range(repeats):  # interleaved, so drift in machine load hits both
+            t0 = time.perf_counter()
+            bare_forward_passes(teacher, student, num_samples, num_steps, chunk)
+            bare_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            recorded(teacher, student, num_samples, num_steps, chunk)
+            rec_times.append(time.perf_counter() - t0)
+        ratios = [r / b for r, b in zip(rec_times, bare_times)]
+        rows.append({
+            "chunk_size": chunk, "num_samples": num_samples, "num_steps": num_steps, "repeats": repeats,
+            "bare_s_median": statistics.median(bare_times), "recorded_s_median": statistics.median(rec_times),
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+        })
+        print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+class PeakRSS:
+    """Samples this process's resident set size every few milliseconds in a thread; ``peak`` in MiB."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        import psutil
+
+        self.process, self.interval_s, self.peak = psutil.Process(), interval_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss / 2**20)
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak = self.process.memory_info().rss / 2**20
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss / 2**20)
+
+
+def _memory_child(num_samples: int, num_steps: int, chunk_size: int, keep: bool) -> None:
+    """Runs in a fresh process: RSS before one recording and its peak during it (MiB)."""
+    import gc
+
+    import guidegap
+    import psutil
+
+    teacher, student = build_pair()
+    guidegap.trace(teacher, student, num_samples=chunk_size, num_steps=2, chunk_size=chunk_size)  # warm every code path
+    gc.collect()
+    before = psutil.Process().memory_info().rss / 2**20
+    with PeakRSS() as peak:
+        ds = guidegap.trace(teacher, student, num_samples=num_samples, num_steps=num_steps, chunk_size=chunk_size,
+                            keep_predictions=keep)
+    print(json.dumps({"rss_before_mib": before, "peak_rss_during_mib": peak.peak, "dataset_mib": ds.nbytes / 2**20}))
+
+
+def memory(step_counts: list[int], num_samples: int, chunk_size: int) -> pd.DataFrame:
+    rows = []
+    for keep in (False, True):
+        for steps in step_counts:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(num_samples), str(steps), str(chunk_size), str(int(keep))],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip().splitlines()[-1]
+            result = json.loads(out)
+            rows.append({"keep_predictions": keep, "num_steps": steps, "num_samples": num_samples,
+                         "chunk_size": chunk_size, **result,
+                         "growth_mib": result["peak_rss_during_mib"] - result["rss_before_mib"]})
+            print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--memory-child", nargs=4, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        n, steps, chunk, keep = args.memory_child
+        _memory_child(n, steps, chunk, bool(keep))
+        return
+    torch.set_num_threads(torch.get_num_threads())
+    if args.quick:
+        cost = overhead(num_samples=8, num_steps=3, chunk_sizes=[8], repeats=1)
+        mem = memory([2, 6], num_samples=4, chunk_size=4)
+    else:
+        cost = overhead(num_samples=32, num_steps=10, chunk_sizes=[8, 32], repeats=5)
+        mem = memory([10, 200], num_samples=16, chunk_size=16)
+    RESULTS.mkdir(exist_ok=True)
+    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {platform.processor() or 'cpu'}"
+    suffix = "_quick" if args.quick else ""
+    cost.to_csv(RESULTS / f"bench_recording_overhead{suffix}.csv", index=False)
+    mem.to_csv(RESULTS / f"bench_recording_memory{suffix}.csv", index=False)
+    text = (f"# Recording benchmark\n\nMachine: {machine}.\n\n## Overhead (recorded / bare forward passes)\n\n"
+            f"{cost.to_markdown(index=False, floatfmt='.3f')}\n\n## Peak RSS growth during one recording\n\n"
+            f"{mem.to_markdown(index=False, floatfmt='.1f')}\n")
+    (RESULTS / f"bench_recording{suffix}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Audit: verdicts (DESIGN.md §2) with evidence, from a student (and usually its teacher)."""

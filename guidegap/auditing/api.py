@@ -1,0 +1,121 @@
+"""``guidegap.audit``: record, summarise, judge — one call from models (or paths) to a report."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from guidegap.auditing.intrinsic import UnguidedView, single_model_dataset
+from guidegap.auditing.report import AuditReport, guidance_response_estimate, phase_findings
+from guidegap.auditing.verdicts import Thresholds, judge_pair, judge_single
+from guidegap.denoisers import Denoiser, DenoiserLike, as_denoiser
+from guidegap.metrics.summary import summarize
+from guidegap.recording.guidance import GuidanceLike
+from guidegap.recording.trajectory import trace
+
+__all__ = ["audit", "resolve_model"]
+
+PathLike = str | os.PathLike[str]
+
+
+def resolve_model(model: DenoiserLike | PathLike, *, factory: str | None = None, trust_pickle: bool = False,
+                  schedule: dict | None = None) -> tuple[Denoiser, dict | None, str]:
+    """A denoiser, the noise schedule stored with it (if any) and a description of where it came from.
+
+    ``"oracle"`` / ``"oracle:SEED"`` is the oracle tier's exact Gaussian-mixture teacher on ``schedule``
+    (the student's stored noise schedule; DDPM-linear when none).
+    """
+    from guidegap.training.architectures import oracle_mixture, parse_oracle
+
+    oracle_seed = parse_oracle(model) if isinstance(model, str) else None
+    if oracle_seed is not None:
+        from guidegap.checkpoints import load_scheduler
+
+        alphas = load_scheduler(schedule).alphas_cumprod
+        return oracle_mixture(oracle_seed).denoiser(alphas), schedule, str(model)
+    if isinstance(model, (str, os.PathLike)):
+        from guidegap.checkpoints import load_model
+
+        loaded = load_model(model, factory=factory, trust_pickle=trust_pickle)
+        return as_denoiser(loaded.model), loaded.scheduler_config, str(model)
+    denoiser = as_denoiser(model)
+    return denoiser, None, denoiser.name
+
+
+def audit(
+    student: DenoiserLike | PathLike,
+    teacher: DenoiserLike | PathLike | None = None,
+    *,
+    num_samples: int = 64,
+    num_steps: int = 50,
+    guidance_scale: GuidanceLike = 4.0,
+    labels: Sequence[int] | int | None = None,
+    scheduler: Any = None,
+    seed: int = 0,
+    chunk_size: int = 64,
+    thresholds: Thresholds | None = None,
+    n_boot: int = 1000,
+    factory: str | None = None,
+    trust_pickle: bool = False,
+    progress: bool = False,
+) -> AuditReport:
+    """Audit a student's classifier-free guidance against its teacher (or intrinsically, without one).
+
+    With a teacher: teacher-forced recording of both branches of both models plus the student's own
+    free-running path (``divergence``), bootstrap summaries, and the DESIGN.md §2 verdict with per-phase
+    evidence. Without: the gap relative to eps_c and the samples' response to w; only ``collapsed`` or
+    ``non-finite`` can be called, otherwise the verdict is ``inconclusive``.
+
+    ``student``/``teacher`` are models (anything :func:`guidegap.as_denoiser` takes) or paths (diffusers
+    folders, guidegap checkpoints, state dicts with ``factory``). The noise schedule is read from the
+    checkpoints when stored, else DDPM-linear with T = 1000; ``scheduler`` picks the sampler ("ddim" default).
+
+    Example:
+        >>> import guidegap
+        >>> from guidegap.oracle import GaussianMixture, collapsed_student
+        >>> from guidegap.recording.schedulers import default_scheduler
+        >>> teacher = GaussianMixture.random(seed=0).denoiser(default_scheduler())
+        >>> report = guidegap.audit(collapsed_student(teacher, 4.0), teacher, num_samples=8, num_steps=10)
+        >>> report.verdict
+        'collapsed'
+    """
+    thresholds = thresholds or Thresholds()
+    student_d, student_sched, student_src = resolve_model(student, factory=factory, trust_pickle=trust_pickle)
+    teacher_d, teacher_sched, teacher_src = (None, None, None)
+    if teacher is not None:
+        teacher_d, teacher_sched, teacher_src = resolve_model(teacher, factory=factory, trust_pickle=trust_pickle,
+                                                              schedule=student_sched)
+    sampler = _scheduler(scheduler, student_sched or teacher_sched)
+    options = dict(num_samples=num_samples, num_steps=num_steps, guidance_scale=guidance_scale, labels=labels,
+                   scheduler=sampler, seed=seed, chunk_size=chunk_size, progress=progress)
+    if teacher_d is not None:
+        ds = trace(teacher_d, student_d, divergence=True, **options)
+        summary = summarize(ds, n_boot=n_boot, seed=seed)
+        finding = judge_pair(summary, thresholds)
+    else:
+        ds = single_model_dataset(trace(student_d, UnguidedView(student_d), mode="free-running", **options))
+        summary = summarize(ds, n_boot=n_boot, seed=seed)
+        response = ds["guidance_response"].isel(step=-1).mean().item()
+        finding = judge_single(summary, response, thresholds)
+        summary["guidance_response"] = guidance_response_estimate(ds, n_boot, seed)
+    phases = phase_findings(ds, thresholds, teacher_d is not None, seed)
+    ds.attrs.update(
+        verdict=finding.verdict,
+        verdict_reason=finding.reason,
+        thresholds=json.dumps(thresholds.to_dict()),
+        student=student_src,
+        teacher=teacher_src or "",
+        summary=json.dumps({k: v.to_dict() for k, v in summary.items()}),
+    )
+    return AuditReport(finding=finding, summary=summary, phases=phases, dataset=ds, thresholds=thresholds)
+
+
+def _scheduler(spec: Any, stored: dict | None) -> Any:
+    from guidegap.checkpoints import load_scheduler
+    from guidegap.recording.schedulers import make_scheduler
+
+    if spec is not None and not isinstance(spec, str):
+        return make_scheduler(spec)
+    return load_scheduler(stored, spec)

@@ -1,0 +1,169 @@
+"""guidegap's checkpoint file: data only (tensors, numbers, strings), loadable with ``weights_only=True``.
+
+A checkpoint is a ``torch.save``'d dict::
+
+    {"format": "guidegap-checkpoint", "format_version": 1,
+     "model_class": "UNet2DModel", "model_config": "<json>", "scheduler_config": "<json>" or "",
+     "state_dict": {...}, "ema_state_dict": {...} or None, "tirt_lambda": Tensor or None,
+     "optimizer": {...} or None, "rng_state": {...} or None, "step": int, "metadata": "<json>",
+     "extras": {...}}
+
+Configs are JSON strings, so nothing in the file needs arbitrary unpickling. Files are written to a
+temporary file in the same folder and renamed, so a crash leaves the old checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from guidegap.errors import InputError
+
+__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "atomic_torch_save", "temp_file_beside", "SUPPORTED_MODEL_CLASSES", "build_model"]
+
+FORMAT, FORMAT_VERSION = "guidegap-checkpoint", 1
+SUPPORTED_MODEL_CLASSES = ("UNet2DModel", "DiTTransformer2DModel", "MLPDenoiser")
+
+
+@dataclass
+class Checkpoint:
+    """The parsed contents of a guidegap checkpoint."""
+
+    model_class: str
+    model_config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    ema_state_dict: dict[str, torch.Tensor] | None = None
+    scheduler_config: dict[str, Any] | None = None
+    tirt_lambda: torch.Tensor | None = None
+    optimizer: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+    step: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # more training state: tensors, numbers, strings only
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_class": self.model_class,
+            "model_config": json.dumps(_plain(self.model_config), sort_keys=True),
+            "scheduler_config": json.dumps(_plain(self.scheduler_config), sort_keys=True) if self.scheduler_config else "",
+            "state_dict": self.state_dict,
+            "ema_state_dict": self.ema_state_dict,
+            "tirt_lambda": self.tirt_lambda,
+            "optimizer": self.optimizer,
+            "rng_state": self.rng_state,
+            "step": int(self.step),
+            "metadata": json.dumps(_plain(self.metadata), sort_keys=True),
+            "extras": self.extras,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str) -> "Checkpoint":
+        if raw.get("format") != FORMAT:
+            raise InputError(f"{source}: expected a guidegap checkpoint (format={FORMAT!r}), received format={raw.get('format')!r}.")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise InputError(
+                f"{source}: checkpoint format version {raw.get('format_version')!r} is not supported (expected {FORMAT_VERSION}); "
+                "upgrade guidegap."
+            )
+        try:
+            return cls(
+                model_class=str(raw["model_class"]),
+                model_config=json.loads(raw["model_config"]),
+                state_dict=dict(raw["state_dict"]),
+                ema_state_dict=dict(raw["ema_state_dict"]) if raw.get("ema_state_dict") else None,
+                scheduler_config=json.loads(raw["scheduler_config"]) if raw.get("scheduler_config") else None,
+                tirt_lambda=raw.get("tirt_lambda"),
+                optimizer=raw.get("optimizer"),
+                rng_state=raw.get("rng_state"),
+                step=int(raw.get("step", 0)),
+                metadata=json.loads(raw.get("metadata") or "{}"),
+                extras=dict(raw.get("extras") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputError(f"{source}: the guidegap checkpoint is incomplete or damaged ({type(error).__name__}: {error}).") from None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a (diffusers) config: FrozenDict -> dict, tuples -> lists, private keys kept."""
+    if value is None:
+        return None
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """Create a temporary file next to ``path`` for an atomic write; returns ``(fd, name)`` like ``mkstemp``.
+
+    Unlike ``mkstemp`` (always 0o600), the file gets the permissions a plain ``open`` would give: those of the
+    file it will replace, else 0o666 minus the umask, so a renamed checkpoint or figure stays readable as usual.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
+        except FileExistsError:
+            continue
+        if path.is_file():
+            try:
+                os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+            except OSError:
+                pass
+        return fd, tmp
+    raise FileExistsError(f"could not create a temporary file beside {str(path)!r}")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to a temporary file in the destination folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
+    """Write ``checkpoint`` atomically."""
+    return atomic_torch_save(checkpoint.to_dict(), path)
+
+
+def build_model(model_class: str, config: dict[str, Any], source: str) -> torch.nn.Module:
+    """Instantiate a supported diffusers model from its config (no weights)."""
+    if model_class not in SUPPORTED_MODEL_CLASSES:
+        raise InputError(f"{source}: model class {model_class!r} is not supported; expected one of {SUPPORTED_MODEL_CLASSES}.")
+    if model_class == "MLPDenoiser":  # guidegap's own oracle-tier student
+        from guidegap.training.mlp import MLPDenoiser
+
+        try:
+            return MLPDenoiser.from_config(config)
+        except (TypeError, ValueError) as error:
+            raise InputError(f"{source}: cannot build MLPDenoiser from the stored config ({error}).") from None
+    import diffusers
+
+    cls = getattr(diffusers, model_class)
+    try:
+        return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    except Exception as error:  # diffusers raises many types for a bad config
+        raise InputError(f"{source}: cannot build {model_class} from the stored config ({type(error).__name__}: {error}).") from None

@@ -1,0 +1,96 @@
+"""``guidegap audit`` and ``guidegap plot``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from guidegap.cli.main import EXIT_FAILED, EXIT_OK
+from guidegap.errors import InputError
+
+__all__ = ["run_audit", "run_plot"]
+
+
+def _thresholds(pairs: list[tuple[str, float]]):
+    from guidegap.auditing.verdicts import Thresholds
+
+    known = {f.name for f in fields(Thresholds)}
+    unknown = [name for name, _ in pairs if name not in known]
+    if unknown:
+        raise InputError(f"unknown threshold {unknown[0]!r}; expected one of {', '.join(sorted(known))}.")
+    return Thresholds(**dict(pairs))
+
+
+def _example_models():
+    """The built-in example: the exact Gaussian-mixture teacher and a student whose gap has collapsed."""
+    from guidegap.oracle import GaussianMixture, collapsed_student
+    from guidegap.recording.schedulers import default_scheduler
+
+    teacher = GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(default_scheduler())
+    return collapsed_student(teacher, 4.0), teacher
+
+
+def _check_outputs(out: str | None, figure: str | None) -> None:
+    """Refuse output paths that cannot be written before the (long) run, not after it."""
+    from pathlib import Path
+
+    for path in (out, figure):
+        if path:
+            if not Path(path).resolve().parent.is_dir():
+                raise InputError(f"the folder of {path!r} does not exist; create it or choose another path.")
+            if Path(path).is_dir():
+                raise InputError(f"{path!r} is a folder; pass a file name inside it.")
+    if out and not out.endswith(".nc"):
+        raise InputError(f"expected --out to end in .nc (netCDF), received {out!r}.")
+    if figure and Path(figure).suffix:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if Path(figure).suffix[1:].lower() not in formats:
+            raise InputError(f"cannot write a figure as {Path(figure).suffix!r} ({figure!r}); use .png, .pdf or .svg.")
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from guidegap.auditing.api import audit
+    from guidegap.auditing.report import parse_fail_on
+
+    fail_on = parse_fail_on(args.fail_on)  # validate before the (long) run
+    thresholds = _thresholds(args.threshold)
+    if args.example:
+        if args.student or args.teacher:
+            raise InputError("--example audits the built-in models; drop STUDENT/--teacher, or drop --example.")
+        student, teacher = _example_models()
+    elif not args.student:
+        raise InputError("expected a STUDENT checkpoint or folder (or --example); e.g. guidegap audit student.pt --teacher teacher.pt.")
+    else:
+        student, teacher = args.student, args.teacher
+    _check_outputs(args.out, args.figure)
+    report = audit(
+        student, teacher, num_samples=args.num_samples, num_steps=args.num_steps, guidance_scale=args.guidance_scale,
+        labels=args.labels, scheduler=args.scheduler, seed=args.seed, chunk_size=args.chunk_size,
+        thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle,
+        progress=not args.no_progress and not args.json and sys.stderr.isatty(),
+    )
+    if args.out:
+        report.save(args.out)
+    if args.figure:
+        report.plot(args.figure)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(report)
+        written = [p for p in (args.out, args.figure) if p]
+        if written:
+            print("wrote " + ", ".join(written))
+    return EXIT_OK if report.verdict not in fail_on else EXIT_FAILED
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from guidegap.auditing.report import AuditReport
+    from guidegap.results import load_dataset
+
+    report = AuditReport.from_dataset(load_dataset(args.dataset))
+    report.plot(args.figure)
+    print(f"wrote {args.figure} ({report.verdict})")
+    return EXIT_OK

@@ -1,0 +1,403 @@
+"""Loading models from paths safely (DESIGN.md §3: checkpoints are data, never code).
+
+Round-trips of diffusers folders, guidegap checkpoints and plain state dicts (with a factory) must give the
+same model; anything that would need arbitrary unpickling, or is damaged, is an InputError — and never
+runs the file's code.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pathlib
+import random
+import sys
+
+import pytest
+import torch
+
+from guidegap.checkpoints import Checkpoint, load_model, load_scheduler, read_checkpoint, save_checkpoint
+from guidegap.denoisers import as_denoiser
+from guidegap.errors import InputError
+
+from conftest import tiny_dit, tiny_unet
+
+NUM_CLASSES = 4
+FAMILIES = {"unet": tiny_unet, "dit": tiny_dit}
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def outputs(model: torch.nn.Module) -> torch.Tensor:
+    """The model's predictions on fixed inputs covering every class and the null label."""
+    denoiser = as_denoiser(model)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(NUM_CLASSES + 1, *denoiser.sample_shape, generator=gen)
+    t = torch.tensor([999, 700, 400, 100, 0])
+    with torch.no_grad():
+        return denoiser(x, t, torch.arange(NUM_CLASSES + 1))
+
+
+def assert_same_model(loaded: torch.nn.Module, original: torch.nn.Module) -> None:
+    assert type(loaded) is type(original)
+    assert not loaded.training
+    torch.testing.assert_close(outputs(loaded), outputs(original), rtol=0, atol=0)
+
+
+def perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Same architecture, different weights (an 'EMA' copy that can be told apart)."""
+    other = FAMILIES["unet" if hasattr(model, "conv_out") else "dit"](NUM_CLASSES, seed=seed)
+    assert not torch.equal(outputs(other), outputs(model))
+    return other
+
+
+def ddpm_config(**overrides) -> dict:
+    from diffusers import DDPMScheduler
+
+    return dict(DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", **overrides).config)
+
+
+def make_checkpoint(model: torch.nn.Module, **overrides) -> Checkpoint:
+    ema = perturbed(model, seed=11)
+    trained = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(trained.parameters(), lr=1e-3)
+    as_denoiser(trained)(torch.zeros(1, 1, 8, 8), 10, torch.tensor([0])).sum().backward()
+    optimizer.step()  # a real optimizer state: step counts and moments
+    fields = dict(
+        model_class=type(model).__name__,
+        model_config=dict(model.config),
+        state_dict=model.state_dict(),
+        ema_state_dict=ema.state_dict(),
+        scheduler_config=ddpm_config(),
+        tirt_lambda=torch.linspace(-1, 1, 1000),
+        optimizer=optimizer.state_dict(),
+        rng_state={"torch": torch.get_rng_state()},
+        step=1234,
+        metadata={"objective": "dash", "weights": [1.0, 1.0, 0.1]},
+    )
+    fields.update(overrides)
+    return Checkpoint(**fields)
+
+
+class TouchOnLoad:
+    """Unpickling this runs code: it creates ``marker``. A safe loader must refuse it without running it."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def write_factory(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, body: str) -> str:
+    """A module in tmp_path (on sys.path) with the given source; returns its unique module name."""
+    name = f"guidegap_test_factory_{abs(hash(str(tmp_path)))}"
+    (tmp_path / f"{name}.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    return name
+
+
+FACTORY_SOURCE = """
+from conftest import tiny_unet
+
+def build():
+    return tiny_unet(4, seed=99)      # same architecture, other weights: loading must overwrite them
+
+def build_six_classes():
+    return tiny_unet(6)
+
+def not_a_module():
+    return 42
+
+value = 3
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on busy cores, two OpenMP threads make the tiny UNet's convolutions ~25x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- diffusers folders ----------------------------------------------------------------------------
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_save_pretrained_folder_loads_identically(family, tmp_path):
+    model = FAMILIES[family](NUM_CLASSES)
+    model.save_pretrained(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert loaded.kind == "diffusers-folder"
+    assert loaded.scheduler_config is None
+    assert_same_model(loaded.model, model)
+
+
+@pytest.mark.parametrize("family, sub", [("unet", "unet"), ("dit", "transformer")])
+def test_pipeline_folder_gives_the_model_and_its_scheduler(family, sub, tmp_path):
+    from diffusers import DDPMScheduler
+
+    model = FAMILIES[family](NUM_CLASSES)
+    model.save_pretrained(tmp_path / "pipe" / sub)
+    DDPMScheduler(beta_schedule="squaredcos_cap_v2", num_train_timesteps=500).save_pretrained(tmp_path / "pipe" / "scheduler")
+    loaded = load_model(tmp_path / "pipe")
+    assert_same_model(loaded.model, model)
+    assert loaded.scheduler_config["_class_name"] == "DDPMScheduler"
+    assert loaded.scheduler_config["beta_schedule"] == "squaredcos_cap_v2"
+    assert loaded.scheduler_config["num_train_timesteps"] == 500
+    # The stored schedule is what the audit samples with (DDIM on the same betas).
+    sampler = load_scheduler(loaded.scheduler_config)
+    reference = DDPMScheduler(beta_schedule="squaredcos_cap_v2", num_train_timesteps=500)
+    assert type(sampler).__name__ == "DDIMScheduler"
+    torch.testing.assert_close(sampler.alphas_cumprod, reference.alphas_cumprod)
+
+
+def test_folder_without_config_is_an_input_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="config.json"):
+        load_model(tmp_path / "empty")
+
+
+def test_damaged_folders_are_input_errors(tmp_path):
+    model = tiny_unet(NUM_CLASSES)
+    model.save_pretrained(tmp_path / "no_weights")
+    next((tmp_path / "no_weights").glob("diffusion_pytorch_model.*")).unlink()
+    with pytest.raises(InputError, match="save_pretrained"):
+        load_model(tmp_path / "no_weights")
+
+    model.save_pretrained(tmp_path / "bad_json")
+    (tmp_path / "bad_json" / "config.json").write_text("{not json")
+    with pytest.raises(InputError, match="JSON"):
+        load_model(tmp_path / "bad_json")
+
+    model.save_pretrained(tmp_path / "other_class")
+    config = json.loads((tmp_path / "other_class" / "config.json").read_text())
+    (tmp_path / "other_class" / "config.json").write_text(json.dumps({**config, "_class_name": "AutoencoderKL"}))
+    with pytest.raises(InputError, match="not supported"):
+        load_model(tmp_path / "other_class")
+
+    model.save_pretrained(tmp_path / "other_weights")
+    tiny_unet(6).save_pretrained(tmp_path / "six")
+    (tmp_path / "six" / "config.json").replace(tmp_path / "other_weights" / "config.json")
+    with pytest.raises(InputError, match="do not fit"):
+        load_model(tmp_path / "other_weights")
+
+
+def test_pickle_inside_a_folder_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    tiny_unet(NUM_CLASSES).save_pretrained(tmp_path / "model", safe_serialization=False)
+    torch.save({"conv_in.weight": TouchOnLoad(marker)}, tmp_path / "model" / "diffusion_pytorch_model.bin")
+    with pytest.raises(InputError, match="--trust-pickle"):
+        load_model(tmp_path / "model")
+    assert not marker.exists()
+
+
+# -- guidegap checkpoints -------------------------------------------------------------------------
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_guidegap_checkpoint_round_trip(family, tmp_path):
+    model = FAMILIES[family](NUM_CLASSES)
+    checkpoint = make_checkpoint(model)
+    path = save_checkpoint(checkpoint, tmp_path / "ckpt.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+    # Data only: the file loads with weights_only=True, and configs are JSON strings.
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "guidegap-checkpoint" and isinstance(raw["model_config"], str)
+
+    ema = load_model(path)  # EMA weights by default
+    assert ema.kind == "guidegap-checkpoint"
+    assert_same_model(ema.model, perturbed(model, seed=11))
+    plain = load_model(path, use_ema=False)
+    assert_same_model(plain.model, model)
+
+    back = plain.checkpoint
+    assert back.model_class == type(model).__name__
+    assert back.model_config == json.loads(json.dumps(dict(model.config)))
+    assert plain.scheduler_config == json.loads(json.dumps(ddpm_config()))
+    torch.testing.assert_close(back.tirt_lambda, torch.linspace(-1, 1, 1000), rtol=0, atol=0)
+    assert back.step == 1234
+    assert back.metadata == {"objective": "dash", "weights": [1.0, 1.0, 0.1]}
+    torch.testing.assert_close(back.rng_state["torch"], checkpoint.rng_state["torch"], rtol=0, atol=0)
+    assert back.optimizer["param_groups"][0]["lr"] == 1e-3
+    assert read_checkpoint(path).step == 1234
+
+
+def test_checkpoint_without_ema_loads_the_raw_weights(tmp_path):
+    model = tiny_unet(NUM_CLASSES)
+    path = save_checkpoint(make_checkpoint(model, ema_state_dict=None, scheduler_config=None, tirt_lambda=None), tmp_path / "c.pt")
+    loaded = load_model(path, use_ema=True)
+    assert_same_model(loaded.model, model)
+    assert loaded.scheduler_config is None and loaded.checkpoint.tirt_lambda is None
+
+
+def test_checkpoint_version_and_class_are_checked(tmp_path):
+    good = make_checkpoint(tiny_unet(NUM_CLASSES)).to_dict()
+    torch.save({**good, "format_version": 99}, tmp_path / "future.pt")
+    with pytest.raises(InputError, match="version"):
+        load_model(tmp_path / "future.pt")
+    torch.save({**good, "model_class": "os.system"}, tmp_path / "cls.pt")
+    with pytest.raises(InputError, match="not supported"):
+        load_model(tmp_path / "cls.pt")
+    torch.save({k: v for k, v in good.items() if k != "model_config"}, tmp_path / "partial.pt")
+    with pytest.raises(InputError, match="incomplete"):
+        load_model(tmp_path / "partial.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="guidegap checkpoint"):
+        read_checkpoint(tmp_path / "other.pt")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(make_checkpoint(tiny_unet(NUM_CLASSES), step=1), path)
+    before = path.read_bytes()
+
+    def crash_mid_write(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(make_checkpoint(tiny_unet(NUM_CLASSES), step=2), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
+    assert read_checkpoint(path).step == 1
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    path = save_checkpoint(make_checkpoint(tiny_unet(NUM_CLASSES)), tmp_path / "ckpt.pt")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as torch.save/open would, not mkstemp's 0o600
+    path.chmod(0o600)  # a private checkpoint stays private when overwritten
+    save_checkpoint(make_checkpoint(tiny_unet(NUM_CLASSES), step=5), path)
+    assert path.stat().st_mode & 0o777 == 0o600 and read_checkpoint(path).step == 5
+
+
+# -- plain state dicts with a factory -------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors", ".nested.pt"])
+def test_state_dict_with_factory(suffix, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    module = write_factory(tmp_path, monkeypatch, FACTORY_SOURCE)
+    model = tiny_unet(NUM_CLASSES)
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        save_file(model.state_dict(), str(path))
+    elif suffix == ".nested.pt":
+        torch.save({"state_dict": model.state_dict(), "epoch": 3}, path)
+    else:
+        torch.save(model.state_dict(), path)
+    loaded = load_model(path, factory=f"{module}:build")
+    assert loaded.kind == "state-dict" and loaded.scheduler_config is None
+    assert_same_model(loaded.model, model)
+
+    with pytest.raises(InputError, match="--factory"):
+        load_model(path)
+    with pytest.raises(InputError, match="do not fit"):
+        load_model(path, factory=f"{module}:build_six_classes")
+    with pytest.raises(InputError, match="torch.nn.Module"):
+        load_model(path, factory=f"{module}:not_a_module")
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("no_colon_here", "package.module:function"),
+    (":build", "package.module:function"),
+    ("module_only:", "package.module:function"),
+    ("guidegap_no_such_module_xyz:build", "cannot import"),
+    ("{module}:missing", "no callable"),
+    ("{module}:value", "no callable"),
+])
+def test_bad_factory_specs(spec, match, tmp_path, monkeypatch):
+    module = write_factory(tmp_path, monkeypatch, FACTORY_SOURCE)
+    torch.save(tiny_unet(NUM_CLASSES).state_dict(), tmp_path / "w.pt")
+    with pytest.raises(InputError, match=match):
+        load_model(tmp_path / "w.pt", factory=spec.format(module=module))
+
+
+def test_state_dict_with_non_tensors_is_refused(tmp_path, monkeypatch):
+    module = write_factory(tmp_path, monkeypatch, FACTORY_SOURCE)
+    torch.save({"conv_in.weight": [1, 2, 3]}, tmp_path / "odd.pt")
+    with pytest.raises(InputError, match="state dict"):
+        load_model(tmp_path / "odd.pt", factory=f"{module}:build")
+
+
+# -- hostile and damaged files --------------------------------------------------------------------
+@pytest.mark.parametrize("wrap", ["bare", "in_state_dict", "in_checkpoint"])
+def test_malicious_pickle_is_refused_and_not_run(wrap, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = TouchOnLoad(marker)
+    payload = {
+        "bare": evil,
+        "in_state_dict": {"conv_in.weight": torch.zeros(1), "hook": evil},
+        "in_checkpoint": {**make_checkpoint(tiny_unet(NUM_CLASSES)).to_dict(), "metadata": evil},
+    }[wrap]
+    torch.save(payload, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="--trust-pickle"):
+        load_model(tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="--trust-pickle"):
+        read_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_the_malicious_file_really_runs_code_when_trusted(tmp_path):
+    """Control for the test above: the payload is live, so 'marker not created' means the loader refused it."""
+    marker = tmp_path / "pwned"
+    torch.save({"hook": TouchOnLoad(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(InputError):  # after unpickling, a dict without tensors still is no model
+        load_model(tmp_path / "evil.pt", trust_pickle=True)
+    assert marker.exists()
+
+
+def _real_pt(tmp_path: pathlib.Path) -> bytes:
+    torch.save(tiny_unet(NUM_CLASSES).state_dict(), tmp_path / "real.pt")
+    return (tmp_path / "real.pt").read_bytes()
+
+
+def _real_safetensors(tmp_path: pathlib.Path) -> bytes:
+    from safetensors.torch import save_file
+
+    save_file(tiny_unet(NUM_CLASSES).state_dict(), str(tmp_path / "real.safetensors"))
+    return (tmp_path / "real.safetensors").read_bytes()
+
+
+def garbage(seed: int) -> bytes:
+    return random.Random(seed).randbytes(64) + b"not a checkpoint" * 8
+
+
+# Seeds whose garbage makes torch's weights-only unpickler raise UnpicklingError, IndexError, KeyError and
+# UnicodeDecodeError respectively (torch 2.13): each must still be one clear InputError.
+GARBAGE_SEEDS = (0, 2, 20, 195)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".ckpt", ".safetensors"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", *(f"garbage{seed}" for seed in GARBAGE_SEEDS)])
+def test_damaged_files_are_input_errors(suffix, damage, tmp_path):
+    if damage == "empty":
+        data = b""
+    elif damage == "truncated":
+        real = _real_safetensors(tmp_path) if suffix == ".safetensors" else _real_pt(tmp_path)
+        data = real[: len(real) // 2]
+    else:
+        data = garbage(int(damage.removeprefix("garbage")))
+    path = tmp_path / f"damaged{suffix}"
+    path.write_bytes(data)
+    with pytest.raises(InputError, match="damaged|readable|corrupt|--trust-pickle"):
+        load_model(path, factory="guidegap_no_such_module_xyz:build")
+
+
+def test_unknown_suffix_and_missing_paths(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x01")
+    with pytest.raises(InputError, match="unknown checkpoint type"):
+        load_model(tmp_path / "model.onnx")
+    with pytest.raises(InputError, match="no such file"):
+        load_model(tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="no such file"):
+        load_model(tmp_path / "missing_folder")
+
+
+def test_other_objects_are_not_models(tmp_path):
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(InputError, match="received list"):
+        load_model(tmp_path / "list.pt")
