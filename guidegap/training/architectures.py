@@ -1,0 +1,97 @@
+"""Model configurations per tier (DESIGN.md §4), sized by a compression target, with exact parameter counts.
+
+=======  ==========================================  ==========================================  =========
+tier     teacher                                     student                                     ratio
+=======  ==========================================  ==========================================  =========
+oracle   exact Gaussian-mixture eps (no weights)     MLPDenoiser 256 x 3 on 1x2x2, 4 classes     n/a
+cpu      UNet2DModel (48, 96, 96) x2, 28x28, 3.46M   UNet2DModel (16, 40, 40) x2, 0.57M          6.09x
+paper    ADM-style UNet2DModel (128, 256, 256, 256)  UNet2DModel (64, 128, 128, 128) x1, attn    5.88x
+         x2, attention at 16x16, 35.75M (CIFAR-10)   at 16x16, 6.08M
+=======  ==========================================  ==========================================  =========
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from guidegap.errors import InputError
+
+__all__ = ["TIERS", "ORACLE_MIXTURE", "oracle_mixture", "model_spec", "build", "count_parameters"]
+
+TIERS = ("oracle", "cpu", "paper")
+
+# The oracle tier's data: 4 overlapping classes of 2 components in 4 dims, so that p(y | x_t) stays
+# uncertain over much of the trajectory and the guidance gap is large enough for a small student to learn.
+ORACLE_MIXTURE = {"num_classes": 4, "components_per_class": 2, "sample_shape": (1, 2, 2), "mean_scale": 0.25, "std_range": (0.5, 1.0)}
+
+
+def oracle_mixture(seed: int = 0) -> Any:
+    """The oracle tier's class-conditional Gaussian mixture (exact teacher and data source)."""
+    from guidegap.oracle import GaussianMixture
+
+    return GaussianMixture.random(seed=seed, **ORACLE_MIXTURE)
+
+
+def parse_oracle(spec: Any) -> int | None:
+    """The mixture seed of an ``"oracle"`` / ``"oracle:SEED"`` spec, else ``None``."""
+    if not isinstance(spec, str) or not (spec == "oracle" or spec.startswith("oracle:")):
+        return None
+    try:
+        return int(spec.partition(":")[2] or 0)
+    except ValueError:
+        raise InputError(f"expected 'oracle' or 'oracle:SEED', received {spec!r}.") from None
+
+
+def _unet(channels: tuple[int, ...], layers: int, size: int, in_channels: int, num_classes: int,
+          groups: int, attention_levels: tuple[int, ...] = (), head_dim: int = 64) -> dict[str, Any]:
+    levels = len(channels)
+    return {
+        "sample_size": size,
+        "in_channels": in_channels,
+        "out_channels": in_channels,
+        "block_out_channels": list(channels),
+        "layers_per_block": layers,
+        "down_block_types": ["AttnDownBlock2D" if i in attention_levels else "DownBlock2D" for i in range(levels)],
+        "up_block_types": ["AttnUpBlock2D" if levels - 1 - i in attention_levels else "UpBlock2D" for i in range(levels)],
+        "norm_num_groups": groups,
+        "num_class_embeds": num_classes + 1,
+        "attention_head_dim": head_dim,
+    }
+
+
+def model_spec(tier: str, role: str, num_classes: int | None = None) -> tuple[str, dict[str, Any]]:
+    """``(model_class, config)`` of the ``role`` ("teacher" / "student") model of a tier."""
+    if tier not in TIERS or role not in ("teacher", "student"):
+        raise InputError(f"expected tier in {TIERS} and role teacher/student, received {tier!r}/{role!r}.")
+    if tier == "oracle":
+        if role == "teacher":
+            raise InputError("the oracle tier's teacher is the exact Gaussian mixture (guidegap.oracle), not a trained model.")
+        shape = list(ORACLE_MIXTURE["sample_shape"])
+        return "MLPDenoiser", {"sample_shape": shape, "num_classes": num_classes or ORACLE_MIXTURE["num_classes"], "hidden": 256,
+                               "depth": 3, "time_dim": 64, "sigma_data": round(oracle_mixture(0).data_std(), 4)}
+    if tier == "cpu":
+        k = num_classes or 10
+        if role == "teacher":
+            return "UNet2DModel", _unet((48, 96, 96), 2, 28, 1, k, 8)
+        return "UNet2DModel", _unet((16, 40, 40), 2, 28, 1, k, 4)
+    k = num_classes or 10
+    if role == "teacher":
+        return "UNet2DModel", _unet((128, 256, 256, 256), 2, 32, 3, k, 32, attention_levels=(1,))
+    return "UNet2DModel", _unet((64, 128, 128, 128), 1, 32, 3, k, 32, attention_levels=(1,))
+
+
+def build(model_class: str, config: dict[str, Any]) -> torch.nn.Module:
+    """Instantiate a model class guidegap can train and store (diffusers UNet2DModel / DiT, or MLPDenoiser)."""
+    if model_class == "MLPDenoiser":
+        from guidegap.training.mlp import MLPDenoiser
+
+        return MLPDenoiser.from_config(config)
+    from guidegap.checkpoints.format import build_model
+
+    return build_model(model_class, config, "training config")
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))

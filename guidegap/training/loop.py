@@ -1,0 +1,273 @@
+"""The training loop: teacher training (``scratch`` + learned TIRT) and distillation (objective by name).
+
+One readable function in sections (edm2 ``training_loop`` style). Every random draw of step ``k`` on rank
+``r`` comes from a generator seeded by (seed, k, r), so a killed run resumed from its last checkpoint
+gives bit-identical weights. Runs single-process on CPU and as DDP under ``torchrun`` (accelerate).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from guidegap.checkpoints.format import Checkpoint, save_checkpoint
+from guidegap.denoisers import Denoiser, as_denoiser
+from guidegap.errors import InputError
+from guidegap.recording.seeding import sample_seed
+from guidegap.training import architectures
+from guidegap.training.config import TrainConfig
+from guidegap.training.ema import EMA
+from guidegap.training.noise import add_noise, noise_scheduler
+from guidegap.training.objectives import TeacherPreds, TrainBatch, make_objective
+from guidegap.training.sources import DataSource, make_source
+from guidegap.training.tirt import TIRT, LossMomentPrior
+
+__all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "load_teacher"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_STEP_STREAM = 7  # seeding stream of training steps (see guidegap.recording.seeding)
+
+# A callback gets (step, EMA student as a Denoiser) and returns values to log (or None); e.g. a light audit.
+Callback = Callable[[int, Denoiser], dict[str, Any] | None]
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    step: int
+    num_parameters: int
+    teacher_parameters: int | None
+    last_log: dict[str, Any]
+
+
+def load_teacher(spec: Any, alphas_cumprod: torch.Tensor) -> tuple[Denoiser, torch.Tensor | None, int | None]:
+    """``(teacher, its TIRT lambda or None, parameter count or None)`` from a path, ``"oracle[:SEED]"``, or a model."""
+    if spec is None:
+        return None, None, None
+    oracle_seed = architectures.parse_oracle(spec)
+    if oracle_seed is not None:
+        return architectures.oracle_mixture(oracle_seed).denoiser(alphas_cumprod), None, None
+    if isinstance(spec, (str, Path)):
+        from guidegap.checkpoints import load_model
+
+        loaded = load_model(spec)
+        tirt = loaded.checkpoint.tirt_lambda if loaded.checkpoint is not None else None
+        return as_denoiser(loaded.model), tirt, architectures.count_parameters(loaded.model)
+    denoiser = as_denoiser(spec)
+    params = architectures.count_parameters(denoiser.module) if denoiser.module is not None else None
+    return denoiser, None, params
+
+
+def _route_through(denoiser: Denoiser, wrapped: torch.nn.Module) -> Denoiser:
+    """Let the adapter call the (DDP-)wrapped module so that gradients are synchronised."""
+    for attribute in ("model", "fn"):
+        if hasattr(denoiser, attribute):
+            setattr(denoiser, attribute, wrapped)
+    return denoiser
+
+
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(sample_seed(seed, step * 4096 + rank, _STEP_STREAM))
+
+
+def _logger(out: Path, main: bool) -> logging.Logger:
+    log = logging.getLogger(f"guidegap.train.{out.resolve()}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if main and not log.handlers:
+        handler = logging.FileHandler(out / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    return log
+
+
+def train(
+    config: TrainConfig,
+    *,
+    teacher: Any = None,
+    source: DataSource | None = None,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+) -> TrainResult:
+    """Train a teacher or distil a student as ``config`` says; returns where the last checkpoint is."""
+    from accelerate import Accelerator
+
+    # -- setup ----------------------------------------------------------------------------------
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    if config.batch_size % world:
+        raise InputError(f"batch_size {config.batch_size} must be divisible by the number of processes ({world}).")
+    out = Path(config.out)
+    checkpoint_path = out / CHECKPOINT_NAME
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if checkpoint_path.exists() and not resume:
+            raise InputError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out.")
+    log = _logger(out, main)
+    scheduler = noise_scheduler(config.schedule, config.num_train_timesteps)
+    alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)
+    source = source or make_source(config.data)
+    objective = make_objective(config.objective, **config.objective_options)
+    teacher_d, teacher_tirt, teacher_params = load_teacher(teacher if teacher is not None else config.teacher, alphas_cumprod)
+    if objective.needs_teacher and teacher_d is None:
+        raise InputError(f"objective {config.objective!r} needs a teacher; pass --teacher.")
+
+    model_class, model_config = config.model_class, config.model_config
+    if model_class is None or model_config is None:
+        model_class, model_config = architectures.model_spec(config.tier, config.role, source.num_classes)
+        config.model_class, config.model_config = model_class, model_config
+    torch.manual_seed(config.seed)  # model initialisation
+    model = architectures.build(model_class, model_config).train()
+    num_params = architectures.count_parameters(model)
+    student = as_denoiser(model)
+    if teacher_d is not None and (teacher_d.num_classes != student.num_classes or
+                                  (teacher_d.sample_shape and teacher_d.sample_shape != student.sample_shape)):
+        raise InputError(f"teacher ({teacher_d.num_classes} classes, {teacher_d.sample_shape}) and student "
+                         f"({student.num_classes} classes, {student.sample_shape}) do not match.")
+    if source.sample_shape != student.sample_shape:
+        raise InputError(f"data samples {source.sample_shape} do not match the model's {student.sample_shape}.")
+
+    tirt = TIRT(scheduler.alphas_cumprod)
+    if config.tirt == "teacher":
+        if teacher_tirt is not None:
+            tirt.lambda_t.data.copy_(torch.as_tensor(teacher_tirt))
+        tirt.freeze()
+    elif config.tirt != "learned":
+        tirt.freeze()
+    moments = LossMomentPrior(config.num_train_timesteps) if config.tirt == "loss-moment" else None
+    ema = EMA(model, config.ema_decay)
+    groups = [{"params": list(model.parameters()), "lr": config.lr, "weight_decay": config.weight_decay}]
+    if config.tirt == "learned":
+        groups.append({"params": [tirt.lambda_t], "lr": config.tirt_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups)
+
+    # -- resume ---------------------------------------------------------------------------------
+    start = 0
+    if resume and checkpoint_path.exists():
+        from guidegap.checkpoints import read_checkpoint
+
+        stored = read_checkpoint(checkpoint_path)
+        mismatch = config.resume_mismatch(TrainConfig.from_dict(stored.metadata["config"]))
+        if mismatch:
+            raise InputError(f"cannot resume {checkpoint_path}: settings {mismatch} differ from the stored run; keep them or start a new --out.")
+        model.load_state_dict(stored.state_dict)
+        ema.load_state_dict(stored.ema_state_dict, stored.metadata["ema_updates"])
+        optimizer.load_state_dict(stored.optimizer)
+        if stored.tirt_lambda is not None:
+            tirt.lambda_t.data.copy_(stored.tirt_lambda)
+        if moments is not None:
+            moments.load_state_dict(stored.extras["loss_moment"])
+        start = stored.step
+        log.info("resumed from %s at step %d", checkpoint_path, start)
+
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    student = _route_through(as_denoiser(model), wrapped)
+    if main:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        ratio = f", compression {teacher_params / num_params:.2f}x vs teacher {teacher_params:,}" if teacher_params else ""
+        log.info("%s %s (%s): %s parameters%s; objective %s, tirt %s, %d processes",
+                 config.role, model_class, config.tier, f"{num_params:,}", ratio, config.objective, config.tirt, world)
+
+    def save(step: int) -> None:
+        if not main:
+            return
+        save_checkpoint(Checkpoint(
+            model_class=model_class, model_config=model_config, state_dict=model.state_dict(),
+            ema_state_dict=ema.state_dict(), scheduler_config=dict(scheduler.config),
+            tirt_lambda=tirt.lambda_t.detach().clone(), optimizer=optimizer.state_dict(),
+            rng_state={"torch": torch.get_rng_state()}, step=step,
+            metadata={"config": config.to_dict(), "ema_updates": ema.updates, "parameters": num_params,
+                      "teacher_parameters": teacher_params, "role": config.role},
+            extras={"loss_moment": moments.state_dict()} if moments is not None else {},
+        ), checkpoint_path)
+
+    # -- loop -----------------------------------------------------------------------------------
+    per_rank = config.batch_size // world
+    bar = None
+    if main and config.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc=f"{config.role} {config.objective}", unit="step")
+    logs: dict[str, Any] = {}
+    started = time.perf_counter()
+    jsonl = (out / "log.jsonl").open("a") if main else None
+    try:
+        for step in range(start, config.steps):
+            generator = _step_generator(config.seed, step, rank)
+            x0, labels = source.sample(per_rank, generator)
+            t = torch.randint(0, config.num_train_timesteps, (per_rank,), generator=generator)
+            noise = torch.randn(x0.shape, generator=generator)
+            x0, labels, t, noise = (v.to(accelerator.device) for v in (x0, labels, t, noise))
+            x_t = add_noise(x0, noise, t, alphas_cumprod)
+            if moments is not None:
+                weights = moments.weights(t)
+            elif objective.uses_tirt:
+                weights = tirt(t)
+            else:
+                weights = torch.ones_like(t, dtype=torch.float32)
+            teacher_preds = None
+            if objective.needs_teacher:
+                with torch.no_grad():
+                    teacher_preds = TeacherPreds(*teacher_d.branches(x_t, t, labels))
+            batch = TrainBatch(x0=x0, noise=noise, x_t=x_t, t=t, labels=labels, weights=weights, generator=generator)
+            loss, parts = objective(student, teacher_preds, batch)
+            if not torch.isfinite(loss):
+                save(step)
+                raise InputError(f"the loss became {loss.item()} at step {step}; lower --lr or check the data (last good state saved).")
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if config.tirt == "learned" and world > 1 and tirt.lambda_t.grad is not None:
+                tirt.lambda_t.grad = accelerator.reduce(tirt.lambda_t.grad, reduction="mean")
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            ema.update(model)
+            if moments is not None:
+                moments.update(t.cpu(), _per_sample_mse(student, teacher_preds, batch))
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                logs = {"step": done, "loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()},
+                        "grad_norm": float(grad_norm), "seconds": round(time.perf_counter() - started, 3)}
+            if config.audit_every and done % config.audit_every == 0:
+                audit_student = as_denoiser(ema.model)
+                for callback in callbacks:
+                    extra = callback(done, audit_student) if main else None
+                    if extra:
+                        logs = {**logs, "step": done, **extra}
+                        log.info("step %d audit %s", done, json.dumps(extra))
+            if main and logs.get("step") == done:
+                jsonl.write(json.dumps(logs) + "\n")
+                jsonl.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                save(done)
+                accelerator.wait_for_everyone()
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if jsonl is not None:
+            jsonl.close()
+    if main:
+        log.info("finished at step %d: %s", config.steps, json.dumps(logs))
+    return TrainResult(checkpoint_path, config.steps, num_params, teacher_params, logs)
+
+
+def _per_sample_mse(student: Denoiser, teacher: TeacherPreds | None, batch: TrainBatch) -> torch.Tensor:
+    """Per-sample conditional-branch loss (vs. the teacher, or the true noise) feeding the loss-moment prior.
+
+    One extra no-grad student pass; only runs with ``tirt="loss-moment"``.
+    """
+    target = teacher.cond if teacher is not None else batch.noise
+    with torch.no_grad():
+        return (student(batch.x_t, batch.t, batch.labels) - target).pow(2).flatten(1).mean(1).cpu()
+
+
