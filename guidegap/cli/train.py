@@ -32,6 +32,7 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         p.set_defaults(role=role)
         p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, train.log, config.json")
         p.add_argument("--tier", default="cpu", choices=["oracle", "cpu", "paper"], help="model sizes and default data (DESIGN.md §4)")
+        p.add_argument("--arch", default="unet", choices=["unet", "dit"], help="UNet2DModel (default) or DiTTransformer2DModel")
         p.add_argument("--data", help="fashion-mnist (cpu tier default) or oracle")
         if role == "student":
             p.add_argument("--teacher", required=True, help="teacher checkpoint (or 'oracle' on the oracle tier)")
@@ -61,7 +62,7 @@ def run_training(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         out=args.out, role=args.role, objective=getattr(args, "objective", "scratch") if args.role == "student" else "scratch",
-        objective_options=_options(args.objective_option), teacher=getattr(args, "teacher", None), tier=args.tier,
+        objective_options=_options(args.objective_option), teacher=getattr(args, "teacher", None), tier=args.tier, arch=args.arch,
         data=args.data, schedule=args.schedule, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         ema_decay=args.ema_decay, grad_clip=args.grad_clip, tirt=args.tirt, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, audit_every=args.audit_every,

@@ -61,16 +61,35 @@ def _unet(channels: tuple[int, ...], layers: int, size: int, in_channels: int, n
     }
 
 
-def model_spec(tier: str, role: str, num_classes: int | None = None) -> tuple[str, dict[str, Any]]:
-    """``(model_class, config)`` of the ``role`` ("teacher" / "student") model of a tier."""
-    if tier not in TIERS or role not in ("teacher", "student"):
-        raise InputError(f"expected tier in {TIERS} and role teacher/student, received {tier!r}/{role!r}.")
+def _dit(hidden_heads: int, layers: int, size: int, in_channels: int, num_classes: int, head_dim: int = 32) -> dict[str, Any]:
+    return {
+        "num_attention_heads": hidden_heads, "attention_head_dim": head_dim, "in_channels": in_channels,
+        "out_channels": in_channels, "num_layers": layers, "sample_size": size, "patch_size": 2,
+        "num_embeds_ada_norm": num_classes, "norm_num_groups": 1,
+    }
+
+
+ARCHITECTURES = ("unet", "dit")
+
+
+def model_spec(tier: str, role: str, num_classes: int | None = None, arch: str = "unet") -> tuple[str, dict[str, Any]]:
+    """``(model_class, config)`` of the ``role`` ("teacher" / "student") model of a tier.
+
+    The oracle tier's real teacher is the exact mixture; its "teacher" spec here is a larger MLP, for
+    studying teacher training (e.g. TIRT) in seconds.
+    """
+    if tier not in TIERS or role not in ("teacher", "student") or arch not in ARCHITECTURES:
+        raise InputError(f"expected tier in {TIERS}, role teacher/student and arch in {ARCHITECTURES}, received {tier!r}/{role!r}/{arch!r}.")
     if tier == "oracle":
-        if role == "teacher":
-            raise InputError("the oracle tier's teacher is the exact Gaussian mixture (guidegap.oracle), not a trained model.")
+        hidden, depth = (512, 4) if role == "teacher" else (256, 3)
         shape = list(ORACLE_MIXTURE["sample_shape"])
-        return "MLPDenoiser", {"sample_shape": shape, "num_classes": num_classes or ORACLE_MIXTURE["num_classes"], "hidden": 256,
-                               "depth": 3, "time_dim": 64, "sigma_data": round(oracle_mixture(0).data_std(), 4)}
+        return "MLPDenoiser", {"sample_shape": shape, "num_classes": num_classes or ORACLE_MIXTURE["num_classes"], "hidden": hidden,
+                               "depth": depth, "time_dim": 64, "sigma_data": round(oracle_mixture(0).data_std(), 4)}
+    if arch == "dit":
+        k = num_classes or 10
+        size, channels = (28, 1) if tier == "cpu" else (32, 3)
+        heads, layers = {("cpu", "teacher"): (6, 6), ("cpu", "student"): (3, 4), ("paper", "teacher"): (12, 12), ("paper", "student"): (6, 8)}[tier, role]
+        return "DiTTransformer2DModel", _dit(heads, layers, size, channels, k)
     if tier == "cpu":
         k = num_classes or 10
         if role == "teacher":

@@ -30,6 +30,7 @@ class TrainConfig:
     objective_options: dict[str, Any] = field(default_factory=dict)
     teacher: str | None = None
     tier: str = "cpu"
+    arch: str = "unet"
     model_class: str | None = None
     model_config: dict[str, Any] | None = None
     data: str | None = None

@@ -121,7 +121,7 @@ def train(
 
     model_class, model_config = config.model_class, config.model_config
     if model_class is None or model_config is None:
-        model_class, model_config = architectures.model_spec(config.tier, config.role, source.num_classes)
+        model_class, model_config = architectures.model_spec(config.tier, config.role, source.num_classes, config.arch)
         config.model_class, config.model_config = model_class, model_config
     torch.manual_seed(config.seed)  # model initialisation
     model = architectures.build(model_class, model_config).train()
@@ -180,7 +180,7 @@ def train(
             return
         save_checkpoint(Checkpoint(
             model_class=model_class, model_config=model_config, state_dict=model.state_dict(),
-            ema_state_dict=ema.state_dict(), scheduler_config=dict(scheduler.config),
+            ema_state_dict=ema.state_dict(), scheduler_config={"_class_name": type(scheduler).__name__, **scheduler.config},
             tirt_lambda=tirt.lambda_t.detach().clone(), optimizer=optimizer.state_dict(),
             rng_state={"torch": torch.get_rng_state()}, step=step,
             metadata={"config": config.to_dict(), "ema_updates": ema.updates, "parameters": num_params,

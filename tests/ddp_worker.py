@@ -1,0 +1,47 @@
+"""Run by tests/test_training.py under torchrun: a few DDP steps, then print each rank's parameter hash
+and a hash of the batch it drew at step 0 (ranks must draw different data but end with the same weights)."""
+
+import hashlib
+import sys
+
+import torch
+
+from guidegap.training import loop
+from guidegap.training.config import TrainConfig
+
+captured: dict[str, object] = {}
+original_update = loop.EMA.update
+
+
+def spy(self, model):  # the raw (unwrapped) model right after each optimizer step
+    captured["model"] = model
+    return original_update(self, model)
+
+
+loop.EMA.update = spy
+
+
+def main() -> None:
+    from guidegap.training import sources
+
+    sample = sources.MixtureSource.sample
+
+    def recording_sample(self, batch_size, generator):
+        x0, labels = sample(self, batch_size, generator)
+        captured.setdefault("first_batch", hashlib.sha256(x0.numpy().tobytes()).hexdigest())
+        return x0, labels
+
+    sources.MixtureSource.sample = recording_sample
+    config = TrainConfig(out=sys.argv[1], tier="oracle", teacher="oracle", objective="dash", steps=4, batch_size=32,
+                         checkpoint_every=4, progress=False)
+    loop.train(config)
+    from accelerate import PartialState
+
+    state = PartialState()
+    params = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in captured["model"].parameters())).hexdigest()
+    print(f"RANK {state.process_index} {state.num_processes} {params} {captured['first_batch']}", flush=True)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
