@@ -48,5 +48,5 @@ def oracle(scheduler):
     return GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(scheduler)
 
 
-# Tiny models on 2 (often busy) cores run far faster single-threaded; oversubscription made tiny-UNet audits 25x slower.
+# One torch thread for the whole suite: on 2 busy cores, two OpenMP threads made tiny-UNet audits ~25x slower.
 torch.set_num_threads(1)

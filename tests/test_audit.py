@@ -121,15 +121,6 @@ def estimates(**overrides: float) -> dict[str, Estimate]:
     return {name: Estimate(value, value, value, 0.95) for name, value in base.items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on busy cores, two OpenMP threads make the tiny UNet's convolutions ~25x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def teacher(request):
     return FAMILIES[request.param](NUM_CLASSES)

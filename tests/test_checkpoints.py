@@ -114,15 +114,6 @@ value = 3
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on busy cores, two OpenMP threads make the tiny UNet's convolutions ~25x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # -- diffusers folders ----------------------------------------------------------------------------
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_save_pretrained_folder_loads_identically(family, tmp_path):

@@ -78,15 +78,6 @@ class TouchOnLoad:
         return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on busy cores, two OpenMP threads make the tiny UNet's convolutions ~25x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, pathlib.Path]:
     """Saved models and damaged files, written once for the module."""

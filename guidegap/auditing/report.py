@@ -231,22 +231,16 @@ def _finite_or_none(value: float) -> float | None:
 def _save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from guidegap.checkpoints.format import temp_file_beside
+    from guidegap.atomic import atomic_path
 
-    tmp: str | None = None
     try:
         if not path.parent.is_dir():
             raise InputError(f"the folder {str(path.parent)!r} does not exist; create it or choose another --figure path.")
-        fd, tmp = temp_file_beside(path, path.suffix or ".png")
-        os.close(fd)
-        fig.savefig(tmp, dpi=130)
-        os.replace(tmp, path)
-        tmp = None
+        with atomic_path(path, path.suffix or ".png") as tmp:
+            fig.savefig(tmp, dpi=130)
     except ValueError as error:  # unknown image format
         raise InputError(f"cannot write a figure to {str(path)!r} ({error}); use .png, .pdf or .svg.") from None
     except OSError as error:  # permissions, a full disk
         raise InputError(f"could not write {str(path)!r}: {error.strerror or type(error).__name__}; check the folder is writable.") from None
     finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         plt.close(fig)

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from guidegap.atomic import atomic_path
 from guidegap.errors import InputError
 
-__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "atomic_torch_save", "temp_file_beside", "SUPPORTED_MODEL_CLASSES", "build_model"]
+__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "atomic_torch_save", "SUPPORTED_MODEL_CLASSES", "build_model"]
 
 FORMAT, FORMAT_VERSION = "guidegap-checkpoint", 1
 SUPPORTED_MODEL_CLASSES = ("UNet2DModel", "DiTTransformer2DModel", "MLPDenoiser")
@@ -105,42 +104,12 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """Create a temporary file next to ``path`` for an atomic write; returns ``(fd, name)`` like ``mkstemp``.
-
-    Unlike ``mkstemp`` (always 0o600), the file gets the permissions a plain ``open`` would give: those of the
-    file it will replace, else 0o666 minus the umask, so a renamed checkpoint or figure stays readable as usual.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
-        except FileExistsError:
-            continue
-        if path.is_file():
-            try:
-                os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-            except OSError:
-                pass
-        return fd, tmp
-    raise FileExistsError(f"could not create a temporary file beside {str(path)!r}")
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file in the destination folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import xarray as xr
 
+from guidegap.atomic import atomic_path
 from guidegap.errors import InputError
 from guidegap.results.schema import validate
 
@@ -24,20 +24,11 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         raise InputError(f"{str(path)!r} is a folder; pass a file name such as {str(path / 'result.nc')!r}.")
     validate(ds)
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        with atomic_path(path) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
     except OSError as error:  # permissions, a full disk: one line for the CLI, old file untouched
         raise InputError(f"could not write {str(path)!r}: {error.strerror or type(error).__name__}; check the folder is writable.") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 
