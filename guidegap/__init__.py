@@ -29,6 +29,12 @@ _LAZY = {
     "save_dataset": "guidegap.results.io",
     "load_model": "guidegap.checkpoints.loading",
     "plot_collapse": "guidegap.plots.collapse",
+    "GuidanceMonitor": "guidegap.monitoring",
+    "GuidanceCollapseError": "guidegap.monitoring",
+    "load_log": "guidegap.monitoring",
+    "record": "guidegap.pipelines.recorder",
+    "record_pair": "guidegap.pipelines.pair",
+    "audit_text": "guidegap.pipelines.text",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -243,8 +243,9 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     save_checkpoint(make_checkpoint(tiny_unet(NUM_CLASSES), step=1), path)
     before = path.read_bytes()
 
-    def crash_mid_write(obj, handle, *args, **kwargs):
-        handle.write(b"PK\x03\x04 half a checkpoint")
+    def crash_mid_write(obj, target, *args, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash_mid_write)

@@ -168,3 +168,18 @@ def test_bad_runs_fail_clearly(tmp_path):
         TrainConfig(out=str(tmp_path / "x"), objective="composite")
     with pytest.raises(GuidegapError, match="expected an objective name"):
         _oracle_run(tmp_path, "dahs", steps=2)
+
+
+@pytest.mark.parametrize("tier", ["cpu", "paper"])
+def test_tier_architectures_build_run_and_hit_their_compression(tier):
+    from guidegap.training.architectures import build, count_parameters, model_spec
+
+    teacher, student = (build(*model_spec(tier, role, 10)) for role in ("teacher", "student"))
+    ratio = count_parameters(teacher) / count_parameters(student)
+    assert 5.0 <= ratio <= 7.0, ratio
+    size = teacher.config.sample_size
+    x = torch.zeros(1, teacher.config.in_channels, size, size)
+    with torch.no_grad():
+        assert student(x, torch.tensor([10]), class_labels=torch.tensor([10])).sample.shape == x.shape
+    if tier == "cpu":
+        assert count_parameters(teacher) == 3_458_497 and count_parameters(student) == 568_113

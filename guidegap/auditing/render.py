@@ -72,7 +72,12 @@ def render_report(report: "AuditReport") -> str:
     w = guidance.get("scale", guidance.get("kind"))
     sched = config["scheduler"]["class"].replace("Scheduler", "")
     lines = ["guidegap audit", *_models(report)]
-    how = "teacher-forced, with free-running divergence" if report.has_teacher else "guided vs. unguided (w = 1) from the same noise"
+    if not report.has_teacher:
+        how = "guided vs. unguided (w = 1) from the same noise"
+    elif ds.attrs.get("mode") == "pipeline":
+        how = "free-running pipelines from the same seed"
+    else:
+        how = "teacher-forced, with free-running divergence"
     lines.append(f"  {config['num_samples']} samples x {ds.sizes['step']} {sched} steps, w = {w}, seed {config['seed']}; {how}")
     lines.append("")
     rows = _PAIR_ROWS if report.has_teacher else _SINGLE_ROWS

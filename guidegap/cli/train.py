@@ -72,7 +72,9 @@ def run_training(args: argparse.Namespace) -> int:
     if args.audit_every and config.teacher:
         from guidegap.training.callbacks import LightAudit
 
-        callbacks.append(LightAudit(config.teacher, schedule=config.schedule))
+        from pathlib import Path
+
+        callbacks.append(LightAudit(config.teacher, schedule=config.schedule, store=Path(config.out) / "guidance.zarr"))
     result = train(config, callbacks=callbacks, resume=args.resume)
     ratio = f" ({result.teacher_parameters / result.num_parameters:.2f}x fewer than the teacher)" if result.teacher_parameters else ""
     print(f"{config.role}: {result.num_parameters:,} parameters{ratio}; step {result.step}; checkpoint {result.checkpoint}")

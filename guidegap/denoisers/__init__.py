@@ -36,8 +36,8 @@ def as_denoiser(model: DenoiserLike, **options: Any) -> Denoiser:
         return DiTDenoiser(model, **options)
     if "UNet2DConditionModel" in families:
         raise AdapterError(
-            "UNet2DConditionModel is text-conditioned: it has no class labels; record it through its pipeline "
-            "(guidegap.record) with prompt and null embeddings instead."
+            "UNet2DConditionModel is text-conditioned: it has no class labels; audit it with "
+            "guidegap.audit_text(teacher_unet, student_unet, prompt_embeds, null_embeds) or record its pipeline with guidegap.record."
         )
     if callable(model):
         return ModuleDenoiser(model, **options)

@@ -50,7 +50,14 @@ def plot_collapse(ds: xr.Dataset, thresholds: Any = None, title: str | None = No
             a.axhline(th.collapsed_rho, color=palette[3], linestyle="--", linewidth=1, label="collapse threshold")
             a.plot(steps, rho.values, color=palette[0], marker="o", markersize=2.5, label="rho")
             a.set(ylabel="rho = E|Δ_S| / E|Δ_T|", title="gap ratio per step")
-            a.set_ylim(bottom=0, top=max(1.5, float(np.nanmax(rho.values)) * 1.1) if np.isfinite(rho.values).any() else 1.5)
+            # Where the teacher's gap vanishes (t -> 0) rho can be huge; cap the axis and mark clipped steps.
+            top = 2.0 * th.rho_high
+            finite = rho.values[np.isfinite(rho.values)]
+            a.set_ylim(0, max(1.5, min(top, float(finite.max()) * 1.1)) if finite.size else 1.5)
+            clipped = np.isfinite(rho.values) & (rho.values > a.get_ylim()[1])
+            if clipped.any():
+                a.plot(steps[clipped], np.full(clipped.sum(), a.get_ylim()[1]), "^", color=palette[0], clip_on=False,
+                       label=f"above {a.get_ylim()[1]:.2g} (max {finite.max():.3g})")
             _band(b, steps, ds["gap_norm"].sel(model="teacher"), "teacher", palette[0])
             _band(b, steps, ds["gap_norm"].sel(model="student"), "student", palette[1])
             b.set(ylabel="RMS(eps_c - eps_u)", title="guidance gap")

@@ -181,7 +181,9 @@ def trace(
         "keep_predictions": keep_predictions,
         "divergence": bool(free_running or shadow),
         "sample_shape": list(shape),
-        "scheduler": {"class": type(scheduler).__name__, **{k: _json_safe(v) for k, v in dict(scheduler.config).items()}},
+        # Private diffusers keys (e.g. _use_default_values, a set) vary between processes: leave them out.
+        "scheduler": {"class": type(scheduler).__name__,
+                      **{k: _json_safe(v) for k, v in dict(scheduler.config).items() if not k.startswith("_")}},
         "models": {r.name: r.denoiser.describe() for r in roles},
     }
     attrs = {

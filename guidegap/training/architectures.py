@@ -93,8 +93,8 @@ def model_spec(tier: str, role: str, num_classes: int | None = None, arch: str =
     if tier == "cpu":
         k = num_classes or 10
         if role == "teacher":
-            return "UNet2DModel", _unet((48, 96, 96), 2, 28, 1, k, 8)
-        return "UNet2DModel", _unet((16, 40, 40), 2, 28, 1, k, 4)
+            return "UNet2DModel", _unet((48, 96, 96), 2, 28, 1, k, 8, head_dim=8)
+        return "UNet2DModel", _unet((16, 40, 40), 2, 28, 1, k, 4, head_dim=8)
     k = num_classes or 10
     if role == "teacher":
         return "UNet2DModel", _unet((128, 256, 256, 256), 2, 32, 3, k, 32, attention_levels=(1,))

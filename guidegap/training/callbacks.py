@@ -1,37 +1,35 @@
-"""Loop hooks: a periodic light audit of the EMA student (rho / cos / verdict logged with the step)."""
+"""Loop hooks: a periodic light audit of the EMA student (rho / cos / verdict logged with the step).
+
+:class:`LightAudit` is a :class:`guidegap.monitoring.GuidanceMonitor` on the training noise schedule that, by
+default, neither raises nor writes a zarr log (pass ``store=`` / ``raise_on=`` to get either): one implementation.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from typing import Any
 
-from guidegap.denoisers import Denoiser
+from guidegap.monitoring.monitor import GuidanceMonitor
 
 __all__ = ["LightAudit"]
 
 
-class LightAudit:
+class LightAudit(GuidanceMonitor):
     """A small, seeded audit of the student against the teacher; cheap enough to run every few hundred steps.
 
-    ``teacher`` is a model, a checkpoint path, or ``"oracle"``; sampling uses the training noise schedule.
+    ``teacher`` is a model, a checkpoint path, or ``"oracle"``; sampling uses DDIM on the training noise schedule.
     """
 
     def __init__(self, teacher: Any, *, num_samples: int = 16, num_steps: int = 10, guidance_scale: float = 4.0,
-                 seed: int = 0, schedule: str = "linear") -> None:
+                 seed: int = 0, schedule: str = "linear", store: str | os.PathLike[str] | None = None,
+                 raise_on: str | Iterable[str] | None = None) -> None:
         from guidegap.recording.schedulers import make_scheduler
-        from guidegap.training.loop import load_teacher
         from guidegap.training.noise import noise_scheduler
 
-        training = noise_scheduler(schedule)
-        self.scheduler = make_scheduler("ddim", base=_ddim_on(training))
-        self.teacher = load_teacher(teacher, training.alphas_cumprod)[0]
-        self.options = {"num_samples": num_samples, "num_steps": num_steps, "guidance_scale": guidance_scale, "seed": seed}
-
-    def __call__(self, step: int, student: Denoiser) -> dict[str, Any]:
-        from guidegap.auditing.api import audit
-
-        report = audit(student, self.teacher, scheduler=self.scheduler, n_boot=200, **self.options)
-        return {"audit_verdict": report.verdict, "audit_rho": report.summary["rho"].value,
-                "audit_cos": report.summary["cos_delta"].value}
+        super().__init__(teacher, store=store, raise_on=raise_on, num_samples=num_samples, num_steps=num_steps,
+                         guidance_scale=guidance_scale, seed=seed,
+                         scheduler=make_scheduler("ddim", base=_ddim_on(noise_scheduler(schedule))))
 
 
 def _ddim_on(training: Any) -> Any:

@@ -1,0 +1,242 @@
+"""A guidance regression check for any PyTorch training loop.
+
+::
+
+    monitor = GuidanceMonitor(teacher, every=500, store="runs/x/guidance.zarr")
+    for step in range(steps):
+        ...                                   # optimizer.step()
+        monitor.maybe_check(step + 1, ema)    # every 500 steps: light seeded audit, appended to the log
+
+Each check is a small :func:`guidegap.audit` of the student against the teacher with the same seed (same
+noise, labels and sampler every time, so checks are comparable), appended to a zarr log along
+``training_step`` (:mod:`guidegap.monitoring.log`). A verdict in ``raise_on`` raises
+:class:`GuidanceCollapseError` after the entry is written. Under accelerate / ``torch.distributed`` only the
+main process checks and writes; other ranks return ``None`` at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guidegap.errors import GuidegapError, InputError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from guidegap.auditing.report import AuditReport
+    from guidegap.auditing.verdicts import Thresholds
+    from guidegap.denoisers import Denoiser
+
+__all__ = ["GuidanceMonitor", "GuidanceCollapseError", "is_main_process", "describe_failure", "callback_values"]
+
+
+class GuidanceCollapseError(GuidegapError):
+    """A guidance check returned a verdict the monitor was told to stop on (default: ``collapsed``).
+
+    ``report`` is the full :class:`~guidegap.AuditReport`, ``step`` the training step, ``verdict`` its verdict.
+    A :class:`~guidegap.errors.GuidegapError`, so the CLI prints it as one line and ``except GuidegapError``
+    catches it.
+    """
+
+    def __init__(self, report: "AuditReport", step: int | None = None) -> None:
+        self.report, self.step, self.verdict = report, step, report.verdict
+        where = f" at training step {step}" if step is not None else ""
+        super().__init__(f"guidance check{where}: {describe_failure(report)} Suggested fix: {report.suggestion}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes despite the custom signature
+        return (type(self), (self.report, self.step))
+
+
+def describe_failure(report: "AuditReport") -> str:
+    """The verdict line and the key numbers (with CIs) of a report, not the full report."""
+    th = report.thresholds
+    rows = (("rho", "rho", f"healthy {th.rho_low}-{th.rho_high}"), ("cos_delta", "gap cosine", f"healthy >= {th.min_cos}"),
+            ("rel_cond_error", "cond error / teacher", f"healthy <= {th.max_rel_branch_error}"),
+            ("rel_uncond_error", "uncond error / teacher", f"healthy <= {th.max_rel_branch_error}"),
+            ("rel_gap", "gap / eps_c", f"collapsed < {th.min_rel_gap}"))
+    numbers = "; ".join(f"{label} {report.summary[key]} ({healthy})" for key, label, healthy in rows if key in report.summary)
+    return f"VERDICT: {report.verdict.upper()} — {report.finding.reason}. {numbers}."
+
+
+def callback_values(report: "AuditReport") -> dict[str, Any]:
+    """What the trainer logs per check (``audit_verdict``, ``audit_rho``, ``audit_cos``, ...)."""
+    values = {"audit_verdict": report.verdict}
+    for key, name in (("rho", "audit_rho"), ("cos_delta", "audit_cos"), ("gap_mse", "audit_gap_mse"),
+                      ("rel_cond_error", "audit_rel_cond_error"), ("rel_uncond_error", "audit_rel_uncond_error")):
+        if key in report.summary:
+            values[name] = float(report.summary[key].value)
+    return values
+
+
+def is_main_process() -> bool:
+    """True unless an accelerate state or a ``torch.distributed`` group says this is not rank 0.
+
+    Looks at accelerate only when it is already imported and a ``PartialState`` exists (creating one here would
+    initialise a distributed environment as a side effect).
+    """
+    state_module = sys.modules.get("accelerate.state")
+    partial_state = getattr(state_module, "PartialState", None)
+    if partial_state is not None and getattr(partial_state, "_shared_state", None):
+        return bool(partial_state().is_main_process)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return True
+
+
+def _raise_on(spec: str | Iterable[str] | None) -> frozenset[str]:
+    from guidegap.auditing.report import parse_fail_on
+
+    if spec is None or (not isinstance(spec, str) and not list(spec)):
+        return frozenset()
+    return frozenset(parse_fail_on(spec))
+
+
+def _unwrap(student: Any) -> Any:
+    """The module inside DDP / accelerate wrappers: a forward of the wrapper on one rank would wait for the others."""
+    while hasattr(student, "module") and type(student).__name__ in ("DistributedDataParallel", "DataParallel"):
+        student = student.module
+    return student
+
+
+class GuidanceMonitor:
+    """Light, seeded audits of a student during training, logged to one zarr Dataset along ``training_step``.
+
+    Args:
+        teacher: a model, a checkpoint / diffusers folder, or ``"oracle[:SEED]"`` (oracle tier).
+        every: check when ``step % every == 0`` in :meth:`maybe_check` / ``__call__`` (``None``: every call).
+        store: the zarr log folder (e.g. ``"runs/x/guidance.zarr"``); ``None`` keeps the log in memory.
+        num_samples, num_steps, guidance_scale, seed, labels: the audit (same every check).
+        raise_on: verdicts that raise :class:`GuidanceCollapseError` (``None``: never raise).
+        scheduler: a diffusers scheduler or a name; default DDIM on the teacher's stored schedule or DDPM-linear.
+        thresholds: verdict thresholds (:class:`guidegap.Thresholds`), stored in the log.
+        n_boot: bootstrap resamples of each summary.
+
+    Also a trainer callback: ``train(config, callbacks=[monitor])`` calls ``monitor(step, ema_student)``.
+    """
+
+    def __init__(
+        self,
+        teacher: Any,
+        *,
+        every: int | None = None,
+        store: str | os.PathLike[str] | None = None,
+        num_samples: int = 16,
+        num_steps: int = 10,
+        guidance_scale: float = 4.0,
+        seed: int = 0,
+        raise_on: str | Iterable[str] | None = ("collapsed",),
+        scheduler: Any = None,
+        thresholds: "Thresholds | None" = None,
+        labels: Any = None,
+        n_boot: int = 200,
+    ) -> None:
+        from guidegap.auditing.verdicts import Thresholds
+
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise InputError(f"expected every to be an integer >= 1 (or None: every call), received {every!r}.")
+        if teacher is None:
+            raise InputError("GuidanceMonitor needs a teacher to compare the student with; pass a model, a path or 'oracle'.")
+        self.every = every
+        self.store = Path(store) if store is not None else None
+        self.raise_on = _raise_on(raise_on)
+        self.thresholds = thresholds or Thresholds()
+        self.teacher, self.scheduler, self.teacher_source = _resolve_teacher(teacher, scheduler)
+        self.options = {"num_samples": num_samples, "num_steps": num_steps, "guidance_scale": guidance_scale,
+                        "seed": seed, "labels": labels, "n_boot": n_boot}
+        self.last_report: "AuditReport | None" = None
+        self._entries: list["xr.Dataset"] = []
+
+    # -- checking ---------------------------------------------------------------------------------
+    def due(self, step: int) -> bool:
+        return self.every is None or int(step) % self.every == 0
+
+    def maybe_check(self, step: int, student: Any) -> "AuditReport | None":
+        """:meth:`check` when ``step`` is a multiple of ``every``; otherwise (or off the main process) ``None``."""
+        return self.check(step, student) if self.due(step) else None
+
+    def check(self, step: int, student: Any) -> "AuditReport | None":
+        """Audit ``student`` now, append the result at ``step``, raise on a ``raise_on`` verdict; ``None`` off rank 0."""
+        from guidegap.auditing.api import audit
+        from guidegap.monitoring.log import log_entry
+
+        if not is_main_process():
+            return None
+        started = time.perf_counter()
+        report = audit(_unwrap(student), self.teacher, scheduler=self.scheduler, thresholds=self.thresholds, **self.options)
+        entry = log_entry(report, int(step), time.perf_counter() - started, self._attrs(report))
+        self._append(entry)
+        self.last_report = report
+        if report.verdict in self.raise_on:
+            raise GuidanceCollapseError(report, int(step))
+        return report
+
+    def __call__(self, step: int, student: "Denoiser | Any") -> dict[str, Any] | None:
+        """The trainer's callback signature: values to log, or ``None`` when no check ran."""
+        report = self.maybe_check(step, student)
+        return None if report is None else callback_values(report)
+
+    # -- the log ----------------------------------------------------------------------------------
+    @property
+    def log(self) -> "xr.Dataset":
+        """The whole run's log so far (read from the store, or assembled in memory without one)."""
+        import xarray as xr
+
+        from guidegap.monitoring.log import TRAINING_STEP, load_log
+
+        if self.store is not None:
+            return load_log(self.store)
+        if not self._entries:
+            raise InputError("no check has run yet; call monitor.check(step, student) first.")
+        return xr.concat(self._entries, dim=TRAINING_STEP, data_vars="minimal", coords="minimal",
+                         compat="override", join="override", combine_attrs="override")
+
+    def _append(self, entry: "xr.Dataset") -> None:
+        from guidegap.monitoring.log import TRAINING_STEP, append_entry
+
+        if self.store is not None:
+            append_entry(self.store, entry)
+        else:
+            step = int(entry[TRAINING_STEP].values[0])
+            self._entries = [e for e in self._entries if int(e[TRAINING_STEP].values[0]) < step] + [entry]
+
+    def _attrs(self, report: "AuditReport") -> dict[str, str]:
+        config = json.loads(report.dataset.attrs["config"])
+        config.pop("models", None)  # the student's description changes with nothing that matters here
+        # diffusers' private bookkeeping (a set, listed in hash order) would make equal settings compare unequal
+        config["scheduler"] = {k: v for k, v in config.get("scheduler", {}).items() if not k.startswith("_")}
+        config["teacher"] = self.teacher_source
+        config["teacher_model"] = self.teacher.describe()
+        config["n_boot"] = self.options["n_boot"]
+        return {"config": json.dumps(config, sort_keys=True), "thresholds": json.dumps(self.thresholds.to_dict()),
+                "teacher": self.teacher_source, "title": "guidegap training log (GuidanceMonitor)"}
+
+    def __repr__(self) -> str:
+        o = self.options
+        return (f"GuidanceMonitor(teacher={self.teacher_source!r}, every={self.every}, store={str(self.store) if self.store else None!r}, "
+                f"num_samples={o['num_samples']}, num_steps={o['num_steps']}, guidance_scale={o['guidance_scale']}, seed={o['seed']}, "
+                f"raise_on={sorted(self.raise_on)})")
+
+
+def _resolve_teacher(teacher: Any, scheduler: Any) -> tuple["Denoiser", Any, str]:
+    """The teacher denoiser, the sampler (an instance, used as is; a name on the teacher's schedule) and a description."""
+    from guidegap.auditing.api import resolve_model
+    from guidegap.checkpoints import load_scheduler
+    from guidegap.recording.schedulers import make_scheduler
+    from guidegap.training.architectures import oracle_mixture, parse_oracle
+
+    oracle_seed = parse_oracle(teacher) if isinstance(teacher, str) else None
+    stored = None
+    if oracle_seed is None:
+        teacher_d, stored, source = resolve_model(teacher)
+    sampler = make_scheduler(scheduler) if scheduler is not None and not isinstance(scheduler, str) else load_scheduler(stored, scheduler)
+    if oracle_seed is not None:
+        teacher_d, source = oracle_mixture(oracle_seed).denoiser(sampler.alphas_cumprod), str(teacher)
+    return teacher_d, sampler, source

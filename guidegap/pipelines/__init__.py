@@ -1,0 +1,40 @@
+"""Record guidance inside unmodified diffusers pipelines, compare teacher and student pipelines, audit text UNets.
+
+* :func:`record` (``guidegap.record``): a context manager that hooks a pipeline's denoiser and records both
+  CFG branches at every call into a Dataset (:mod:`guidegap.pipelines.recorder`).
+* :class:`Layout` and :data:`PIPELINE_LAYOUTS`: the declared CFG batch layouts (:mod:`guidegap.pipelines.layouts`).
+* :func:`record_pair`: teacher and student pipelines from the same seed -> pair metrics and a verdict.
+* :func:`audit_text`: teacher/student ``UNet2DConditionModel`` with prompt and null embeddings -> a verdict.
+
+Names are imported lazily, so importing this package does not import diffusers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "Layout": "guidegap.pipelines.layouts",
+    "PIPELINE_LAYOUTS": "guidegap.pipelines.layouts",
+    "default_layout": "guidegap.pipelines.layouts",
+    "Recorder": "guidegap.pipelines.recorder",
+    "record": "guidegap.pipelines.recorder",
+    "record_pair": "guidegap.pipelines.pair",
+    "TextEmbeddingDenoiser": "guidegap.pipelines.text",
+    "audit_text": "guidegap.pipelines.text",
+    "HookError": "guidegap.pipelines.hooks",
+    "remove_hooks": "guidegap.pipelines.hooks",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'guidegap.pipelines' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,120 @@
+"""Text-conditioned audits: teacher and student ``UNet2DConditionModel`` with given prompt and null embeddings.
+
+A text-conditioned UNet becomes a class-conditional :class:`~guidegap.denoisers.Denoiser` over a table of
+embeddings: label ``i`` is prompt ``i`` (``encoder_hidden_states = prompt_embeds[i]``) and the null label ``P``
+(the number of prompts) is the null (empty- or negative-prompt) embedding. Everything else, the sampler,
+teacher forcing, metrics and verdicts, is the class-conditional machinery of :func:`guidegap.audit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from guidegap.auditing.report import AuditReport
+from guidegap.auditing.verdicts import Thresholds
+from guidegap.denoisers.base import Denoiser
+from guidegap.errors import AdapterError, InputError
+from guidegap.pipelines.layouts import eps_channels
+from guidegap.recording.guidance import GuidanceLike
+
+__all__ = ["TextEmbeddingDenoiser", "audit_text"]
+
+
+def _embeddings(value: Any, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.ndim not in (2, 3) or not value.is_floating_point():
+        got = f"shape {tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise InputError(f"{name}: expected a float tensor of text embeddings (P, L, D) or (L, D), received {got}.")
+    return (value if value.ndim == 3 else value.unsqueeze(0)).detach()
+
+
+class TextEmbeddingDenoiser(Denoiser):
+    """A ``UNet2DConditionModel`` whose labels index prompt embeddings; the null label selects ``null_embeds``.
+
+    Learned-sigma UNets (``out_channels == 2 * in_channels``) are reduced to their eps channels.
+    """
+
+    def __init__(self, unet: torch.nn.Module, prompt_embeds: torch.Tensor, null_embeds: torch.Tensor,
+                 *, name: str | None = None) -> None:
+        label = name or type(unet).__name__
+        config = getattr(unet, "config", None)
+        if config is None or config.get("cross_attention_dim") is None:
+            raise AdapterError(f"{label}: expected a text-conditioned UNet2DConditionModel (config.cross_attention_dim), "
+                               f"received {type(unet).__name__}.")
+        for key in ("addition_embed_type", "time_cond_proj_dim", "class_embed_type"):
+            if config.get(key) is not None:
+                raise AdapterError(
+                    f"{label}: config.{key} = {config.get(key)!r} needs extra conditioning inputs (SDXL added_cond_kwargs, "
+                    "a guidance-scale embedding, class labels) that audit_text does not supply; audit its pipeline with "
+                    "guidegap.record instead."
+                )
+        prompts = _embeddings(prompt_embeds, "prompt_embeds")
+        null = _embeddings(null_embeds, "null_embeds")
+        if null.shape[0] != 1 or null.shape[1:] != prompts.shape[1:]:
+            raise InputError(
+                f"null_embeds: expected one embedding shaped like a prompt's {tuple(prompts.shape[1:])}, received "
+                f"{tuple(null.shape)}; pass the embedding of the empty (or negative) prompt."
+            )
+        size = config["sample_size"]
+        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        self.in_channels = int(config["in_channels"])
+        super().__init__(num_classes=prompts.shape[0], null_label=prompts.shape[0],
+                         sample_shape=(self.in_channels, height, width), module=unet, name=label)
+        self.unet = unet
+        self.table = torch.cat([prompts, null.to(prompts.dtype)])
+        self.eps = eps_channels(unet)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embeds = self.table.to(device=x.device, dtype=x.dtype)[labels.to(x.device)]
+        pred = self.unet(x, t, encoder_hidden_states=embeds, return_dict=False)[0]
+        return pred[:, : self.eps] if self.eps is not None else pred
+
+    def describe(self) -> dict[str, object]:
+        info = super().describe()
+        info["prompts"] = int(self.num_classes)
+        info["embedding_shape"] = list(self.table.shape[1:])
+        return info
+
+
+def audit_text(
+    teacher_unet: torch.nn.Module,
+    student_unet: torch.nn.Module,
+    prompt_embeds: torch.Tensor,
+    null_embeds: torch.Tensor,
+    *,
+    scheduler: Any = None,
+    num_steps: int = 50,
+    guidance_scale: GuidanceLike = 7.5,
+    num_samples: int | None = None,
+    seed: int = 0,
+    student_prompt_embeds: torch.Tensor | None = None,
+    student_null_embeds: torch.Tensor | None = None,
+    chunk_size: int = 64,
+    thresholds: Thresholds | None = None,
+    n_boot: int = 1000,
+) -> AuditReport:
+    """Audit a text-conditioned student UNet against its teacher, teacher-forced, with free-running divergence.
+
+    ``prompt_embeds`` ``(P, L, D)`` are the text-encoder outputs of ``P`` prompts and ``null_embeds`` ``(1, L, D)``
+    the empty (or negative) prompt's, the unconditional branch. Sample ``i`` uses prompt ``i % P``; by default one
+    sample per prompt. A student with its own text encoder takes ``student_prompt_embeds`` /
+    ``student_null_embeds`` (default: the teacher's). ``scheduler`` is a diffusers scheduler (pass the pipeline's,
+    e.g. ``pipe.scheduler``, so the noise schedule is the model's) or a name; default DDIM on DDPM-linear.
+    Returns the :class:`~guidegap.auditing.AuditReport` of :func:`guidegap.audit`; labels in its Dataset are
+    prompt indices.
+    """
+    from guidegap.auditing.api import audit
+
+    teacher = TextEmbeddingDenoiser(teacher_unet, prompt_embeds, null_embeds, name="teacher " + type(teacher_unet).__name__)
+    student = TextEmbeddingDenoiser(
+        student_unet,
+        prompt_embeds if student_prompt_embeds is None else student_prompt_embeds,
+        null_embeds if student_null_embeds is None else student_null_embeds,
+        name="student " + type(student_unet).__name__,
+    )
+    if student.num_classes != teacher.num_classes:
+        raise InputError(f"student_prompt_embeds: expected {teacher.num_classes} prompts like the teacher's, received {student.num_classes}.")
+    return audit(student, teacher, num_samples=num_samples or teacher.num_classes, num_steps=num_steps,
+                 guidance_scale=guidance_scale, scheduler=scheduler, seed=seed, chunk_size=chunk_size,
+                 thresholds=thresholds, n_boot=n_boot)

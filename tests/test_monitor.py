@@ -1,0 +1,236 @@
+"""GuidanceMonitor: a zarr log with one entry per check, raising on collapse, main process only; the pytest helper."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import guidegap
+from guidegap.auditing.verdicts import VERDICTS
+from guidegap.errors import GuidegapError, InputError
+from guidegap.metrics.summary import rho_per_step
+from guidegap.monitoring import GuidanceCollapseError, GuidanceMonitor, load_log
+from guidegap.oracle import collapsed_student, shifted_student, shrunk_student
+from guidegap.testing import assert_guidance_healthy
+from guidegap.training.architectures import build, model_spec, oracle_mixture
+from guidegap.training.config import TrainConfig
+from guidegap.training.loop import train
+from guidegap.training.noise import add_noise
+
+
+@pytest.fixture
+def mixture_teacher(scheduler):
+    return oracle_mixture(0).denoiser(scheduler)
+
+
+def test_monitor_in_the_trainer_logs_one_entry_per_check_equal_to_an_audit_of_the_student(tmp_path):
+    store = tmp_path / "run" / "guidance.zarr"
+    monitor = GuidanceMonitor("oracle", store=store)
+    config = TrainConfig(out=str(tmp_path / "run"), tier="oracle", teacher="oracle", objective="dash", steps=30,
+                         batch_size=128, audit_every=10, checkpoint_every=30, log_every=10, progress=False)
+    result = train(config, callbacks=[monitor])
+
+    log = load_log(store)
+    assert log["training_step"].values.tolist() == [10, 20, 30]
+    assert log["rho_per_step"].dims == ("training_step", "step") and log.sizes["step"] == 10
+    assert log["gap_norm_per_step"].dims == ("training_step", "model", "step")
+    assert set(log["verdict"].values) <= set(VERDICTS)
+    for name, var in log.variables.items():
+        assert "long_name" in var.attrs and "units" in var.attrs, name
+    # the trainer logged the same numbers with the step
+    jsonl = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if "audit_rho" in line]
+    assert [e["step"] for e in jsonl] == [10, 20, 30]
+    assert [e["audit_rho"] for e in jsonl] == log["rho"].values.tolist()
+    assert [e["audit_verdict"] for e in jsonl] == log["verdict"].values.tolist()
+    # same seed and settings: the last entry is exactly the audit of the stored EMA student
+    report = guidegap.audit(str(result.checkpoint), "oracle", num_samples=16, num_steps=10, n_boot=200)
+    last = log.isel(training_step=-1)
+    assert float(last["rho"]) == report.summary["rho"].value
+    assert float(last["cos_delta"]) == report.summary["cos_delta"].value
+    assert str(last["verdict"].values) == report.verdict
+    np.testing.assert_array_equal(last["rho_per_step"].values, rho_per_step(report.dataset).values)
+
+
+def test_monitor_raises_when_the_student_collapses_during_a_plain_pytorch_loop(tmp_path, scheduler, mixture_teacher):
+    """A label-plumbing bug: both branches are distilled to the teacher's unconditional prediction, so the
+    student learns to ignore its label and its guidance gap shrinks check after check until rho < 0.3."""
+    mixture = oracle_mixture(0)
+    torch.manual_seed(0)
+    model = build(*model_spec("oracle", "student"))
+    student = guidegap.as_denoiser(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    monitor = GuidanceMonitor(mixture_teacher, every=20, store=tmp_path / "guidance.zarr", scheduler=scheduler)
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(GuidanceCollapseError) as caught:
+        for step in range(1, 301):
+            x0, labels = mixture.sample(256, generator=generator)
+            t = torch.randint(0, 1000, (256,), generator=generator)
+            x_t = add_noise(x0, torch.randn(x0.shape, generator=generator), t, scheduler.alphas_cumprod)
+            with torch.no_grad():
+                _, target = mixture_teacher.branches(x_t, t, labels)  # the bug: eps_u is the target of both
+            cond, uncond = student.branches(x_t, t, labels)
+            loss = (cond - target).pow(2).mean() + (uncond - target).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.maybe_check(step, model)
+    error = caught.value
+    assert isinstance(error, GuidegapError) and error.verdict == "collapsed" and error.report.verdict == "collapsed"
+    assert "at training step" in str(error) and "COLLAPSED" in str(error) and "\n" not in str(error)
+    assert model.training, "the check restores train mode"
+    log = load_log(tmp_path / "guidance.zarr")
+    assert log["training_step"].values.tolist() == list(range(20, error.step + 1, 20))  # one entry per check
+    verdicts = log["verdict"].values.tolist()
+    assert verdicts[-1] == "collapsed" and "collapsed" not in verdicts[:-1]
+    assert float(log["rho"][0]) > 0.3 > float(log["rho"][-1])  # it collapsed during training, not from the start
+    assert float(log["rho"][-1]) == error.report.summary["rho"].value
+    assert pickle.loads(pickle.dumps(error)).report.verdict == "collapsed"
+
+
+def test_checks_are_seeded_comparable_and_known_students_get_known_verdicts(tmp_path, scheduler, mixture_teacher):
+    monitor = GuidanceMonitor(mixture_teacher, every=10, scheduler=scheduler, raise_on=None)
+    assert monitor.maybe_check(5, mixture_teacher) is None  # not a multiple of every: nothing runs
+    rng = torch.get_rng_state()
+    first = monitor(10, mixture_teacher)
+    assert torch.equal(rng, torch.get_rng_state()), "a check must not move the training loop's global RNG"
+    assert first["audit_verdict"] == "healthy" and first["audit_rho"] == 1.0 and first["audit_cos"] == pytest.approx(1.0)
+    assert monitor(20, mixture_teacher) == first  # same seed every check
+    assert monitor(30, shrunk_student(mixture_teacher, 0.5))["audit_rho"] == pytest.approx(0.5)
+    assert monitor(40, collapsed_student(mixture_teacher, 4.0))["audit_verdict"] == "collapsed"  # raise_on=None
+    log = monitor.log
+    assert log["training_step"].values.tolist() == [10, 20, 30, 40]
+    assert log["verdict"].values.tolist() == ["healthy", "healthy", "miscalibrated", "collapsed"]
+    np.testing.assert_allclose(log["rho_per_step"].sel(training_step=30).values, 0.5, rtol=1e-5)
+    assert float(log["rho"].sel(training_step=40)) == 0.0
+
+
+def _open_in_another_process(store) -> dict:
+    code = ("import json, sys, xarray as xr; ds = xr.open_zarr(sys.argv[1]); "
+            "print(json.dumps({'steps': ds.training_step.values.tolist(), 'rho': ds.rho.values.tolist(), "
+            "'verdict': [str(v) for v in ds.verdict.values]}))")
+    done = subprocess.run([sys.executable, "-c", code, str(store)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_the_log_is_readable_from_another_process_after_each_append(tmp_path, scheduler, mixture_teacher):
+    store = tmp_path / "guidance.zarr"
+    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
+    monitor.check(100, mixture_teacher)
+    assert _open_in_another_process(store) == {"steps": [100], "rho": [1.0], "verdict": ["healthy"]}
+    monitor.check(200, shifted_student(mixture_teacher, 0.5))
+    seen = _open_in_another_process(store)
+    assert seen["steps"] == [100, 200] and seen["verdict"] == ["healthy", "drifted"]
+    assert seen["rho"] == load_log(store)["rho"].values.tolist()
+
+
+def test_a_failed_append_leaves_the_earlier_entries_readable(tmp_path, monkeypatch, scheduler, mixture_teacher):
+    from xarray.backends.common import ArrayWriter
+
+    store = tmp_path / "guidance.zarr"
+    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
+    monitor.check(10, mixture_teacher)
+    before = load_log(store)
+
+    original, calls = ArrayWriter.add, {"n": 0}
+
+    def failing_add(self, source, target, region=None):  # the disk fills up after a few arrays of the entry
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError(28, "No space left on device")
+        return original(self, source, target, region)
+
+    monkeypatch.setattr(ArrayWriter, "add", failing_add)
+    with pytest.raises(OSError):
+        monitor.check(20, shrunk_student(mixture_teacher, 0.5))
+    assert calls["n"] == 6
+    monkeypatch.setattr(ArrayWriter, "add", original)
+    xr.testing.assert_identical(xr.open_zarr(store).load(), before)
+    assert _open_in_another_process(store)["steps"] == [10]
+    monitor.check(30, shrunk_student(mixture_teacher, 0.5))  # and the log goes on
+    after = load_log(store)
+    assert after["training_step"].values.tolist() == [10, 30]
+    assert after["verdict"].values.tolist() == ["healthy", "miscalibrated"]
+    xr.testing.assert_identical(after.isel(training_step=[0]), before)
+
+
+def test_a_resumed_run_replaces_the_entries_it_repeats_and_other_settings_are_refused(tmp_path, scheduler, mixture_teacher):
+    store = tmp_path / "guidance.zarr"
+    first = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
+    for step in (10, 20, 30):
+        first.check(step, mixture_teacher)
+    resumed = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)  # restarted from the step-20 checkpoint
+    resumed.check(20, shrunk_student(mixture_teacher, 0.5))
+    log = load_log(store)
+    assert log["training_step"].values.tolist() == [10, 20]
+    assert log["verdict"].values.tolist() == ["healthy", "miscalibrated"]
+    other = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, num_steps=5)
+    with pytest.raises(InputError, match="other monitor settings"):
+        other.check(40, mixture_teacher)
+    assert load_log(store)["training_step"].values.tolist() == [10, 20]
+
+
+def test_only_the_main_process_checks_and_writes(tmp_path, monkeypatch, scheduler, mixture_teacher):
+    from accelerate.state import DistributedType, PartialState
+
+    store = tmp_path / "guidance.zarr"
+    monitor = GuidanceMonitor(mixture_teacher, every=10, store=store, scheduler=scheduler)
+
+    def fake_state(rank: int) -> None:  # what Accelerator() leaves behind on rank `rank` of 2
+        monkeypatch.setattr(PartialState, "_shared_state", {
+            "process_index": rank, "local_process_index": rank, "num_processes": 2,
+            "distributed_type": DistributedType.MULTI_CPU, "device": torch.device("cpu")})
+
+    def no_audit(*args, **kwargs):
+        raise AssertionError("a non-main rank must not run the audit")
+
+    fake_state(1)
+    with monkeypatch.context() as patch:
+        patch.setattr("guidegap.auditing.api.audit", no_audit)
+        assert monitor(10, collapsed_student(mixture_teacher, 4.0)) is None  # no audit, no raise
+        assert monitor.check(10, mixture_teacher) is None
+    assert not store.exists()
+    fake_state(0)
+    assert monitor(10, mixture_teacher)["audit_verdict"] == "healthy"
+    assert load_log(store)["training_step"].values.tolist() == [10]
+    monkeypatch.setattr(PartialState, "_shared_state", {})  # no state at all: a single process is the main one
+    assert guidegap.monitoring.is_main_process()
+
+
+def test_monitor_rejects_bad_settings(scheduler, mixture_teacher):
+    with pytest.raises(InputError, match="every"):
+        GuidanceMonitor(mixture_teacher, every=0)
+    with pytest.raises(InputError, match="teacher"):
+        GuidanceMonitor(None)
+    with pytest.raises(InputError, match="fail-on verdicts"):
+        GuidanceMonitor(mixture_teacher, raise_on=("colapsed",))
+    assert GuidanceMonitor(mixture_teacher, raise_on="collapsed,non-finite").raise_on == {"collapsed", "non-finite"}
+    assert GuidanceMonitor(mixture_teacher, raise_on=None).raise_on == set()
+
+
+# -- guidegap.testing ------------------------------------------------------------------------------
+def test_assert_guidance_healthy_passes_silently_on_a_healthy_student(oracle, scheduler):
+    report = assert_guidance_healthy(oracle, oracle, num_samples=16, num_steps=10, scheduler=scheduler)
+    assert report.verdict == "healthy"
+
+
+@pytest.mark.parametrize("make, verdict", [
+    (lambda t: collapsed_student(t, 4.0), "COLLAPSED"),
+    (lambda t: shifted_student(t, 0.5), "DRIFTED"),
+    (lambda t: shrunk_student(t, 0.5), "MISCALIBRATED"),
+])
+def test_assert_guidance_healthy_fails_with_the_verdict_line_and_key_numbers(oracle, scheduler, make, verdict):
+    with pytest.raises(AssertionError) as caught:
+        assert_guidance_healthy(make(oracle), oracle, num_samples=16, num_steps=10, scheduler=scheduler)
+    message = str(caught.value)
+    assert f"VERDICT: {verdict} — " in message
+    assert "rho " in message and "gap cosine " in message and "uncond error / teacher " in message
+    assert "along the trajectory" not in message and "Suggested fix" not in message  # not the full report
+    assert len(message) < 700
