@@ -2,7 +2,9 @@
 
 1. Overhead: wall time of ``guidegap.trace`` (teacher-forced, teacher + student UNet2DModels) against a
    bare loop doing exactly the same forward passes (both branches of both models in batches of 2B, the
-   teacher's guided DDIM trajectory) with no metrics, interleaved in one run; median of repeats.
+   teacher's guided DDIM trajectory) with no metrics, interleaved ABBA in one run; ratio of medians.
+   Because two-core wall times drift by +-10% between runs, the recorder's own per-step work (metric
+   reductions and buffer writes) is also timed from inside the recorded run: ``recorder_own_share``.
 2. Memory: growth of the resident set during a recording (peak sampled every 5 ms, minus the RSS just
    before) at 10 vs 200 steps, fresh subprocess each, with and without ``keep_predictions``.
 
@@ -69,26 +71,60 @@ def recorded(teacher, student, num_samples: int, num_steps: int, chunk_size: int
                    guidance_scale=4.0)
 
 
+class _Stopwatch:
+    """Adds up the time spent inside the recorder's own per-step work (metrics + buffer writes)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        return timed
+
+
 def overhead(num_samples: int, num_steps: int, chunk_sizes: list[int], repeats: int) -> pd.DataFrame:
+    """Wall-time ratio recorded / bare (ABBA order against drift), and the recorder's own time measured inside."""
+    from guidegap.recording import buffers, trajectory
+
     teacher, student = build_pair()
     recorded(teacher, student, 2, 2, 2)  # warm-up (imports, allocator)
+    bare_forward_passes(teacher, student, 2, 2, 2)
+    watch = _Stopwatch()
+    originals = (trajectory.model_metrics, trajectory.pair_metrics, buffers.MetricBuffers.put)
+    trajectory.model_metrics, trajectory.pair_metrics = watch.wrap(originals[0]), watch.wrap(originals[1])
+    buffers.MetricBuffers.put = watch.wrap(originals[2])
     rows = []
-    for chunk in chunk_sizes:
-        bare_times, rec_times = [], []
-        for _ in range(repeats):  # interleaved, so drift in machine load hits both
-            t0 = time.perf_counter()
-            bare_forward_passes(teacher, student, num_samples, num_steps, chunk)
-            bare_times.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            recorded(teacher, student, num_samples, num_steps, chunk)
-            rec_times.append(time.perf_counter() - t0)
-        ratios = [r / b for r, b in zip(rec_times, bare_times)]
-        rows.append({
-            "chunk_size": chunk, "num_samples": num_samples, "num_steps": num_steps, "repeats": repeats,
-            "bare_s_median": statistics.median(bare_times), "recorded_s_median": statistics.median(rec_times),
-            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-        })
-        print(rows[-1], flush=True)
+    try:
+        for chunk in chunk_sizes:
+            bare_times, rec_times, own = [], [], []
+            for repeat in range(repeats):
+                order = ("bare", "rec") if repeat % 2 == 0 else ("rec", "bare")
+                for which in order:
+                    watch.seconds = 0.0
+                    t0 = time.perf_counter()
+                    if which == "bare":
+                        bare_forward_passes(teacher, student, num_samples, num_steps, chunk)
+                        bare_times.append(time.perf_counter() - t0)
+                    else:
+                        recorded(teacher, student, num_samples, num_steps, chunk)
+                        rec_times.append(time.perf_counter() - t0)
+                        own.append(watch.seconds / rec_times[-1])
+            ratios = [r / b for r, b in zip(rec_times, bare_times)]
+            rows.append({
+                "chunk_size": chunk, "num_samples": num_samples, "num_steps": num_steps, "repeats": repeats,
+                "bare_s_median": statistics.median(bare_times), "recorded_s_median": statistics.median(rec_times),
+                "ratio_of_medians": statistics.median(rec_times) / statistics.median(bare_times),
+                "ratio_min": min(ratios), "ratio_max": max(ratios),
+                "recorder_own_share": statistics.median(own),
+            })
+            print(rows[-1], flush=True)
+    finally:
+        trajectory.model_metrics, trajectory.pair_metrics, buffers.MetricBuffers.put = originals
     return pd.DataFrame(rows)
 
 
@@ -165,8 +201,8 @@ def main() -> None:
         cost = overhead(num_samples=8, num_steps=3, chunk_sizes=[8], repeats=1)
         mem = memory([2, 6], num_samples=4, chunk_size=4)
     else:
-        cost = overhead(num_samples=32, num_steps=10, chunk_sizes=[8, 32], repeats=5)
-        mem = memory([10, 200], num_samples=16, chunk_size=16)
+        cost = overhead(num_samples=32, num_steps=10, chunk_sizes=[8, 32], repeats=6)
+        mem = memory([10, 50, 200], num_samples=16, chunk_size=16)
     RESULTS.mkdir(exist_ok=True)
     machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, {platform.processor() or 'cpu'}"
     suffix = "_quick" if args.quick else ""
