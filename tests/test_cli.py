@@ -17,6 +17,7 @@ import sys
 import pytest
 import torch
 
+import guidegap
 from guidegap.cli.main import main
 
 from conftest import tiny_dit, tiny_unet
@@ -310,3 +311,13 @@ def test_guidance_scale_option(capsys, scale, expected):
     assert code == 1 and err == ""
     guidance = json.loads(out)["config"]["guidance"]
     assert expected.items() <= guidance.items(), guidance
+
+
+def test_no_divergence_skips_the_students_own_path(tmp_path, capsys):
+    out = tmp_path / "fast.nc"
+    code = main(["audit", "--example", "--num-samples", "4", "--num-steps", "4", "--no-divergence", "--out", str(out),
+                 "--figure", str(tmp_path / "fast.png"), "--json"])
+    assert code == 1 and json.loads(capsys.readouterr().out)["verdict"] == "collapsed"
+    ds = guidegap.load_dataset(out)
+    assert "divergence" not in ds and "gap_norm" in ds
+    assert (tmp_path / "fast.png").stat().st_size > 0

@@ -60,6 +60,7 @@ def audit(
     factory: str | None = None,
     trust_pickle: bool = False,
     progress: bool = False,
+    divergence: bool = True,
 ) -> AuditReport:
     """Audit a student's classifier-free guidance against its teacher (or intrinsically, without one).
 
@@ -71,6 +72,7 @@ def audit(
     ``student``/``teacher`` are models (anything :func:`guidegap.as_denoiser` takes) or paths (diffusers
     folders, guidegap checkpoints, state dicts with ``factory``). The noise schedule is read from the
     checkpoints when stored, else DDPM-linear with T = 1000; ``scheduler`` picks the sampler ("ddim" default).
+    ``divergence=False`` skips the student's own free-running path (one student forward per step less).
 
     Example:
         >>> import guidegap
@@ -91,7 +93,7 @@ def audit(
     options = dict(num_samples=num_samples, num_steps=num_steps, guidance_scale=guidance_scale, labels=labels,
                    scheduler=sampler, seed=seed, chunk_size=chunk_size, progress=progress)
     if teacher_d is not None:
-        ds = trace(teacher_d, student_d, divergence=True, **options)
+        ds = trace(teacher_d, student_d, divergence=divergence, **options)
         summary = summarize(ds, n_boot=n_boot, seed=seed)
         finding = judge_pair(summary, thresholds)
     else:

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--factory", help="package.module:function building the model for plain state dicts")
     audit.add_argument("--trust-pickle", action="store_true",
                        help="allow checkpoints that need arbitrary unpickling (runs code from the file: only for files you trust)")
+    audit.add_argument("--no-divergence", action="store_true",
+                       help="skip the student's own free-running path (faster; the figure then shows branch errors)")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     from guidegap.cli.train import add_training_commands
