@@ -1,0 +1,11 @@
+"""Evaluation on Fashion-MNIST: the project's reference classifier, Fréchet distance on its features, guidance fidelity.
+
+``fd`` is Fréchet distance on this classifier's penultimate features, not Inception FID.
+"""
+
+from guidegap.evaluation.classifier import FashionMNISTClassifier, load_classifier
+from guidegap.evaluation.fidelity import fidelity_curve, guidance_fidelity
+from guidegap.evaluation.frechet import classifier_features, fd, frechet_distance
+
+__all__ = ["FashionMNISTClassifier", "load_classifier", "frechet_distance", "fd", "classifier_features",
+           "guidance_fidelity", "fidelity_curve"]
