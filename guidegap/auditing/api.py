@@ -27,14 +27,11 @@ def resolve_model(model: DenoiserLike | PathLike, *, factory: str | None = None,
     ``"oracle"`` / ``"oracle:SEED"`` is the oracle tier's exact Gaussian-mixture teacher on ``schedule``
     (the student's stored noise schedule; DDPM-linear when none).
     """
-    from guidegap.training.architectures import oracle_mixture, parse_oracle
+    from guidegap.checkpoints import load_scheduler
+    from guidegap.training.architectures import oracle_teacher, parse_oracle
 
-    oracle_seed = parse_oracle(model) if isinstance(model, str) else None
-    if oracle_seed is not None:
-        from guidegap.checkpoints import load_scheduler
-
-        alphas = load_scheduler(schedule).alphas_cumprod
-        return oracle_mixture(oracle_seed).denoiser(alphas), schedule, str(model)
+    if parse_oracle(model) is not None:
+        return oracle_teacher(model, load_scheduler(schedule).alphas_cumprod), schedule, str(model)
     if isinstance(model, (str, os.PathLike)):
         from guidegap.checkpoints import load_model
 

@@ -230,13 +230,13 @@ def _resolve_teacher(teacher: Any, scheduler: Any) -> tuple["Denoiser", Any, str
     from guidegap.auditing.api import resolve_model
     from guidegap.checkpoints import load_scheduler
     from guidegap.recording.schedulers import make_scheduler
-    from guidegap.training.architectures import oracle_mixture, parse_oracle
+    from guidegap.training.architectures import oracle_teacher, parse_oracle
 
-    oracle_seed = parse_oracle(teacher) if isinstance(teacher, str) else None
+    is_oracle = parse_oracle(teacher) is not None
     stored = None
-    if oracle_seed is None:
+    if not is_oracle:
         teacher_d, stored, source = resolve_model(teacher)
     sampler = make_scheduler(scheduler) if scheduler is not None and not isinstance(scheduler, str) else load_scheduler(stored, scheduler)
-    if oracle_seed is not None:
-        teacher_d, source = oracle_mixture(oracle_seed).denoiser(sampler.alphas_cumprod), str(teacher)
+    if is_oracle:  # built on the sampler's schedule, which may be a caller's scheduler instance
+        teacher_d, source = oracle_teacher(teacher, sampler.alphas_cumprod), str(teacher)
     return teacher_d, sampler, source

@@ -18,7 +18,7 @@ import torch
 
 from guidegap.errors import InputError
 
-__all__ = ["TIERS", "ORACLE_MIXTURE", "oracle_mixture", "model_spec", "build", "count_parameters"]
+__all__ = ["TIERS", "ORACLE_MIXTURE", "oracle_mixture", "oracle_teacher", "model_spec", "build", "count_parameters"]
 
 TIERS = ("oracle", "cpu", "paper")
 
@@ -42,6 +42,12 @@ def parse_oracle(spec: Any) -> int | None:
         return int(spec.partition(":")[2] or 0)
     except ValueError:
         raise InputError(f"expected 'oracle' or 'oracle:SEED', received {spec!r}.") from None
+
+
+def oracle_teacher(spec: Any, alphas_cumprod: torch.Tensor) -> Any:
+    """The exact teacher for an ``"oracle"`` / ``"oracle:SEED"`` spec on the given noise schedule, else ``None``."""
+    seed = parse_oracle(spec)
+    return None if seed is None else oracle_mixture(seed).denoiser(alphas_cumprod)
 
 
 def _unet(channels: tuple[int, ...], layers: int, size: int, in_channels: int, num_classes: int,

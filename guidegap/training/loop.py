@@ -51,9 +51,9 @@ def load_teacher(spec: Any, alphas_cumprod: torch.Tensor) -> tuple[Denoiser, tor
     """``(teacher, its TIRT lambda or None, parameter count or None)`` from a path, ``"oracle[:SEED]"``, or a model."""
     if spec is None:
         return None, None, None
-    oracle_seed = architectures.parse_oracle(spec)
-    if oracle_seed is not None:
-        return architectures.oracle_mixture(oracle_seed).denoiser(alphas_cumprod), None, None
+    oracle = architectures.oracle_teacher(spec, alphas_cumprod)
+    if oracle is not None:
+        return oracle, None, None
     if isinstance(spec, (str, Path)):
         from guidegap.checkpoints import load_model
 
