@@ -33,9 +33,13 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, train.log, config.json")
         p.add_argument("--tier", default="cpu", choices=["oracle", "cpu", "paper"], help="model sizes and default data (DESIGN.md §4)")
         p.add_argument("--arch", default="unet", choices=["unet", "dit"], help="UNet2DModel (default) or DiTTransformer2DModel")
-        p.add_argument("--data", help="fashion-mnist (cpu tier default) or oracle")
+        p.add_argument("--data", help="fashion-mnist (cpu tier default), oracle[:SEED] (oracle tier default), or "
+                                       "cifar10:PATH / cifar100:PATH (paper tier; binary version or class folders)")
         if role == "student":
             p.add_argument("--teacher", required=True, help="teacher checkpoint (or 'oracle' on the oracle tier)")
+            p.add_argument("--teacher-cache", metavar="DIR",
+                           help="store the teacher's branches per step in DIR and reuse them in later runs with the same "
+                                "teacher, seed, data and batch size (pays the teacher's cost once per comparison)")
             p.add_argument("--objective", default="dash",
                            help="dash, dash-no-uncond, dash-no-anchor, dash-no-tirt, cond-only, composite, multi-w, gap, pdm, scratch")
         p.add_argument("--objective-option", action="append", default=[], metavar="NAME=VALUE",
@@ -66,7 +70,7 @@ def run_training(args: argparse.Namespace) -> int:
         data=args.data, schedule=args.schedule, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         ema_decay=args.ema_decay, grad_clip=args.grad_clip, tirt=args.tirt, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, audit_every=args.audit_every,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress and sys.stderr.isatty(), teacher_cache=getattr(args, "teacher_cache", None),
     )
     callbacks = []
     if args.audit_every and config.teacher:

@@ -13,12 +13,16 @@ TIRT_MODES = ("learned", "teacher", "uniform", "loss-moment")
 # Batch size and learning rate per tier when not given (oracle: 283k-parameter MLP; cpu/paper: UNets).
 TIER_DEFAULTS = {"oracle": (512, 2e-3), "cpu": (64, 2e-4), "paper": (128, 1e-4)}
 # Fields that may change between a run and its resumption (everything else must match).
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "audit_every", "progress")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache")
 
 
 @dataclass
 class TrainConfig:
     """A teacher-training or distillation run (``role``); defaults follow DESIGN.md §4-5.
+
+    ``teacher_cache``: a folder that stores the teacher's branches per step, so students of one comparison
+    (same teacher, seed, data, schedule, batch size) pay the teacher's forward passes once
+    (:mod:`guidegap.training.teacher_cache`); results are identical with or without it.
 
     ``tirt``: ``learned`` (teacher: lambda_t trained jointly), ``teacher`` (student: the teacher's TIRT copied
     and frozen, DASH), ``uniform``, or ``loss-moment`` (Improved DDPM's loss-second-moment importance prior).
@@ -49,6 +53,7 @@ class TrainConfig:
     log_every: int = 10
     audit_every: int = 0
     progress: bool = True
+    teacher_cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ("teacher", "student"):
@@ -72,6 +77,9 @@ class TrainConfig:
                 raise InputError(f"expected {name} >= 1, received {getattr(self, name)}.")
         if self.data is None:
             oracle = self.teacher if isinstance(self.teacher, str) and self.teacher.startswith("oracle") else "oracle"
+            if self.tier == "paper":
+                raise InputError("the paper tier trains on CIFAR from your own folder (nothing is downloaded); pass "
+                                 "--data cifar10:/path/to/cifar-10-batches-bin (or cifar100:PATH).")
             self.data = oracle if self.tier == "oracle" else "fashion-mnist"
 
     def to_dict(self) -> dict[str, Any]:

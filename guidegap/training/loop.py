@@ -119,6 +119,14 @@ def train(
     if objective.needs_teacher and teacher_d is None:
         raise InputError(f"objective {config.objective!r} needs a teacher; pass --teacher.")
 
+    cache = None
+    if config.teacher_cache and objective.needs_teacher:
+        from guidegap.training.teacher_cache import TeacherCache, teacher_fingerprint
+
+        cache = TeacherCache(config.teacher_cache, {
+            "teacher": teacher_fingerprint(teacher if teacher is not None else config.teacher), "seed": config.seed,
+            "batch_size": config.batch_size, "processes": world, "data": config.data, "schedule": config.schedule,
+            "num_train_timesteps": config.num_train_timesteps})
     model_class, model_config = config.model_class, config.model_config
     if model_class is None or model_config is None:
         model_class, model_config = architectures.model_spec(config.tier, config.role, source.num_classes, config.arch)
@@ -214,8 +222,12 @@ def train(
                 weights = torch.ones_like(t, dtype=torch.float32)
             teacher_preds = None
             if objective.needs_teacher:
-                with torch.no_grad():
-                    teacher_preds = TeacherPreds(*teacher_d.branches(x_t, t, labels))
+                def teacher_branches() -> tuple[torch.Tensor, torch.Tensor]:
+                    with torch.no_grad():
+                        return teacher_d.branches(x_t, t, labels)
+
+                branches = cache.branches(step, rank, t, labels, teacher_branches) if cache else teacher_branches()
+                teacher_preds = TeacherPreds(*branches)
             batch = TrainBatch(x0=x0, noise=noise, x_t=x_t, t=t, labels=labels, weights=weights, generator=generator)
             loss, parts = objective(student, teacher_preds, batch)
             if not torch.isfinite(loss):
