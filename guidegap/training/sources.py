@@ -50,7 +50,8 @@ class MixtureSource:
 
 
 def make_source(name: str) -> DataSource:
-    """``"fashion-mnist"`` (Debian package) or ``"oracle"`` / ``"oracle:SEED"`` (the oracle tier's mixture)."""
+    """``"fashion-mnist"`` (Debian package), ``"cifar10:FOLDER"`` / ``"cifar100:FOLDER"`` (train split of a local
+    CIFAR folder, see :func:`guidegap.data.load_cifar`) or ``"oracle"`` / ``"oracle:SEED"`` (the oracle tier's mixture)."""
     from guidegap.training.architectures import oracle_mixture, parse_oracle
 
     if name == "fashion-mnist":
@@ -58,7 +59,18 @@ def make_source(name: str) -> DataSource:
 
         images, labels = load_fashion_mnist("train")
         return TensorSource(images, labels, 10)
+    dataset, _, folder = name.partition(":")
+    if dataset in ("cifar10", "cifar100"):
+        from guidegap.data import load_cifar
+
+        if not folder:
+            raise InputError(f"expected '{dataset}:/path/to/folder' (a local CIFAR folder), received {name!r}.")
+        images, labels = load_cifar(dataset, folder, "train")
+        return TensorSource(images, labels, 10 if dataset == "cifar10" else 100)
     seed = parse_oracle(name)
     if seed is not None:
         return MixtureSource(oracle_mixture(seed))
-    raise InputError(f"expected data 'fashion-mnist' or 'oracle[:SEED]', received {name!r}.")
+    raise InputError(
+        f"expected data 'fashion-mnist', 'cifar10:/path/to/folder', 'cifar100:/path/to/folder' or 'oracle[:SEED]', "
+        f"received {name!r}."
+    )
