@@ -132,7 +132,7 @@ def train(
         model_class, model_config = architectures.model_spec(config.tier, config.role, source.num_classes, config.arch)
         config.model_class, config.model_config = model_class, model_config
     torch.manual_seed(config.seed)  # model initialisation
-    model = architectures.build(model_class, model_config).train()
+    model = architectures.build(model_class, model_config).train().to(accelerator.device)  # before the EMA copy
     num_params = architectures.count_parameters(model)
     student = as_denoiser(model)
     if teacher_d is not None and (teacher_d.num_classes != student.num_classes or
@@ -142,7 +142,9 @@ def train(
     if source.sample_shape != student.sample_shape:
         raise InputError(f"data samples {source.sample_shape} do not match the model's {student.sample_shape}.")
 
-    tirt = TIRT(scheduler.alphas_cumprod)
+    tirt = TIRT(scheduler.alphas_cumprod).to(accelerator.device)
+    if teacher_d is not None and teacher_d.module is not None:
+        teacher_d.module.to(accelerator.device)
     if config.tirt == "teacher":
         if teacher_tirt is not None:
             tirt.lambda_t.data.copy_(torch.as_tensor(teacher_tirt))
@@ -189,7 +191,7 @@ def train(
         save_checkpoint(Checkpoint(
             model_class=model_class, model_config=model_config, state_dict=model.state_dict(),
             ema_state_dict=ema.state_dict(), scheduler_config={"_class_name": type(scheduler).__name__, **scheduler.config},
-            tirt_lambda=tirt.lambda_t.detach().clone(), optimizer=optimizer.state_dict(),
+            tirt_lambda=tirt.lambda_t.detach().cpu().clone(), optimizer=optimizer.state_dict(),
             rng_state={"torch": torch.get_rng_state()}, step=step,
             metadata={"config": config.to_dict(), "ema_updates": ema.updates, "parameters": num_params,
                       "teacher_parameters": teacher_params, "role": config.role},
@@ -223,8 +225,10 @@ def train(
             teacher_preds = None
             if objective.needs_teacher:
                 def teacher_branches() -> tuple[torch.Tensor, torch.Tensor]:
+                    on = teacher_d.device  # module teachers sit on the run's device; the analytic oracle on the CPU
                     with torch.no_grad():
-                        return teacher_d.branches(x_t, t, labels)
+                        cond, uncond = teacher_d.branches(x_t.to(on), t.to(on), labels.to(on))
+                    return cond.to(x_t.device), uncond.to(x_t.device)
 
                 branches = cache.branches(step, rank, t, labels, teacher_branches) if cache else teacher_branches()
                 teacher_preds = TeacherPreds(*branches)
