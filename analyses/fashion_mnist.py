@@ -48,7 +48,7 @@ FIGURES = REPO / "figures"
 # -- budget (sized for ~2.5 h on 2 cores; see the module docstring of guidegap.training.teacher_cache) -----
 SEED = 0
 TEACHER = dict(steps=1000, lr=5e-4, ema_decay=0.995, tirt="uniform")
-STUDENT = dict(steps=500, lr=5e-4, ema_decay=0.99)
+STUDENT = dict(steps=400, lr=5e-4, ema_decay=0.99)
 # Students in the order they train: the three the verdicts hinge on first.
 STUDENTS = ("dash", "cond-only", "composite", "scratch", "multi-w", "gap", "pdm",
             "dash-no-uncond", "dash-no-anchor", "dash-no-tirt")
