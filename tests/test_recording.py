@@ -188,3 +188,20 @@ def test_teacher_forced_with_divergence_matches_free_running_divergence(oracle, 
     xr.testing.assert_identical(forced.divergence, free.divergence)
     xr.testing.assert_identical(forced.drop_vars("divergence").drop_attrs(), plain.drop_attrs())
     assert float(forced.divergence.isel(step=0).max()) > 0 and float(forced.divergence.isel(step=-1).mean()) > 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(set(__import__("guidegap.recording.schedulers", fromlist=["x"]).SCHEDULER_NAMES)))
+def test_named_schedulers_match_diffusers_from_config(name):
+    """scheduler_from_config skips diffusers' import of every compatible scheduler but builds the same scheduler."""
+    import diffusers
+
+    from guidegap.recording.schedulers import SCHEDULER_NAMES, default_scheduler, make_scheduler
+
+    base = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
+    ours = make_scheduler(name, base=base)
+    theirs = getattr(diffusers, SCHEDULER_NAMES[name]).from_config(base.config)
+    # diffusers also copies keys the class ignores (kept as unused config entries): compare what the class takes
+    used = [k for k in ours.config if not k.startswith("_")]
+    assert type(ours) is type(theirs) and {k: ours.config[k] for k in used} == {k: theirs.config[k] for k in used}
+    assert set(theirs.config) - set(ours.config) <= set(base.config)
+    assert default_scheduler().config.clip_sample is False

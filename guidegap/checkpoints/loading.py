@@ -172,7 +172,7 @@ def _with_factory(state: Mapping[str, Any], factory: str | None, path: Path) -> 
 
 def load_scheduler(config: dict[str, Any] | None, name: str | None = None) -> Any:
     """The sampling scheduler: ``name`` (or DDIM) built on the stored noise schedule, else on guidegap's default."""
-    from guidegap.recording.schedulers import default_scheduler, make_scheduler
+    from guidegap.recording.schedulers import default_scheduler, make_scheduler, scheduler_from_config
 
     base = default_scheduler()
     if config:
@@ -180,8 +180,8 @@ def load_scheduler(config: dict[str, Any] | None, name: str | None = None) -> An
 
         cls = getattr(diffusers, str(config.get("_class_name", "DDIMScheduler")), None) or diffusers.DDIMScheduler
         try:
-            stored = cls.from_config(config)
+            stored = scheduler_from_config(cls, config)
         except Exception as error:
             raise InputError(f"the stored scheduler config cannot be used ({type(error).__name__}: {error}).") from None
-        base = diffusers.DDIMScheduler.from_config(stored.config, clip_sample=False)
+        base = scheduler_from_config(diffusers.DDIMScheduler, stored.config, clip_sample=False)
     return make_scheduler(name or "ddim", base=base)

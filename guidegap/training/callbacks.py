@@ -35,4 +35,6 @@ class LightAudit(GuidanceMonitor):
 def _ddim_on(training: Any) -> Any:
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler.from_config(training.config, clip_sample=False)
+    from guidegap.recording.schedulers import scheduler_from_config
+
+    return scheduler_from_config(DDIMScheduler, training.config, clip_sample=False)
