@@ -108,7 +108,7 @@ def files(tmp_path_factory) -> dict[str, pathlib.Path]:
 
 # -- the built-in example -------------------------------------------------------------------------
 def test_example_is_collapsed_and_fails_by_default(capsys):
-    code, out, err = run_cli(capsys, "audit", "--example", *FAST)
+    code, out, err = run_cli(capsys, "audit", "--example", "oracle", *FAST)
     assert code == 1
     assert "VERDICT: COLLAPSED" in out
     assert "rho (gap size, S/T)" in out and "Suggested fix:" in out
@@ -119,13 +119,13 @@ def test_example_is_collapsed_and_fails_by_default(capsys):
     ("none", 0), ("collapsed", 1), ("miscalibrated,drifted", 0), ("non-finite,collapsed", 1), ("healthy", 0),
 ])
 def test_fail_on_decides_the_exit_code(capsys, fail_on, expected):
-    code, out, err = run_cli(capsys, "audit", "--example", *FAST, "--fail-on", fail_on)
+    code, out, err = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--fail-on", fail_on)
     assert code == expected
     assert "VERDICT: COLLAPSED" in out
 
 
 def test_json_prints_one_object_on_stdout(capsys):
-    code, out, err = run_cli(capsys, "audit", "--example", *FAST, "--json")
+    code, out, err = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--json")
     assert code == 1
     assert out.count("\n") == 1 and out.endswith("\n")  # one line, one object
     report = json.loads(out)
@@ -137,7 +137,7 @@ def test_json_prints_one_object_on_stdout(capsys):
 
 def test_out_and_figure_then_plot(capsys, tmp_path):
     out_nc, fig = tmp_path / "audit.nc", tmp_path / "audit.png"
-    code, out, err = run_cli(capsys, "audit", "--example", *FAST, "--out", out_nc, "--figure", fig, "--fail-on", "none")
+    code, out, err = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--out", out_nc, "--figure", fig, "--fail-on", "none")
     assert code == 0
     assert f"wrote {out_nc}, {fig}" in out
     assert out_nc.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # netCDF-4 is HDF5
@@ -152,7 +152,7 @@ def test_out_and_figure_then_plot(capsys, tmp_path):
 
 
 def test_threshold_override_changes_the_verdict(capsys):
-    code, out, _ = run_cli(capsys, "audit", "--example", *FAST, "--json", "--threshold", "collapsed_rho=0",
+    code, out, _ = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--json", "--threshold", "collapsed_rho=0",
                            "--threshold", "min_cos=-1", "--threshold", "rho_low=0")
     assert code == 0
     assert json.loads(out)["verdict"] == "healthy"  # rho = 0 is not < 0, and 0 is inside [0, 1.25]
@@ -223,9 +223,9 @@ BAD_INPUTS = {
     "unknown threshold": (["audit", "{unet}", "--threshold", "rho_min=0.5"], "unknown threshold"),
     "threshold not a number": (["audit", "{unet}", "--threshold", "collapsed_rho=low"], "NAME=VALUE"),
     "inconsistent thresholds": (["audit", "{unet}", "--threshold", "collapsed_rho=0.9"], "collapsed_rho"),
-    "negative seed": (["audit", "--example", "--seed", "-1"], "seed"),
+    "negative seed": (["audit", "--example", "oracle", "--seed", "-1"], "seed"),
     "no student": (["audit"], "STUDENT"),
-    "example and student": (["audit", "--example", "{unet}"], "--example"),
+    "example and student": (["audit", "{unet}", "--example"], "--example"),
     "state dict without factory": (["audit", "{unet}/diffusion_pytorch_model.safetensors"], "--factory"),
     "bad factory": (["audit", "{unet}/diffusion_pytorch_model.safetensors", "--factory", "nope"], "package.module:function"),
     "unknown option": (["audit", "{unet}", "--frobnicate"], "unrecognized"),
@@ -307,7 +307,7 @@ def test_module_entry_point_prints_version():
 
 @pytest.mark.parametrize("scale, expected", [("tag", {"kind": "tag"}), ("2.5", {"scale": 2.5})])
 def test_guidance_scale_option(capsys, scale, expected):
-    code, out, err = run_cli(capsys, "audit", "--example", *FAST, "--json", "--guidance-scale", scale)
+    code, out, err = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--json", "--guidance-scale", scale)
     assert code == 1 and err == ""
     guidance = json.loads(out)["config"]["guidance"]
     assert expected.items() <= guidance.items(), guidance
@@ -315,7 +315,7 @@ def test_guidance_scale_option(capsys, scale, expected):
 
 def test_no_divergence_skips_the_students_own_path(tmp_path, capsys):
     out = tmp_path / "fast.nc"
-    code = main(["audit", "--example", "--num-samples", "4", "--num-steps", "4", "--no-divergence", "--out", str(out),
+    code = main(["audit", "--example", "oracle", "--num-samples", "4", "--num-steps", "4", "--no-divergence", "--out", str(out),
                  "--figure", str(tmp_path / "fast.png"), "--json"])
     assert code == 1 and json.loads(capsys.readouterr().out)["verdict"] == "collapsed"
     ds = guidegap.load_dataset(out)

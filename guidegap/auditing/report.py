@@ -187,7 +187,8 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: ``verdict``, the summary values (``rho``, ``cos_delta``, ``gap_mse``, ...), CIs and phases."""
-        out: dict[str, Any] = {"verdict": self.verdict, "reason": self.finding.reason, "fired": self.finding.fired}
+        out: dict[str, Any] = {"verdict": self.verdict, "reason": self.finding.reason, "fired": self.finding.fired,
+                               "student": self.dataset.attrs.get("student", ""), "teacher": self.dataset.attrs.get("teacher", "")}
         out.update({name: _finite_or_none(est.value) for name, est in self.summary.items()})
         out["ci"] = {name: [_finite_or_none(est.low), _finite_or_none(est.high)] for name, est in self.summary.items()}
         out["ci_level"] = next(iter(self.summary.values())).level if self.summary else None

@@ -22,8 +22,8 @@ def _thresholds(pairs: list[tuple[str, float]]):
     return Thresholds(**dict(pairs))
 
 
-def _example_models():
-    """The built-in example: the exact Gaussian-mixture teacher and a student whose gap has collapsed."""
+def _oracle_example():
+    """A seconds-fast example: the exact Gaussian-mixture teacher and a student whose gap has collapsed."""
     from guidegap.oracle import GaussianMixture, collapsed_student
     from guidegap.recording.schedulers import default_scheduler
 
@@ -57,17 +57,25 @@ def run_audit(args: argparse.Namespace) -> int:
 
     fail_on = parse_fail_on(args.fail_on)  # validate before the (long) run
     thresholds = _thresholds(args.threshold)
+    defaults = {"num_samples": 64, "num_steps": 50}
     if args.example:
         if args.student or args.teacher:
             raise InputError("--example audits the built-in models; drop STUDENT/--teacher, or drop --example.")
-        student, teacher = _example_models()
+        if args.example == "oracle":
+            student, teacher = _oracle_example()
+        else:
+            from guidegap.examples import EXAMPLE_AUDIT, example_pair
+
+            student, teacher = (str(p) for p in example_pair(args.example))
+            defaults = dict(EXAMPLE_AUDIT)
     elif not args.student:
         raise InputError("expected a STUDENT checkpoint or folder (or --example); e.g. guidegap audit student.pt --teacher teacher.pt.")
     else:
         student, teacher = args.student, args.teacher
     _check_outputs(args.out, args.figure)
     report = audit(
-        student, teacher, num_samples=args.num_samples, num_steps=args.num_steps, guidance_scale=args.guidance_scale,
+        student, teacher, num_samples=args.num_samples or defaults["num_samples"],
+        num_steps=args.num_steps or defaults["num_steps"], guidance_scale=args.guidance_scale,
         labels=args.labels, scheduler=args.scheduler, seed=args.seed, chunk_size=args.chunk_size,
         thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle,
         progress=not args.no_progress and not args.json and sys.stderr.isatty(), divergence=not args.no_divergence,

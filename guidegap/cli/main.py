@@ -74,11 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "Exit 0 when the verdict passes --fail-on, 1 when it fails, 2 for bad input.",
     )
     audit.add_argument("student", nargs="?", help="student: diffusers model folder, guidegap checkpoint, or state dict (with --factory)")
-    audit.add_argument("--example", action="store_true",
-                       help="audit the built-in example (no download) instead of STUDENT/--teacher")
+    audit.add_argument("--example", nargs="?", const="cond-only", choices=["cond-only", "dash", "oracle"],
+                       help="audit a built-in example instead of STUDENT/--teacher (no download): the Fashion-MNIST "
+                            "cond-only student (default, broken) or dash student against their shipped teacher, "
+                            "or 'oracle' (a collapsed student of the exact Gaussian-mixture teacher, seconds)")
     audit.add_argument("--teacher", help="the teacher the student was distilled from (same formats)")
-    audit.add_argument("--num-samples", type=_positive_int, default=64)
-    audit.add_argument("--num-steps", type=_positive_int, default=50)
+    audit.add_argument("--num-samples", type=_positive_int, help="trajectories to record (default 64; 32 for --example)")
+    audit.add_argument("--num-steps", type=_positive_int, help="sampling steps (default 50; 25 for --example)")
     audit.add_argument("--guidance-scale", type=_guidance_scale, default="4.0", help="w (1 = no guidance) or 'tag' (DASH's schedule); default 4")
     audit.add_argument("--labels", type=_labels, help="class ids, comma-separated (one, or one per sample); default: classes in turn")
     audit.add_argument("--seed", type=int, default=0)
