@@ -244,8 +244,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def crash_mid_write(obj, target, *args, **kwargs):
-        with open(target, "wb") as handle:
-            handle.write(b"PK\x03\x04 half a checkpoint")
+        target.write(b"PK\x03\x04 half a checkpoint")  # torch.save gets the temporary file's handle
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash_mid_write)
@@ -393,3 +392,11 @@ def test_other_objects_are_not_models(tmp_path):
     torch.save([torch.zeros(2)], tmp_path / "list.pt")
     with pytest.raises(InputError, match="received list"):
         load_model(tmp_path / "list.pt")
+
+
+def test_saving_the_same_checkpoint_twice_gives_the_same_bytes(tmp_path):
+    from guidegap.checkpoints.format import atomic_torch_save
+
+    state = {"weight": torch.arange(6.0).reshape(2, 3), "step": 3}
+    a, b = atomic_torch_save(state, tmp_path / "a.pt"), atomic_torch_save(state, tmp_path / "b.pt")
+    assert a.read_bytes() == b.read_bytes()

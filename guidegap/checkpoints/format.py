@@ -108,8 +108,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file in the destination folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        # Through a handle, torch names the archive "archive" instead of after the (random) temporary file, so the
+        # same checkpoint always has the same bytes (and the same SHA-256, which keys teacher caches).
+        torch.save(obj, handle)
     return path
 
 
