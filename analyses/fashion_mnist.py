@@ -138,6 +138,7 @@ def _fidelity_labels() -> torch.Tensor:
 def evaluate_all(only: list[str] | None = None) -> None:
     from guidegap.data import load_fashion_mnist
     from guidegap.evaluation import load_classifier
+    from guidegap.evaluation.fidelity import guidance_fidelity
     from guidegap.evaluation.frechet import classifier_features, frechet_distance
     from guidegap.recording.sampling import sample
 
@@ -162,13 +163,12 @@ def evaluate_all(only: list[str] | None = None) -> None:
         accuracy, grids = [], []
         for w in FIDELITY_SCALES:
             images = sample(model, labels, guidance_scale=w, num_steps=SAMPLE_STEPS, seed=1)
-            predicted = classifier(images).argmax(1)
-            accuracy.append(float((predicted == labels).float().mean()))
+            accuracy.append(guidance_fidelity(images, labels, classifier))
             grids.append(((images + 1) * 127.5).round().to(torch.uint8).numpy())
         fd_labels = torch.arange(FD_SAMPLES) % 10
         fd_images = sample(model, fd_labels, guidance_scale="tag", num_steps=SAMPLE_STEPS, seed=2)
         fd_value = frechet_distance(classifier_features(fd_images, classifier), reference)
-        fd_accuracy = float((classifier(fd_images).argmax(1) == fd_labels).float().mean())
+        fd_accuracy = guidance_fidelity(fd_images, fd_labels, classifier)
         seconds = time.perf_counter() - started
 
         summary = report.summary
