@@ -5,7 +5,8 @@ saved as diffusers folders; the audit runs through the console script exactly as
 included, and is compared with the bare forward passes it needs (per step: both branches of the teacher
 and of the student at the teacher's state, plus the student's own guided path for the divergence).
 
-    python analyses/bench_audit.py        # writes analyses/results/bench_audit.md
+    python analyses/bench_audit.py             # writes analyses/results/bench_audit.md
+    python analyses/bench_audit.py --profile   # in-process: audit vs bare forward passes, then a cProfile
 """
 
 from __future__ import annotations
@@ -25,7 +26,35 @@ from bench_recording import bare_forward_passes, build_pair  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def profile(num_samples: int = 64, num_steps: int = 10, repeats: int = 2) -> None:
+    """Where an audit's time goes: ``guidegap.audit`` (no divergence) against the bare forward passes it needs,
+    interleaved in one process, then the top of a cProfile of one audit (printed, not written)."""
+    import cProfile
+    import pstats
+
+    import guidegap
+
+    teacher, student = build_pair()
+    guidegap.audit(student, teacher, num_samples=8, num_steps=2, divergence=False)  # warm every code path
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        bare_forward_passes(teacher, student, num_samples, num_steps, chunk_size=64)
+        bare = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        guidegap.audit(student, teacher, num_samples=num_samples, num_steps=num_steps, divergence=False)
+        audit = time.perf_counter() - t0
+        print(f"{num_samples} x {num_steps}: bare forward passes {bare:.2f} s, audit {audit:.2f} s, ratio {audit / bare:.3f}")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    guidegap.audit(student, teacher, num_samples=num_samples, num_steps=num_steps, divergence=False)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
 def main() -> None:
+    if "--profile" in sys.argv[1:]:
+        profile()
+        return
     teacher, student = build_pair()
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("teacher", teacher), ("student", student))}
     with tempfile.TemporaryDirectory() as tmp:
