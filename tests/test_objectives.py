@@ -259,6 +259,21 @@ def test_composite_has_a_zero_loss_direction_that_collapses_the_gap(oracle):
     assert make_objective("multi-w")(student, teacher, batch)[0].item() > 1e-3  # only w = 4 is matched
 
 
+@pytest.mark.parametrize("lam", [0.25, 1.0, 3.0])
+def test_pdm_is_gap_matching_with_w_gap_lam_and_w_cond_one(lam):
+    """e_c - e_u = Delta_S - Delta_T, so PDM(lam) and gap(w_gap=lam, w_cond=1) are one loss with one gradient."""
+    batch, teacher = make_batch(seed=3), make_teacher(seed=3)
+    grads = []
+    for name, options in (("pdm", {"lam": lam}), ("gap", {"w_gap": lam, "w_cond": 1.0})):
+        module = AffinePerLabel()
+        loss, _ = make_objective(name, **options)(ModuleDenoiser(module), teacher, batch)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in module.parameters()]))
+    (loss_pdm, grad_pdm), (loss_gap, grad_gap) = grads
+    assert torch.allclose(loss_pdm, loss_gap, rtol=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(grad_pdm, grad_gap))
+
+
 def test_registry_errors_list_the_valid_choices():
     assert sorted(OBJECTIVES) == sorted(
         ["dash", "dash-no-uncond", "dash-no-anchor", "dash-no-tirt", "cond-only", "composite", "multi-w", "gap", "pdm", "scratch"]
