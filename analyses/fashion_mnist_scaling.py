@@ -7,7 +7,7 @@ checkpoint at each, and audits it against the teacher exactly as the table does 
 w = 4, teacher-forced; the EMA weights in float32, not the float16 export). Writes
 ``analyses/results/fashion_mnist_scaling.csv``; every stage is resumable.
 
-    python analyses/fashion_mnist_scaling.py --steps 700 1000 1300             # train + audit
+    python analyses/fashion_mnist_scaling.py --steps 700 1000 1300 2000        # train + audit
     python analyses/fashion_mnist_scaling.py --steps 700 1000 1300 --audit-only # re-audit kept checkpoints
 """
 
