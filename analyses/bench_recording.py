@@ -154,68 +154,83 @@ class PeakRSS:
         self.peak = max(self.peak, self.process.memory_info().rss / 2**20)
 
 
-def _memory_child(num_samples: int, num_steps: int, chunk_size: int, keep: bool) -> None:
-    """Runs in a fresh process: RSS before one recording and its peak during it (MiB)."""
+def _measure_peak(warm_up, run) -> dict[str, float]:
+    """RSS just before ``run()`` (after ``warm_up()`` and a collection) and its peak during it, MiB; ``run`` returns the Dataset."""
     import gc
 
-    import guidegap
     import psutil
 
-    teacher, student = build_pair()
-    guidegap.trace(teacher, student, num_samples=chunk_size, num_steps=2, chunk_size=chunk_size)  # warm every code path
+    warm_up()  # warm every code path
     gc.collect()
     before = psutil.Process().memory_info().rss / 2**20
     with PeakRSS() as peak:
-        ds = guidegap.trace(teacher, student, num_samples=num_samples, num_steps=num_steps, chunk_size=chunk_size,
-                            keep_predictions=keep)
-    print(json.dumps({"rss_before_mib": before, "peak_rss_during_mib": peak.peak, "dataset_mib": ds.nbytes / 2**20}))
+        ds = run()
+    return {"rss_before_mib": before, "peak_rss_during_mib": peak.peak, "dataset_mib": ds.nbytes / 2**20}
+
+
+def _memory_child(num_samples: int, num_steps: int, chunk_size: int, keep: bool) -> None:
+    """Runs in a fresh process: RSS before one recording and its peak during it (MiB)."""
+    import guidegap
+
+    teacher, student = build_pair()
+    result = _measure_peak(
+        lambda: guidegap.trace(teacher, student, num_samples=chunk_size, num_steps=2, chunk_size=chunk_size),
+        lambda: guidegap.trace(teacher, student, num_samples=num_samples, num_steps=num_steps, chunk_size=chunk_size,
+                               keep_predictions=keep),
+    )
+    print(json.dumps(result))
 
 
 def _audit_memory_child(num_samples: int, num_steps: int, chunk_size: int) -> None:
     """Runs in a fresh process: RSS before one full ``guidegap.audit`` (with divergence) and its peak during it (MiB)."""
-    import gc
-
     import guidegap
-    import psutil
 
     teacher, student = build_pair()
-    guidegap.audit(student, teacher, num_samples=chunk_size, num_steps=2, chunk_size=chunk_size, progress=False)  # warm up
-    gc.collect()
-    before = psutil.Process().memory_info().rss / 2**20
-    with PeakRSS() as peak:
-        report = guidegap.audit(student, teacher, num_samples=num_samples, num_steps=num_steps, chunk_size=chunk_size,
-                                progress=False)
-    print(json.dumps({"rss_before_mib": before, "peak_rss_during_mib": peak.peak,
-                      "dataset_mib": report.dataset.nbytes / 2**20}))
+    result = _measure_peak(
+        lambda: guidegap.audit(student, teacher, num_samples=chunk_size, num_steps=2, chunk_size=chunk_size),
+        lambda: guidegap.audit(student, teacher, num_samples=num_samples, num_steps=num_steps, chunk_size=chunk_size).dataset,
+    )
+    print(json.dumps(result))
+
+
+def _child(flag: str, *values: int) -> dict[str, float]:
+    """Run this script's ``flag`` child in a fresh process; its measurement plus ``growth_mib``."""
+    out = subprocess.run([sys.executable, __file__, flag, *map(str, values)], check=True, capture_output=True,
+                         text=True).stdout.strip().splitlines()[-1]
+    result = json.loads(out)
+    return {**result, "growth_mib": result["peak_rss_during_mib"] - result["rss_before_mib"]}
 
 
 def audit_memory(settings: list[tuple[int, int, int]]) -> pd.DataFrame:
     """Peak RSS growth of whole audits, one fresh process per ``(num_samples, num_steps, chunk_size)``."""
     rows = []
     for samples, steps, chunk in settings:
-        out = subprocess.run(
-            [sys.executable, __file__, "--audit-memory-child", str(samples), str(steps), str(chunk)],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
-        result = json.loads(out)
-        rows.append({"num_samples": samples, "num_steps": steps, "chunk_size": chunk, **result,
-                     "growth_mib": result["peak_rss_during_mib"] - result["rss_before_mib"]})
+        rows.append({"num_samples": samples, "num_steps": steps, "chunk_size": chunk,
+                     **_child("--audit-memory-child", samples, steps, chunk)})
         print(rows[-1], flush=True)
     return pd.DataFrame(rows)
+
+
+def write_audit_memory(quick: bool) -> None:
+    """The audit-memory sweep (64 vs 1024 samples at chunk 16 and 64), as ``bench_audit_memory[_quick].{csv,md}``."""
+    sweep = audit_memory([(8, 2, 4), (32, 2, 4)] if quick else [(64, 10, 16), (1024, 10, 16), (64, 10, 64), (1024, 10, 64)])
+    RESULTS.mkdir(exist_ok=True)
+    name = "bench_audit_memory_quick" if quick else "bench_audit_memory"
+    sweep.to_csv(RESULTS / f"{name}.csv", index=False)
+    (RESULTS / f"{name}.md").write_text(
+        "# Audit memory: peak RSS growth of one `guidegap.audit` (with divergence) vs samples and chunk size\n\n"
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}. "
+        "Teacher 1.06M / student 0.27M UNet2DModels, 28x28; one fresh process per row.\n\n"
+        f"{sweep.to_markdown(index=False, floatfmt='.1f')}\n")
+    print((RESULTS / f"{name}.md").read_text())
 
 
 def memory(step_counts: list[int], num_samples: int, chunk_size: int) -> pd.DataFrame:
     rows = []
     for keep in (False, True):
         for steps in step_counts:
-            out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", str(num_samples), str(steps), str(chunk_size), str(int(keep))],
-                check=True, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
-            result = json.loads(out)
-            rows.append({"keep_predictions": keep, "num_steps": steps, "num_samples": num_samples,
-                         "chunk_size": chunk_size, **result,
-                         "growth_mib": result["peak_rss_during_mib"] - result["rss_before_mib"]})
+            rows.append({"keep_predictions": keep, "num_steps": steps, "num_samples": num_samples, "chunk_size": chunk_size,
+                         **_child("--memory-child", num_samples, steps, chunk_size, int(keep))})
             print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
@@ -227,27 +242,17 @@ def main() -> None:
     parser.add_argument("--audit-memory-child", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--audit-memory-only", action="store_true", help="only the audit memory sweep (samples x chunk)")
     args = parser.parse_args()
-    if args.audit_memory_child:
-        _audit_memory_child(*args.audit_memory_child)
-        return
-    if args.audit_memory_only or args.quick:
-        quick = args.quick
-        sweep = audit_memory([(8, 2, 4), (32, 2, 4)] if quick else [(64, 10, 16), (1024, 10, 16), (64, 10, 64), (1024, 10, 64)])
-        RESULTS.mkdir(exist_ok=True)
-        name = "bench_audit_memory_quick" if quick else "bench_audit_memory"
-        sweep.to_csv(RESULTS / f"{name}.csv", index=False)
-        (RESULTS / f"{name}.md").write_text(
-            "# Audit memory: peak RSS growth of one `guidegap.audit` (with divergence) vs samples and chunk size\n\n"
-            f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}. "
-            "Teacher 1.06M / student 0.27M UNet2DModels, 28x28; one fresh process per row.\n\n"
-            f"{sweep.to_markdown(index=False, floatfmt='.1f')}\n")
-        print((RESULTS / f"{name}.md").read_text())
-        if args.audit_memory_only:
-            return
     if args.memory_child:
         n, steps, chunk, keep = args.memory_child
         _memory_child(n, steps, chunk, bool(keep))
         return
+    if args.audit_memory_child:
+        _audit_memory_child(*args.audit_memory_child)
+        return
+    if args.audit_memory_only or args.quick:
+        write_audit_memory(quick=args.quick)
+        if args.audit_memory_only:
+            return
     torch.set_num_threads(torch.get_num_threads())
     if args.quick:
         cost = overhead(num_samples=8, num_steps=3, chunk_sizes=[8], repeats=1)

@@ -14,6 +14,7 @@ w = 4, teacher-forced; the EMA weights in float32, not the float16 export). Writ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -50,9 +51,9 @@ def extend(run: str, steps: int) -> Path:
         if not (source / "checkpoint.pt").exists():
             raise SystemExit(f"{source}/checkpoint.pt is missing; run python analyses/fashion_mnist.py train --only {run} first.")
         shutil.copytree(source, folder)
-    stored = TrainConfig.from_dict(read_checkpoint(folder / "checkpoint.pt").metadata["config"]).to_dict()
-    config = TrainConfig.from_dict({**stored, "out": str(folder), "steps": steps, "progress": False,
-                                    "teacher_cache": str(repro.RUNS / "teacher_cache")})
+    stored = TrainConfig.from_dict(read_checkpoint(folder / "checkpoint.pt").metadata["config"])
+    config = dataclasses.replace(stored, out=str(folder), steps=steps, progress=False,
+                                 teacher_cache=str(repro.RUNS / "teacher_cache"))
     started = time.perf_counter()
     train(config, resume=True)
     repro.log(f"{run}: trained to step {steps} ({time.perf_counter() - started:.0f} s)")
