@@ -1,8 +1,8 @@
 """Benchmark: the cost of one GuidanceMonitor check on the cpu tier, at the monitor's default settings.
 
 cpu-tier student (UNet2DModel (16, 40, 40) x2, 0.57M) against the cpu-tier teacher ((48, 96, 96) x2, 3.46M), both
-1 x 28 x 28 with 10 classes and random weights (the cost does not depend on the weights); 16 samples x 10 DDIM steps
-at w = 4, seed 0, appended to a zarr log. For scale, one distillation step of the same pair at batch 64 (teacher
+1 x 28 x 28 with 10 classes and random weights (the cost does not depend on the weights); the monitor's default
+audit (16 samples x 25 DDIM steps at w = 4, seed 0), appended to a zarr log. For scale, one distillation step of the same pair at batch 64 (teacher
 no-grad forward of both branches, student forward + backward of both branches) is timed in the same run.
 
     python analyses/bench_monitor.py        # prints and writes analyses/results/bench_monitor.md
@@ -68,7 +68,9 @@ def main() -> None:
         "# GuidanceMonitor check cost (cpu tier)\n\n"
         f"Machine: {machine}.\n"
         f"Teacher {count_parameters(teacher_model) / 1e6:.2f}M, student {count_parameters(student_model) / 1e6:.2f}M parameters, "
-        "1x28x28, 10 classes, random weights. Check: 16 samples x 10 DDIM steps, w = 4, seed 0, n_boot 200, with the "
+        "1x28x28, 10 classes, random weights. Check (the monitor's defaults): "
+        f"{monitor.options['num_samples']} samples x {monitor.options['num_steps']} DDIM steps, w = {monitor.options['guidance_scale']:g}, "
+        f"seed {monitor.options['seed']}, n_boot {monitor.options['n_boot']}, with the "
         "student's free-running path (divergence), appended to a zarr log.\n\n"
         "| measurement | seconds |\n|---|---:|\n"
         f"| first check (incl. one-off warm-up) | {wall[0]:.2f} |\n"

@@ -17,6 +17,7 @@ from guidegap.auditing.verdicts import VERDICTS
 from guidegap.errors import GuidegapError, InputError
 from guidegap.metrics.summary import rho_per_step
 from guidegap.monitoring import GuidanceCollapseError, GuidanceMonitor, load_log
+from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_NUM_STEPS
 from guidegap.oracle import collapsed_student, shifted_student, shrunk_student
 from guidegap.testing import assert_guidance_healthy
 from guidegap.training.architectures import build, model_spec, oracle_mixture
@@ -39,7 +40,7 @@ def test_monitor_in_the_trainer_logs_one_entry_per_check_equal_to_an_audit_of_th
 
     log = load_log(store)
     assert log["training_step"].values.tolist() == [10, 20, 30]
-    assert log["rho_per_step"].dims == ("training_step", "step") and log.sizes["step"] == 10
+    assert log["rho_per_step"].dims == ("training_step", "step") and log.sizes["step"] == DEFAULT_NUM_STEPS
     assert log["gap_norm_per_step"].dims == ("training_step", "model", "step")
     assert set(log["verdict"].values) <= set(VERDICTS)
     for name, var in log.variables.items():
@@ -50,7 +51,7 @@ def test_monitor_in_the_trainer_logs_one_entry_per_check_equal_to_an_audit_of_th
     assert [e["audit_rho"] for e in jsonl] == log["rho"].values.tolist()
     assert [e["audit_verdict"] for e in jsonl] == log["verdict"].values.tolist()
     # same seed and settings: the last entry is exactly the audit of the stored EMA student
-    report = guidegap.audit(str(result.checkpoint), "oracle", num_samples=16, num_steps=10, n_boot=200)
+    report = guidegap.audit(str(result.checkpoint), "oracle", num_samples=DEFAULT_NUM_SAMPLES, num_steps=DEFAULT_NUM_STEPS, n_boot=200)
     last = log.isel(training_step=-1)
     assert float(last["rho"]) == report.summary["rho"].value
     assert float(last["cos_delta"]) == report.summary["cos_delta"].value

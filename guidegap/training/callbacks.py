@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from guidegap.monitoring.monitor import GuidanceMonitor
+from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_NUM_STEPS, GuidanceMonitor
 
 __all__ = ["LightAudit"]
 
@@ -21,7 +21,8 @@ class LightAudit(GuidanceMonitor):
     ``teacher`` is a model, a checkpoint path, or ``"oracle"``; sampling uses DDIM on the training noise schedule.
     """
 
-    def __init__(self, teacher: Any, *, num_samples: int = 16, num_steps: int = 10, guidance_scale: float = 4.0,
+    def __init__(self, teacher: Any, *, num_samples: int = DEFAULT_NUM_SAMPLES,
+                 num_steps: int = DEFAULT_NUM_STEPS, guidance_scale: float = 4.0,
                  seed: int = 0, schedule: str = "linear", store: str | os.PathLike[str] | None = None,
                  raise_on: str | Iterable[str] | None = None) -> None:
         from guidegap.recording.schedulers import make_scheduler
