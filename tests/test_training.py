@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -74,25 +75,32 @@ def _tensors(checkpoint) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
+def test_resume_after_sigkills_at_random_points_is_bitwise_identical(tmp_path):
+    """Killed (SIGKILL) twice at seeded-random points, mid-step or mid-write alike, then resumed to the end: the
+    weights, EMA, TIRT and optimizer state equal an uninterrupted run's bit for bit."""
     steps = 300
     common = ["--tier", "oracle", "--steps", str(steps), "--batch-size", "64", "--checkpoint-every", "20", "--no-progress"]
     reference = TrainConfig(out=str(tmp_path / "reference"), role="teacher", tier="oracle", steps=steps, batch_size=64,
                             checkpoint_every=steps, progress=False)
     train(reference)
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "guidegap", "train-teacher", "--out", str(killed), *common],
-                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if checkpoint.exists() and read_checkpoint(checkpoint).step >= 60:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    interrupted_at = read_checkpoint(checkpoint).step
-    assert 60 <= interrupted_at < steps, "the run must be killed mid-way"
+    rng = random.Random(7)
+    interrupted = []
+    for threshold in sorted(rng.sample(range(40, 240), 2)):
+        resume = ["--resume"] if checkpoint.exists() else []
+        process = subprocess.Popen([sys.executable, "-m", "guidegap", "train-teacher", "--out", str(killed), *common, *resume],
+                                   env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if checkpoint.exists() and read_checkpoint(checkpoint).step >= threshold:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.2))  # land anywhere: inside a step or inside the next checkpoint's write
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        interrupted.append(read_checkpoint(checkpoint).step)
+    assert interrupted[0] >= 40 and interrupted[-1] < steps, f"the run must be killed mid-way, was at {interrupted}"
     done = subprocess.run([sys.executable, "-m", "guidegap", "train-teacher", "--out", str(killed), *common, "--resume"],
                           env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
