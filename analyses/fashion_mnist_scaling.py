@@ -5,10 +5,11 @@ run (default ``dash-no-tirt``, the best DASH variant there) to ``runs/fashion_mn
 same recipe (same seed, data stream, lr, EMA and teacher cache) to each requested step count, keeps a copy of the
 checkpoint at each, and audits it against the teacher exactly as the table does (64 samples x 50 DDIM steps at
 w = 4, teacher-forced; the EMA weights in float32, not the float16 export). Writes
-``analyses/results/fashion_mnist_scaling.csv``; every stage is resumable.
+``analyses/results/fashion_mnist_scaling.csv`` (one block of rows per run, the others kept); every stage is resumable.
 
     python analyses/fashion_mnist_scaling.py --steps 700 1000 1300 2000        # train + audit
     python analyses/fashion_mnist_scaling.py --steps 700 1000 1300 --audit-only # re-audit kept checkpoints
+    python analyses/fashion_mnist_scaling.py --run dash --steps 1000 2000       # the same for DASH as specified
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                      "verdict": report.verdict})
         repro.log(f"{args.run} @ {steps}: {report.verdict} rho {summary['rho']:.3f} cos {summary['cos_delta']:.3f}")
     frame = pd.DataFrame(rows)
+    if OUT.exists():  # keep the other runs' rows
+        kept_rows = pd.read_csv(OUT)
+        frame = pd.concat([kept_rows[kept_rows.run != args.run], frame], ignore_index=True)
     from guidegap.atomic import atomic_path
 
     with atomic_path(OUT) as tmp:
