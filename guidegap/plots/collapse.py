@@ -28,6 +28,24 @@ def _band(ax: Any, x: np.ndarray, da: xr.DataArray, label: str, color: Any) -> N
     ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
 
 
+def _rho_axis(ax: Any, steps: np.ndarray, rho: np.ndarray, rho_high: float, color: Any) -> None:
+    """Linear axis up to twice the healthy band's top, marking the few steps above it (rho spikes where the
+    teacher's gap vanishes, t -> 0); a log axis when most steps are far off (a miscalibrated student), so the
+    values stay readable instead of all sitting on the cap."""
+    top = 2.0 * rho_high
+    finite = rho[np.isfinite(rho) & (rho > 0)]
+    if finite.size and (finite > top).mean() > 0.25:
+        ax.set_yscale("log")
+        ax.set_ylim(min(0.2, float(finite.min()) * 0.8), max(2.0, float(finite.max()) * 1.3))
+        ax.set_ylabel("rho = E|Δ_S| / E|Δ_T| (log)")
+        return
+    ax.set_ylim(0, max(1.5, min(top, float(finite.max()) * 1.1)) if finite.size else 1.5)
+    clipped = np.isfinite(rho) & (rho > ax.get_ylim()[1])
+    if clipped.any():
+        ax.plot(steps[clipped], np.full(clipped.sum(), ax.get_ylim()[1]), "^", color=color, clip_on=False,
+                label=f"above {ax.get_ylim()[1]:.2g} (max {finite.max():.3g})")
+
+
 def plot_collapse(ds: xr.Dataset, thresholds: Any = None, title: str | None = None) -> Any:
     """Draw the collapse curves of an audit Dataset; returns the matplotlib ``Figure``."""
     import matplotlib.pyplot as plt
@@ -50,14 +68,7 @@ def plot_collapse(ds: xr.Dataset, thresholds: Any = None, title: str | None = No
             a.axhline(th.collapsed_rho, color=palette[3], linestyle="--", linewidth=1, label="collapse threshold")
             a.plot(steps, rho.values, color=palette[0], marker="o", markersize=2.5, label="rho")
             a.set(ylabel="rho = E|Δ_S| / E|Δ_T|", title="gap ratio per step")
-            # Where the teacher's gap vanishes (t -> 0) rho can be huge; cap the axis and mark clipped steps.
-            top = 2.0 * th.rho_high
-            finite = rho.values[np.isfinite(rho.values)]
-            a.set_ylim(0, max(1.5, min(top, float(finite.max()) * 1.1)) if finite.size else 1.5)
-            clipped = np.isfinite(rho.values) & (rho.values > a.get_ylim()[1])
-            if clipped.any():
-                a.plot(steps[clipped], np.full(clipped.sum(), a.get_ylim()[1]), "^", color=palette[0], clip_on=False,
-                       label=f"above {a.get_ylim()[1]:.2g} (max {finite.max():.3g})")
+            _rho_axis(a, steps, rho.values, th.rho_high, palette[0])
             _band(b, steps, ds["gap_norm"].sel(model="teacher"), "teacher", palette[0])
             _band(b, steps, ds["gap_norm"].sel(model="student"), "student", palette[1])
             b.set(ylabel="RMS(eps_c - eps_u)", title="guidance gap")
