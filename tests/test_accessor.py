@@ -96,6 +96,28 @@ def test_audit_plot_collapse_draws_the_per_step_rho(stored_audit):
         np.testing.assert_array_equal(mine.get_ydata(), theirs.get_ydata())
 
 
+
+def test_rho_axis_turns_logarithmic_when_most_steps_are_far_off(stored_audit):
+    """rho = 0.5 everywhere stays on the linear axis; rho = 6 everywhere (a miscalibrated student) gets a log axis
+    whose limits contain every value, instead of a row of markers on the linear axis's cap."""
+    from guidegap.oracle import GaussianMixture
+    from guidegap.recording.schedulers import default_scheduler
+
+    _, ds = stored_audit
+    assert ds.guidegap.plot_collapse().axes[0].get_yscale() == "linear"
+    scheduler = default_scheduler()
+    teacher = GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(scheduler)
+    far = guidegap.audit(shrunk_student(teacher, 6.0), teacher, num_samples=8, num_steps=8, scheduler=scheduler, seed=3).dataset
+    ax = plot_collapse(far).axes[0]
+    rho = rho_per_step(far).values
+    rho = rho[np.isfinite(rho)]  # undefined where the teacher's gap vanishes (t -> 0)
+    assert rho.size >= 6
+    np.testing.assert_allclose(rho, 6.0, rtol=1e-4)
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()
+    assert low <= Thresholds().collapsed_rho and high > rho.max()
+    assert not [line for line in ax.lines if line.get_label().startswith("above")]
+
 def test_log_verdicts_summary_and_rho_per_step(training_log):
     log = training_log
     assert log.guidegap.is_log
