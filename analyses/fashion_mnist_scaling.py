@@ -35,6 +35,7 @@ from guidegap.training.config import TrainConfig  # noqa: E402
 from guidegap.training.loop import train  # noqa: E402
 
 OUT = repro.HERE / "results" / "fashion_mnist_scaling.csv"
+METRICS = ("rho", "cos_delta", "gap_mse", "rel_cond_error", "rel_uncond_error")  # columns of the table and the audit summary
 
 
 def continued(run: str) -> Path:
@@ -72,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher = Memoized(as_denoiser(guidegap.load_model(repro.exported("teacher")).model))
     table = pd.read_csv(repro.TABLE).set_index("run")
     rows = [{"run": args.run, "steps": repro.STUDENT["steps"], "weights": "float16 export (table row)",
-             "rho": table.loc[args.run, "rho"], "cos_delta": table.loc[args.run, "cos_delta"],
-             "gap_mse": table.loc[args.run, "gap_mse"], "rel_cond_error": table.loc[args.run, "rel_cond_error"],
-             "rel_uncond_error": table.loc[args.run, "rel_uncond_error"], "verdict": table.loc[args.run, "verdict"]}]
+             **{name: table.loc[args.run, name] for name in METRICS}, "verdict": table.loc[args.run, "verdict"]}]
     for steps in sorted(args.steps):
         kept = continued(args.run) / f"step{steps}.pt"
         if not args.audit_only:
@@ -83,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{kept} is missing; run without --audit-only first.")
         report = guidegap.audit(str(kept), teacher, **repro.AUDIT)
         summary = {k: v.value for k, v in report.summary.items()}
-        rows.append({"run": args.run, "steps": steps, "weights": "float32 EMA (training checkpoint)", "rho": summary["rho"],
-                     "cos_delta": summary["cos_delta"], "gap_mse": summary["gap_mse"],
-                     "rel_cond_error": summary["rel_cond_error"], "rel_uncond_error": summary["rel_uncond_error"],
-                     "verdict": report.verdict})
+        rows.append({"run": args.run, "steps": steps, "weights": "float32 EMA (training checkpoint)",
+                     **{name: summary[name] for name in METRICS}, "verdict": report.verdict})
         repro.log(f"{args.run} @ {steps}: {report.verdict} rho {summary['rho']:.3f} cos {summary['cos_delta']:.3f}")
     frame = pd.DataFrame(rows)
     if OUT.exists():  # keep the other runs' rows

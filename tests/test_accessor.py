@@ -34,13 +34,19 @@ def _close_figures():
 
 
 @pytest.fixture(scope="module")
-def stored_audit(tmp_path_factory):
-    """A shrunk-gap student (rho = 0.5) audited with strict thresholds, written to netCDF and read back."""
+def mixture_teacher():
+    """An exact Gaussian-mixture teacher (4 classes, 1x4x4) and its default scheduler."""
     from guidegap.oracle import GaussianMixture
     from guidegap.recording.schedulers import default_scheduler
 
     scheduler = default_scheduler()
-    teacher = GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(scheduler)
+    return GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(scheduler), scheduler
+
+
+@pytest.fixture(scope="module")
+def stored_audit(tmp_path_factory, mixture_teacher):
+    """A shrunk-gap student (rho = 0.5) audited with strict thresholds, written to netCDF and read back."""
+    teacher, scheduler = mixture_teacher
     report = guidegap.audit(shrunk_student(teacher, 0.5), teacher, num_samples=16, num_steps=8, scheduler=scheduler,
                             thresholds=STRICT, seed=3)
     path = report.save(tmp_path_factory.mktemp("audit") / "audit.nc")
@@ -96,17 +102,12 @@ def test_audit_plot_collapse_draws_the_per_step_rho(stored_audit):
         np.testing.assert_array_equal(mine.get_ydata(), theirs.get_ydata())
 
 
-
-def test_rho_axis_turns_logarithmic_when_most_steps_are_far_off(stored_audit):
+def test_rho_axis_turns_logarithmic_when_most_steps_are_far_off(stored_audit, mixture_teacher):
     """rho = 0.5 everywhere stays on the linear axis; rho = 6 everywhere (a miscalibrated student) gets a log axis
     whose limits contain every value, instead of a row of markers on the linear axis's cap."""
-    from guidegap.oracle import GaussianMixture
-    from guidegap.recording.schedulers import default_scheduler
-
     _, ds = stored_audit
     assert ds.guidegap.plot_collapse().axes[0].get_yscale() == "linear"
-    scheduler = default_scheduler()
-    teacher = GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(scheduler)
+    teacher, scheduler = mixture_teacher
     far = guidegap.audit(shrunk_student(teacher, 6.0), teacher, num_samples=8, num_steps=8, scheduler=scheduler, seed=3).dataset
     ax = plot_collapse(far).axes[0]
     rho = rho_per_step(far).values
@@ -117,6 +118,7 @@ def test_rho_axis_turns_logarithmic_when_most_steps_are_far_off(stored_audit):
     low, high = ax.get_ylim()
     assert low <= Thresholds().collapsed_rho and high > rho.max()
     assert not [line for line in ax.lines if line.get_label().startswith("above")]
+
 
 def test_log_verdicts_summary_and_rho_per_step(training_log):
     log = training_log
