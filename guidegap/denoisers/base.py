@@ -30,7 +30,11 @@ class Denoiser:
         null_label: the label id of the unconditional branch.
         sample_shape: shape of one sample ``(C, H, W)``, or ``None`` when the model does not declare it.
         name: short description used in messages and Dataset attrs.
+        batch_order: how :meth:`branches` batches the two branches: ``"cond-first"`` (guidegap's convention),
+            ``"uncond-first"`` (StableDiffusion pipelines) or ``"separate"`` calls (see ``guidegap.pipelines.layouts``).
     """
+
+    batch_order: str = "cond-first"
 
     def __init__(
         self,
@@ -72,14 +76,19 @@ class Denoiser:
     def branches(
         self, x: torch.Tensor, t: torch.Tensor | float | int, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(pred_cond, pred_uncond)`` from one batch of ``2B`` (cond half first), as pipelines do."""
+        """Return ``(pred_cond, pred_uncond)``: one batch of ``2B`` in :attr:`batch_order`, as pipelines do, or
+        two calls of ``B`` for ``"separate"``."""
         batch = x.shape[0]
         t = torch.as_tensor(t, device=x.device)
         t = t.expand(batch) if t.ndim == 0 else t
         labels = torch.as_tensor(labels, device=x.device, dtype=torch.long).expand(batch)
         null = torch.full_like(labels, self.null_label)
-        pred = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
-        pred_cond, pred_uncond = pred.chunk(2)
+        if self.batch_order == "separate":
+            return self(x, t, labels), self(x, t, null)
+        if self.batch_order == "uncond-first":
+            pred_uncond, pred_cond = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([null, labels])).chunk(2)
+            return pred_cond, pred_uncond
+        pred_cond, pred_uncond = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
         return pred_cond, pred_uncond
 
     # -- helpers ----------------------------------------------------------------------------------

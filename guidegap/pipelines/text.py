@@ -2,12 +2,17 @@
 
 A text-conditioned UNet becomes a class-conditional :class:`~guidegap.denoisers.Denoiser` over a table of
 embeddings: label ``i`` is prompt ``i`` (``encoder_hidden_states = prompt_embeds[i]``) and the null label ``P``
-(the number of prompts) is the null (empty- or negative-prompt) embedding. Everything else, the sampler,
-teacher forcing, metrics and verdicts, is the class-conditional machinery of :func:`guidegap.audit`.
+(the number of prompts) is the null (empty- or negative-prompt) embedding. SDXL-style UNets
+(``addition_embed_type = "text_time"``) take one table per added input (``text_embeds``, ``time_ids``) indexed
+the same way; guidance-embedded UNets (``time_cond_proj_dim``, LCM) take a fixed ``timestep_cond``. Everything
+else, the sampler, teacher forcing, metrics and verdicts, is the class-conditional machinery of
+:func:`guidegap.audit`. Pipeline folders are encoded into these tables by :mod:`guidegap.pipelines.conditioning`.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -32,22 +37,30 @@ def _embeddings(value: Any, name: str) -> torch.Tensor:
 class TextEmbeddingDenoiser(Denoiser):
     """A ``UNet2DConditionModel`` whose labels index prompt embeddings; the null label selects ``null_embeds``.
 
-    Learned-sigma UNets (``out_channels == 2 * in_channels``) are reduced to their eps channels.
+    ``added`` / ``null_added``: SDXL's added inputs per prompt ``(P, ...)`` and for the null condition ``(1, ...)``;
+    ``timestep_cond``: a guidance-scale embedding ``(1, D)`` for UNets with ``time_cond_proj_dim``; ``batch_order``:
+    the pipeline's declared CFG batch layout (:data:`guidegap.pipelines.layouts.PIPELINE_LAYOUTS`; StableDiffusion
+    puts the uncond half first). Learned-sigma UNets (``out_channels == 2 * in_channels``) are reduced to their eps
+    channels (:func:`~guidegap.pipelines.layouts.eps_channels`).
     """
 
     def __init__(self, unet: torch.nn.Module, prompt_embeds: torch.Tensor, null_embeds: torch.Tensor,
-                 *, name: str | None = None) -> None:
+                 *, name: str | None = None, added: Mapping[str, torch.Tensor] | None = None,
+                 null_added: Mapping[str, torch.Tensor] | None = None, timestep_cond: torch.Tensor | None = None,
+                 batch_order: str = "uncond-first") -> None:
         label = name or type(unet).__name__
         config = getattr(unet, "config", None)
         if config is None or config.get("cross_attention_dim") is None:
             raise AdapterError(f"{label}: expected a text-conditioned UNet2DConditionModel (config.cross_attention_dim), "
                                f"received {type(unet).__name__}.")
-        for key in ("addition_embed_type", "time_cond_proj_dim", "class_embed_type"):
-            if config.get(key) is not None:
+        supplied = {"addition_embed_type": added is not None, "time_cond_proj_dim": timestep_cond is not None,
+                    "class_embed_type": False}
+        for key, given in supplied.items():
+            if (config.get(key) is not None) != given:
                 raise AdapterError(
-                    f"{label}: config.{key} = {config.get(key)!r} needs extra conditioning inputs (SDXL added_cond_kwargs, "
-                    "a guidance-scale embedding, class labels) that audit_text does not supply; audit its pipeline with "
-                    "guidegap.record instead."
+                    f"{label}: config.{key} = {config.get(key)!r} but the extra conditioning it needs (SDXL added_cond_kwargs, "
+                    "a guidance-scale embedding, class labels) was " + ("given" if given else "not given") + "; audit "
+                    "its pipeline folder (guidegap.pipelines.audit_pipelines), which builds these inputs as the pipeline does."
                 )
         prompts = _embeddings(prompt_embeds, "prompt_embeds")
         null = _embeddings(null_embeds, "null_embeds")
@@ -63,18 +76,54 @@ class TextEmbeddingDenoiser(Denoiser):
                          sample_shape=(self.in_channels, height, width), module=unet, name=label)
         self.unet = unet
         self.table = torch.cat([prompts, null.to(prompts.dtype)])
+        self.added = _added_tables(added, null_added, prompts.shape[0], label)
+        self.timestep_cond = None if timestep_cond is None else timestep_cond.detach().reshape(1, -1)
+        self.batch_order = batch_order
         self.eps = eps_channels(unet)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeds = self.table.to(device=x.device, dtype=x.dtype)[labels.to(x.device)]
-        pred = self.unet(x, t, encoder_hidden_states=embeds, return_dict=False)[0]
+        rows = labels.to(x.device)
+        embeds = self.table.to(device=x.device, dtype=x.dtype)[rows]
+        extra: dict[str, Any] = {}
+        if self.added:
+            extra["added_cond_kwargs"] = {k: v.to(device=x.device, dtype=x.dtype)[rows] for k, v in self.added.items()}
+        if self.timestep_cond is not None:
+            extra["timestep_cond"] = self.timestep_cond.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1)
+        pred = self.unet(x, t, encoder_hidden_states=embeds, return_dict=False, **extra)[0]
         return pred[:, : self.eps] if self.eps is not None else pred
+
+    def with_timestep_cond(self, timestep_cond: torch.Tensor, name: str) -> "TextEmbeddingDenoiser":
+        """The same UNet and tables with another guidance-scale embedding (guidance-distilled models)."""
+        other = copy.copy(self)
+        other.timestep_cond, other.name = timestep_cond.detach().reshape(1, -1), name
+        return other
 
     def describe(self) -> dict[str, object]:
         info = super().describe()
         info["prompts"] = int(self.num_classes)
         info["embedding_shape"] = list(self.table.shape[1:])
+        info["added_inputs"] = sorted(self.added)
+        info["batch_order"] = self.batch_order
         return info
+
+
+def _added_tables(added: Mapping[str, torch.Tensor] | None, null_added: Mapping[str, torch.Tensor] | None,
+                  num_prompts: int, label: str) -> dict[str, torch.Tensor]:
+    """One table per added input (SDXL ``text_embeds``, ``time_ids``): the prompts' rows, then the null row."""
+    if added is None:
+        return {}
+    null_added = null_added or {}
+    if set(added) != set(null_added):
+        raise InputError(f"{label}: expected the same added inputs for the prompts and the null condition, received "
+                         f"{sorted(added)} and {sorted(null_added)}.")
+    tables = {}
+    for key, rows in added.items():
+        null = null_added[key]
+        if rows.shape[0] != num_prompts or null.shape != (1, *rows.shape[1:]):
+            raise InputError(f"{label}: expected added input {key!r} shaped ({num_prompts}, ...) with a (1, ...) null row, "
+                             f"received {tuple(rows.shape)} and {tuple(null.shape)}.")
+        tables[key] = torch.cat([rows.detach(), null.detach().to(rows.dtype)])
+    return tables
 
 
 def audit_text(
