@@ -50,6 +50,14 @@ _EXPLANATIONS = {
         "respond to w. It cannot judge whether the gap has the right size or direction, or whether either branch is "
         "accurate: audit against the teacher (--teacher) for that."
     ),
+    "guidance-distilled": (
+        "The student takes the guidance scale w as an input (a guidance embedding) instead of running a conditional and "
+        "an unconditional branch: classifier-free guidance was distilled into it, so there is no guidance gap to audit and "
+        "raising a CFG scale or adding a negative prompt is not how it is meant to be steered. Reported instead: how much "
+        "its prediction changes between w = 1 and the audited w along its own trajectory, and, with --true-cfg, the gap "
+        "to an empty-prompt branch — a branch such students were likely never trained on, so that number is a probe, "
+        "not a calibration check."
+    ),
 }
 
 # A pair audit is inconclusive only when the teacher gives nothing to compare with (its gap is zero).
@@ -70,6 +78,8 @@ _FIXES = {
                "check that the student was distilled from this teacher and with the same noise schedule.",
     "non-finite": "Check the checkpoint for NaN weights, run in float32, and check the data scale and the noise schedule.",
     "inconclusive": "Pass --teacher TEACHER to judge calibration; use --fail-on collapsed,non-finite to gate on what a teacher-free audit can decide.",
+    "guidance-distilled": "Nothing to fix in its guidance: steer it through its w input. Gate on it with --fail-on "
+                          "non-finite; audit the CFG teacher it was distilled from to check the guidance it learned.",
 }
 
 
@@ -140,6 +150,10 @@ class AuditReport:
 
         if "verdict" not in ds.attrs or "thresholds" not in ds.attrs:
             raise InputError("expected an audit Dataset (attrs 'verdict' and 'thresholds'), received a plain recording; write it with guidegap audit --out.")
+        if "guidance_distilled" in ds.attrs:
+            from guidegap.pipelines.distilled import distilled_report
+
+            return distilled_report(ds, Thresholds(**json.loads(ds.attrs["thresholds"])), n_boot)
         thresholds = Thresholds(**json.loads(ds.attrs["thresholds"]))
         seed = int(json.loads(ds.attrs["config"]).get("seed", 0))
         summary = summarize(ds, n_boot=n_boot, seed=seed)
@@ -211,7 +225,8 @@ class AuditReport:
         """The collapse-curve figure; written to ``path`` when given. Returns the matplotlib Figure."""
         from guidegap.plots import plot_collapse
 
-        fig = plot_collapse(self.dataset, self.thresholds)
+        title = "guidegap audit (guidance-distilled: gap = eps(w) - eps(w=1))" if "guidance_distilled" in self.dataset.attrs else None
+        fig = plot_collapse(self.dataset, self.thresholds, title)
         if path is not None:
             _save_figure(fig, Path(path))
         return fig

@@ -13,7 +13,9 @@ verdict            rule (defaults in :class:`Thresholds`)
 rho and cos alone cannot see a student whose two branches drift together (its gap is intact); the
 per-branch errors close that null space. A teacher whose gap is zero leaves rho undefined (0/0) with every
 prediction finite: that is ``inconclusive``, not ``non-finite``. Without a teacher only ``non-finite``,
-``collapsed`` (a vanished gap) or ``inconclusive`` can be said.
+``collapsed`` (a vanished gap) or ``inconclusive`` can be said. A guidance-distilled student (w is an input of the
+model, LCM / Flux-dev) has no unconditional branch: it is ``guidance-distilled`` (or ``non-finite``), never
+``collapsed`` (:func:`judge_guidance_distilled`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
-__all__ = ["VERDICTS", "Thresholds", "Finding", "judge_pair", "judge_single"]
+__all__ = ["VERDICTS", "Thresholds", "Finding", "judge_pair", "judge_single", "judge_guidance_distilled"]
 
-VERDICTS = ("healthy", "miscalibrated", "collapsed", "drifted", "non-finite", "inconclusive")
+VERDICTS = ("healthy", "miscalibrated", "collapsed", "drifted", "non-finite", "inconclusive", "guidance-distilled")
 
 
 @dataclass(frozen=True)
@@ -126,3 +128,22 @@ def judge_single(summary: Mapping[str, Estimate], guidance_response: float, thre
         f"the gap is present (gap / eps_c = {rel_gap:.3g}) and samples respond to w ({guidance_response:.3g}), "
         "but without a teacher neither its size nor its direction can be checked",
     )
+
+
+def judge_guidance_distilled(reason: str, summary: Mapping[str, Estimate], guidance_scale: float,
+                             thresholds: Thresholds = Thresholds()) -> Finding:
+    """Verdict for a model that takes w as an input: ``non-finite``, else ``guidance-distilled`` with what was measured.
+
+    ``summary`` is that of its response recording: ``rel_gap`` = RMS(eps(w) - eps(w=1)) / RMS(eps(w)) and, with the
+    true-CFG probe, ``probe_rel_gap`` = RMS(eps(prompt) - eps(null)) / RMS(eps(prompt)) at the same w embedding.
+    """
+    if _value(summary, "nonfinite") > 0:
+        return Finding("non-finite", "some predictions contain NaN or Inf", ["non-finite"])
+    response = _value(summary, "rel_gap")
+    text = f"{reason}; its prediction at w = {guidance_scale:g} differs from that at w = 1 by {response:.3g} of its RMS"
+    if response < thresholds.min_guidance_response:
+        text += f" (< {thresholds.min_guidance_response}: the guidance embedding has almost no effect)"
+    probe = _value(summary, "probe_rel_gap")
+    if probe == probe:
+        text += f"; true-CFG probe: the null-prompt branch differs by {probe:.3g} of the prediction's RMS"
+    return Finding("guidance-distilled", text, ["guidance-distilled"])

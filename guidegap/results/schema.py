@@ -70,6 +70,7 @@ VARIABLES: dict[str, Variable] = {
     "amplification": Variable(_PAIR, "guided error at w over guided error at w=1", "1"),
     "divergence": Variable(_PAIR, "RMS distance of free-running student and teacher states after the step", "1"),
     "guidance_response": Variable(_PAIR, "RMS distance of the model's guided (w) and unguided (w=1) states after the step", "1"),
+    "probe_gap_norm": Variable(_PER_MODEL, "true-CFG probe of a guidance-distilled model: RMS(eps(prompt) - eps(null prompt)) at its w embedding", "1"),
     "guidance_scale": Variable(("step",), "classifier-free guidance scale w (1 = no guidance)", "1"),
     "pred_cond": Variable(_FULL, "conditional prediction", "1"),
     "pred_uncond": Variable(_FULL, "unconditional prediction", "1"),

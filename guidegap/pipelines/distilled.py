@@ -1,0 +1,102 @@
+"""Guidance-distilled students (w is a model input: LCM's ``time_cond_proj_dim``, Flux-dev's ``guidance_embeds``).
+
+Such a model has no unconditional branch, so a guidance gap cannot be audited and must never be called
+``collapsed``. What can be measured, along the model's own trajectory at the audited ``w`` (guided by nothing
+but its embedding, i.e. the recorder's ``w = 1`` on a view whose branches are):
+
+* response to w: ``cond = eps(x, t, prompt; w)``, ``uncond = eps(x, t, prompt; w = 1)``, so the recorder's
+  ``gap_norm`` is ``RMS(eps(w) - eps(1))`` and ``rel_gap`` the response relative to ``RMS(eps(w))``. For a CFG
+  teacher the same quantity is ``(w - 1) RMS(Delta_T)`` (Meng et al. 2023, arXiv 2210.03142, distil exactly this);
+* true-CFG probe (on request): ``RMS(eps(prompt; w) - eps(null prompt; w))`` (``probe_gap_norm``): whether a
+  negative / empty prompt changes the prediction at all. Such a branch was likely never trained: a probe only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+import xarray as xr
+
+from guidegap.auditing.report import AuditReport, phase_findings
+from guidegap.auditing.verdicts import Thresholds, judge_guidance_distilled
+from guidegap.denoisers import Denoiser
+from guidegap.metrics.summary import bootstrap, ratio_of_means, summarize
+from guidegap.pipelines.text import TextEmbeddingDenoiser
+from guidegap.recording.trajectory import trace
+from guidegap.results.schema import VARIABLES
+
+__all__ = ["GuidanceResponseView", "audit_guidance_distilled", "distilled_report"]
+
+_RESPONSE_NAMES = {
+    "gap_norm": "response to the guidance embedding RMS(eps(w) - eps(w=1))",
+    "cond_norm": "RMS of the prediction at w",
+    "uncond_norm": "RMS of the prediction at w = 1",
+    "parallel_fraction": "fraction of the response to w parallel to eps(w)",
+}
+
+
+class GuidanceResponseView(Denoiser):
+    """Branches ``(eps(w), eps(w = 1))`` of one guidance-embedded model: the recorder's gap is its response to w."""
+
+    def __init__(self, at_w: TextEmbeddingDenoiser, at_one: TextEmbeddingDenoiser) -> None:
+        super().__init__(num_classes=at_w.num_classes, null_label=at_w.null_label, sample_shape=at_w.sample_shape,
+                         module=at_w.module, name=at_w.name)
+        self.at_w, self.at_one = at_w, at_one
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.at_w(x, t, labels)
+
+    def branches(self, x: torch.Tensor, t: torch.Tensor | float | int, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.at_w(x, t, labels), self.at_one(x, t, labels)
+
+    def describe(self) -> dict[str, object]:
+        info = self.at_w.describe()
+        info["branches"] = "cond = eps(prompt; w embedding), uncond = eps(prompt; w = 1 embedding)"
+        return info
+
+
+def _summary(ds: xr.Dataset, n_boot: int, seed: int) -> dict[str, Any]:
+    summary = summarize(ds, n_boot=n_boot, seed=seed)
+    summary["response_to_w"] = summary["rel_gap"]  # the recorder's relative gap of the view is the response to w
+    if "probe_gap_norm" in ds:
+        one = ds.isel(model=0)
+        probe, norm = (one[name].mean("step").values for name in ("probe_gap_norm", "cond_norm"))
+        summary["probe_rel_gap"] = bootstrap(ratio_of_means, probe, norm, n_boot=n_boot, seed=seed)
+    return summary
+
+
+def distilled_report(ds: xr.Dataset, thresholds: Thresholds, n_boot: int = 1000) -> AuditReport:
+    """The report of a guidance-distilled audit Dataset (also rebuilt from a stored one)."""
+    seed = int(json.loads(ds.attrs["config"]).get("seed", 0))
+    summary = _summary(ds, n_boot, seed)
+    finding = judge_guidance_distilled(str(ds.attrs["guidance_distilled"]), summary,
+                                       float(ds.attrs["audited_guidance_scale"]), thresholds)
+    return AuditReport(finding, summary, phase_findings(ds, thresholds, False, seed), ds, thresholds)
+
+
+def audit_guidance_distilled(model: TextEmbeddingDenoiser, at_one: TextEmbeddingDenoiser, reason: str, *,
+                             guidance_scale: float, true_cfg: bool = False, thresholds: Thresholds | None = None,
+                             n_boot: int = 1000, **trace_options: Any) -> AuditReport:
+    """Record a guidance-embedded model's response to w (and, with ``true_cfg``, the probe) along its own path.
+
+    ``model`` carries the embedding of ``guidance_scale``, ``at_one`` that of ``w = 1``; ``reason`` says why the model
+    is guidance-distilled (:func:`guidegap.pipelines.conditioning.guidance_embedding_reason`). ``trace_options`` go
+    to :func:`guidegap.trace` (num_samples, num_steps, scheduler, seed, chunk_size, progress).
+    """
+    thresholds = thresholds or Thresholds()
+    ds = trace(None, GuidanceResponseView(model, at_one), guidance_scale=1.0, **trace_options)
+    for name, long_name in _RESPONSE_NAMES.items():
+        ds[name].attrs["long_name"] = long_name
+    if true_cfg:  # the same path (guided only by the embedding); branches: prompt vs the null condition
+        probe = trace(None, model, guidance_scale=1.0, **trace_options)
+        spec = VARIABLES["probe_gap_norm"]
+        ds["probe_gap_norm"] = probe["gap_norm"].assign_attrs(long_name=spec.long_name, units=spec.units)
+    ds.attrs.update(guidance_distilled=reason, audited_guidance_scale=float(guidance_scale),
+                    true_cfg_probe="on (null branch likely never trained: a probe, not a calibration)" if true_cfg else "off",
+                    thresholds=json.dumps(thresholds.to_dict()))
+    report = distilled_report(ds, thresholds, n_boot)
+    ds.attrs.update(verdict=report.verdict, verdict_reason=report.finding.reason,
+                    summary=json.dumps({k: v.to_dict() for k, v in report.summary.items()}))
+    return report
