@@ -35,6 +35,7 @@ _LAZY = {
     "record": "guidegap.pipelines.recorder",
     "record_pair": "guidegap.pipelines.pair",
     "audit_text": "guidegap.pipelines.text",
+    "audit_pipelines": "guidegap.pipelines.text_audit",
 }
 
 __all__ = ["__version__", *_LAZY]

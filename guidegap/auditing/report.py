@@ -210,6 +210,9 @@ class AuditReport:
         out["explanation"], out["suggestion"] = self.explanation, self.suggestion
         out["thresholds"] = self.thresholds.to_dict()
         out["config"] = json.loads(self.dataset.attrs["config"])
+        for key in ("prompts", "null_condition"):  # text-to-image audits name their prompts and null branches
+            if key in self.dataset.attrs:
+                out[key] = json.loads(self.dataset.attrs[key])
         return out
 
     def to_json(self) -> str:
