@@ -73,13 +73,18 @@ def run_audit(args: argparse.Namespace) -> int:
     else:
         student, teacher = args.student, args.teacher
     _check_outputs(args.out, args.figure)
-    report = audit(
-        student, teacher, num_samples=args.num_samples or defaults["num_samples"],
-        num_steps=args.num_steps or defaults["num_steps"], guidance_scale=args.guidance_scale,
-        labels=args.labels, scheduler=args.scheduler, seed=args.seed, chunk_size=args.chunk_size,
-        thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle,
-        progress=not args.no_progress and not args.json and sys.stderr.isatty(), divergence=not args.no_divergence,
-    )
+    from guidegap.cli.text_audit import text_report, wants_text_audit
+
+    if not args.example and wants_text_audit(args):
+        report = text_report(args, thresholds)
+    else:
+        report = audit(
+            student, teacher, num_samples=args.num_samples or defaults["num_samples"],
+            num_steps=args.num_steps or defaults["num_steps"], guidance_scale=args.guidance_scale or 4.0,
+            labels=args.labels, scheduler=args.scheduler, seed=args.seed, chunk_size=args.chunk_size,
+            thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle,
+            progress=not args.no_progress and not args.json and sys.stderr.isatty(), divergence=not args.no_divergence,
+        )
     if args.out:
         report.save(args.out)
     if args.figure:

@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--teacher", help="the teacher the student was distilled from (same formats)")
     audit.add_argument("--num-samples", type=_positive_int, help="trajectories to record (default 64; 32 for --example)")
     audit.add_argument("--num-steps", type=_positive_int, help="sampling steps (default 50; 25 for --example)")
-    audit.add_argument("--guidance-scale", type=_guidance_scale, default="4.0", help="w (1 = no guidance) or 'tag' (DASH's schedule); default 4")
+    audit.add_argument("--guidance-scale", type=_guidance_scale,
+                       help="w (1 = no guidance) or 'tag' (DASH's schedule); default 4 (text-to-image: the pipeline's default)")
     audit.add_argument("--labels", type=_labels, help="class ids, comma-separated (one, or one per sample); default: classes in turn")
     audit.add_argument("--seed", type=int, default=0)
-    audit.add_argument("--scheduler", default="ddim", help="ddim (default), dpm++, euler, ddpm, unipc, pndm, heun, or a diffusers class name")
+    audit.add_argument("--scheduler", help="ddim (default; text-to-image: the folder's scheduler), dpm++, euler, ddpm, unipc, "
+                                           "pndm, heun, or a diffusers class name, on the stored noise schedule")
     audit.add_argument("--chunk-size", type=_positive_int, default=64, help="samples per forward batch (memory bound)")
     audit.add_argument("--out", help="write the audit Dataset to FILE.nc (netCDF, atomic)")
     audit.add_argument("--figure", help="write the collapse-curve figure to FILE.png (or .pdf/.svg)")
@@ -98,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--no-divergence", action="store_true",
                        help="skip the student's own free-running path (faster; the figure then shows branch errors)")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    text = audit.add_argument_group("text-to-image pipelines (STUDENT / --teacher: diffusers pipeline folders)")
+    text.add_argument("--prompts", help="prompts file, one per line (default: guidegap's built-in prompt set)")
+    text.add_argument("--negative-prompt", help="null branch: this prompt, encoded, instead of the pipeline's own "
+                                                "convention (the empty prompt, or zeros for SDXL)")
+    text.add_argument("--base", help="pipeline folder that a bare unet/ STUDENT goes into (default: --teacher), BK-SDM style")
+    text.add_argument("--true-cfg", action="store_true",
+                      help="guidance-distilled students: also probe the empty-prompt branch (likely never trained)")
 
     from guidegap.cli.train import add_training_commands
 
