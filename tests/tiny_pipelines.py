@@ -1,0 +1,135 @@
+"""Tiny random text-to-image pipelines saved to folders, for the text-to-image audit tests (no download).
+
+SD-style (CLIP text encoder + UNet2DConditionModel), SDXL-style (two text encoders, pooled embeddings and time ids,
+``force_zeros_for_empty_prompt``) and LCM-style (a guidance-scale embedding, ``time_cond_proj_dim``). The CLIP
+tokenizer is built from a vocabulary file written here: letters, as single characters and word ends.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import torch
+
+LATENT, SIZE, TOKENS = 4, 8, 16 # latent channels, latent size (the tiny VAE does not downsample), tokens per prompt
+PROMPTS = ["a red cat", "a blue house", "green trees"]
+
+
+def tokenizer(folder: Path):
+    """A CLIPTokenizer from a tiny vocabulary file: every letter, alone and as a word end; no merges."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in string.ascii_lowercase:
+        vocab[char] = len(vocab)
+        vocab[char + "</w>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=TOKENS)
+
+
+def text_encoder(hidden: int = 16, seed: int = 0, projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(vocab_size=54, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                            num_attention_heads=2, max_position_embeddings=TOKENS, projection_dim=8,
+                            bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
+
+
+def vae():
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
+                         up_block_types=("UpDecoderBlock2D",), block_out_channels=(8,), layers_per_block=1,
+                         latent_channels=LATENT, norm_num_groups=4, sample_size=SIZE).eval()
+
+
+def unet(cross_attention_dim: int = 16, seed: int = 0, **config):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=SIZE, in_channels=LATENT, out_channels=LATENT, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim, attention_head_dim=4, norm_num_groups=4, **config,
+    ).eval()
+
+
+def sdxl_unet(seed: int = 0):
+    # text_time: add_embedding takes [pooled (8), 6 time ids x 4] = 32; cross attention on both encoders' 16 + 16.
+    return unet(32, seed, addition_embed_type="text_time", addition_time_embed_dim=4,
+                projection_class_embeddings_input_dim=8 + 6 * 4)
+
+
+def scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def ignore_text(model):
+    """The UNet's cross attention reads no text (value projections zero), and SDXL's pooled text is ignored too:
+    the empty-prompt branch equals the prompt branch."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith("attn2"):
+                module.to_v.weight.zero_()
+        if getattr(model, "add_embedding", None) is not None:
+            model.add_embedding.linear_1.weight[:, :8].zero_()  # the pooled-text columns
+    return model
+
+
+def sd_pipeline(folder: Path, *, denoiser=None, encoder=None):
+    """A StableDiffusionPipeline saved to ``folder``; returns it."""
+    from diffusers import StableDiffusionPipeline
+
+    encoder = encoder or text_encoder()
+    pipe = StableDiffusionPipeline(vae=vae(), text_encoder=encoder, tokenizer=tokenizer(folder / "vocab"),
+                                   unet=denoiser or unet(encoder.config.hidden_size), scheduler=scheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return _saved(pipe, folder)
+
+
+def sdxl_pipeline(folder: Path, *, denoiser=None):
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline(vae=vae(), text_encoder=text_encoder(seed=1), tokenizer=tokenizer(folder / "vocab"),
+                                     text_encoder_2=text_encoder(seed=2, projection=True),
+                                     tokenizer_2=tokenizer(folder / "vocab_2"), unet=denoiser or sdxl_unet(),
+                                     scheduler=scheduler(), force_zeros_for_empty_prompt=True)
+    return _saved(pipe, folder)
+
+
+def lcm_pipeline(folder: Path, *, inert: bool = False):
+    """An LCM-style pipeline: UNet with a guidance-scale embedding (``time_cond_proj_dim``), LCMScheduler.
+    ``inert``: the embedding's projection is zero, so w changes nothing."""
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+
+    model = unet(time_cond_proj_dim=8)
+    if inert:
+        with torch.no_grad():
+            model.time_embedding.cond_proj.weight.zero_()
+    pipe = LatentConsistencyModelPipeline(
+        vae=vae(), text_encoder=text_encoder(), tokenizer=tokenizer(folder / "vocab"), unet=model,
+        scheduler=LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return _saved(pipe, folder)
+
+
+def _saved(pipe, folder: Path):
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(str(folder))
+    return pipe
+
+
+def prompts_file(folder: Path, prompts: list[str] = PROMPTS) -> Path:
+    path = folder / "prompts.txt"
+    path.write_text("# test prompts\n" + "\n".join(prompts) + "\n")
+    return path
