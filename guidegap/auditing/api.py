@@ -11,6 +11,7 @@ from guidegap.auditing.intrinsic import UnguidedView, single_model_dataset
 from guidegap.auditing.report import AuditReport, guidance_response_estimate, phase_findings
 from guidegap.auditing.verdicts import Thresholds, judge_pair, judge_single
 from guidegap.denoisers import Denoiser, DenoiserLike, as_denoiser
+from guidegap.errors import AdapterError, GuidegapError, InputError
 from guidegap.metrics.summary import summarize
 from guidegap.recording.guidance import GuidanceLike
 from guidegap.recording.trajectory import trace
@@ -20,13 +21,38 @@ __all__ = ["audit", "resolve_model"]
 PathLike = str | os.PathLike[str]
 
 
+TRUST_CHOICES = ("student", "teacher", "both")
+
+
+def trusts(trust_pickle: bool | str | None, role: str) -> bool:
+    """Whether ``trust_pickle`` (False, True = the student only, "student", "teacher", "both") covers ``role``'s file."""
+    if trust_pickle is None or trust_pickle is False:
+        return False
+    if trust_pickle is True:
+        return role == "student"
+    if trust_pickle not in TRUST_CHOICES:
+        raise InputError(f"expected trust_pickle to be one of {TRUST_CHOICES} (or True: the student), received {trust_pickle!r}.")
+    return trust_pickle in (role, "both")
+
+
 def resolve_model(model: DenoiserLike | PathLike, *, factory: str | None = None, trust_pickle: bool = False,
-                  schedule: dict | None = None) -> tuple[Denoiser, dict | None, str]:
+                  schedule: dict | None = None, role: str | None = None) -> tuple[Denoiser, dict | None, str]:
     """A denoiser, the noise schedule stored with it (if any) and a description of where it came from.
 
     ``"oracle"`` / ``"oracle:SEED"`` is the oracle tier's exact Gaussian-mixture teacher on ``schedule``
-    (the student's stored noise schedule; DDPM-linear when none).
+    (the student's stored noise schedule; DDPM-linear when none). ``role`` ("student" / "teacher") starts
+    every error message, so a user knows which of the two models it is about.
     """
+    try:
+        return _resolve(model, factory, trust_pickle, schedule, role)
+    except GuidegapError as error:
+        if role is None or type(error) not in (InputError, AdapterError):
+            raise
+        raise type(error)(f"{role}: {error}") from None
+
+
+def _resolve(model: DenoiserLike | PathLike, factory: str | None, trust_pickle: bool, schedule: dict | None,
+             role: str | None) -> tuple[Denoiser, dict | None, str]:
     from guidegap.checkpoints import load_scheduler
     from guidegap.training.architectures import oracle_teacher, parse_oracle
 
@@ -35,7 +61,7 @@ def resolve_model(model: DenoiserLike | PathLike, *, factory: str | None = None,
     if isinstance(model, (str, os.PathLike)):
         from guidegap.checkpoints import load_model
 
-        loaded = load_model(model, factory=factory, trust_pickle=trust_pickle)
+        loaded = load_model(model, factory=factory, trust_pickle=trust_pickle, role=role)
         return as_denoiser(loaded.model), loaded.scheduler_config, str(model)
     denoiser = as_denoiser(model)
     return denoiser, None, denoiser.name
@@ -55,7 +81,7 @@ def audit(
     thresholds: Thresholds | None = None,
     n_boot: int = 1000,
     factory: str | None = None,
-    trust_pickle: bool = False,
+    trust_pickle: bool | str = False,
     progress: bool = False,
     divergence: bool = True,
 ) -> AuditReport:
@@ -70,6 +96,9 @@ def audit(
     folders, guidegap checkpoints, state dicts with ``factory``). The noise schedule is read from the
     checkpoints when stored, else DDPM-linear with T = 1000; ``scheduler`` picks the sampler ("ddim" default).
     ``divergence=False`` skips the student's own free-running path (one student forward per step less).
+    ``trust_pickle`` allows arbitrary unpickling (code from the file runs) per file: ``"student"`` (or ``True``),
+    ``"teacher"`` or ``"both"``. ``factory`` imports and runs the named function. Student and teacher that store
+    different noise schedules are refused (:func:`guidegap.checkpoints.loading.check_same_schedule`).
 
     Example:
         >>> import guidegap
@@ -81,11 +110,15 @@ def audit(
         'collapsed'
     """
     thresholds = thresholds or Thresholds()
-    student_d, student_sched, student_src = resolve_model(student, factory=factory, trust_pickle=trust_pickle)
+    from guidegap.checkpoints.loading import check_same_schedule
+
+    student_d, student_sched, student_src = resolve_model(student, factory=factory, role="student",
+                                                          trust_pickle=trusts(trust_pickle, "student"))
     teacher_d, teacher_sched, teacher_src = (None, None, None)
     if teacher is not None:
-        teacher_d, teacher_sched, teacher_src = resolve_model(teacher, factory=factory, trust_pickle=trust_pickle,
-                                                              schedule=student_sched)
+        teacher_d, teacher_sched, teacher_src = resolve_model(teacher, factory=factory, trust_pickle=trusts(trust_pickle, "teacher"),
+                                                              schedule=student_sched, role="teacher")
+        check_same_schedule(student_sched, teacher_sched)
     sampler = _scheduler(scheduler, student_sched or teacher_sched)
     options = dict(num_samples=num_samples, num_steps=num_steps, guidance_scale=guidance_scale, labels=labels,
                    scheduler=sampler, seed=seed, chunk_size=chunk_size, progress=progress)

@@ -91,12 +91,22 @@ class Checkpoint:
             raise InputError(f"{source}: the guidegap checkpoint is incomplete or damaged ({type(error).__name__}: {error}).") from None
 
 
+# diffusers lists a set of key names here, in hash order (which changes with PYTHONHASHSEED)
+_SET_VALUED_KEYS = ("_use_default_values",)
+
+
 def _plain(value: Any) -> Any:
-    """JSON-safe copy of a (diffusers) config: FrozenDict -> dict, tuples -> lists, private keys kept."""
+    """JSON-safe copy of a (diffusers) config: FrozenDict -> dict, tuples -> lists, private keys kept.
+
+    Sets (and lists diffusers builds from sets) are sorted, so the same checkpoint always has the same bytes.
+    """
     if value is None:
         return None
     if isinstance(value, dict) or hasattr(value, "items"):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): sorted(_plain(v), key=str) if k in _SET_VALUED_KEYS and isinstance(v, (list, tuple, set, frozenset))
+                else _plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((_plain(v) for v in value), key=str)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:

@@ -4,7 +4,9 @@ Accepted: a diffusers model folder (``save_pretrained`` of ``UNet2DModel`` / ``D
 pipeline folder with ``unet/`` or ``transformer/``), a guidegap checkpoint file, or a plain state dict
 (``.pt`` / ``.pth`` / ``.bin`` / ``.safetensors``) with a user-named factory ``package.module:function``.
 Weights load via safetensors or ``torch.load(weights_only=True)``; a file that needs arbitrary unpickling
-is refused unless ``trust_pickle=True``.
+is refused unless ``trust_pickle=True``. Before anything is allocated, sizes the files claim are bounded
+(:mod:`guidegap.checkpoints.archive`, :mod:`guidegap.checkpoints.limits`), only regular files are read, and the
+hub is offline (:mod:`guidegap.checkpoints.offline`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from typing import Any
 
 import torch
 
+from guidegap.checkpoints.archive import check_torch_archive
 from guidegap.checkpoints.format import FORMAT, Checkpoint, build_model
+from guidegap.checkpoints.limits import check_implied_size, require_regular_file, state_numel
+from guidegap.checkpoints.offline import hub_offline
 from guidegap.errors import InputError
 
-__all__ = ["LoadedModel", "load_model", "read_checkpoint", "load_scheduler"]
+__all__ = ["LoadedModel", "load_model", "read_checkpoint", "load_scheduler", "read_json", "check_same_schedule"]
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -38,17 +43,23 @@ class LoadedModel:
     checkpoint: Checkpoint | None = None
 
 
-def _torch_load(path: Path, trust_pickle: bool) -> Any:
+def _torch_load(path: Path, trust_pickle: bool, role: str | None = None) -> Any:
+    require_regular_file(path, "a checkpoint file")
+    if not trust_pickle:  # a trusted file may run code anyway; an untrusted one may not take all memory either
+        check_torch_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
         text = str(error)
-        if "GLOBAL" in text or "nsupported global" in text or "not an allowed global" in text:
+        if "GLOBAL" in text or "nsupported global" in text or "not an allowed global" in text or "reduce for" in text:
+            flag = f"--trust-pickle {role}" if role else "--trust-pickle"
             raise InputError(
                 f"{path}: refusing to unpickle arbitrary objects (the file stores code, not just tensors); "
-                "re-save it as a state dict or safetensors, or pass --trust-pickle (trust_pickle=True) only if you trust its author."
+                f"re-save it as a state dict or safetensors, or pass {flag} only if you trust its author."
             ) from None
         raise InputError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated); re-save or re-download it.") from None
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied; make it readable (chmod u+r) or copy it.") from None
     except Exception as error:  # a damaged file makes the unpickler raise almost anything (IndexError, KeyError, ...)
         raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}); re-save or re-download it.") from None
 
@@ -56,16 +67,36 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
+    require_regular_file(path, "a safetensors file")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied; make it readable (chmod u+r) or copy it.") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise InputError(f"{path}: not a readable safetensors file ({type(error).__name__}); re-save it.") from None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise InputError(f"{path}: not a readable safetensors file ({reason}); it is truncated or not safetensors: "
+                         "re-download it, or re-save the weights with safetensors.torch.save_file.") from None
+
+
+def read_json(path: Path, what: str = "config") -> Any:
+    """A JSON file's contents, or a one-line error naming the file and the fix."""
+    require_regular_file(path, f"a JSON {what}")
+    try:
+        return json.loads(path.read_text())
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied; make it readable (chmod u+r) or copy it.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: not valid JSON; re-save the {what} with save_pretrained.") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a {what}; re-save it with save_pretrained.") from None
 
 
 def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
     """Read a guidegap checkpoint file (as written by the trainer)."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such checkpoint: {str(path)!r}; pass a checkpoint.pt written by guidegap.")
     raw = _torch_load(path, trust_pickle)
     if not isinstance(raw, Mapping) or raw.get("format") != FORMAT:
         raise InputError(f"{path}: expected a guidegap checkpoint, received {type(raw).__name__} without format={FORMAT!r}.")
@@ -89,11 +120,31 @@ def _factory(spec: str) -> Any:
 def _load_state_dict(model: torch.nn.Module, state: Mapping[str, Any], source: str) -> None:
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise InputError(f"{source}: expected a state dict (names -> tensors), received other objects.")
+    problem = _state_mismatch(model.state_dict(), state)
+    if problem:
+        raise InputError(f"{source}: the weights do not fit the {type(model).__name__} built for them ({problem}); pass the "
+                         "config or --factory that built these weights, or the checkpoint that belongs to this config.")
     try:
         model.load_state_dict(dict(state), strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise InputError(f"{source}: the weights do not fit the model ({first}); check the factory or the file.") from None
+
+
+def _state_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
+    """What differs between a model's state dict and the file's: counts and one example of each kind."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(expected[k].shape) != tuple(state[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]!r}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]!r}")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} of another shape, e.g. {k!r}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}")
+    return "; ".join(parts)
 
 
 def _diffusers_folder(path: Path) -> LoadedModel:
@@ -102,39 +153,55 @@ def _diffusers_folder(path: Path) -> LoadedModel:
         if (path / sub / "config.json").is_file():
             model_dir = path / sub
     config_file = model_dir / "config.json"
-    if not config_file.is_file():
+    if not config_file.exists():
         raise InputError(f"{path}: a folder without config.json is not a diffusers model folder; pass the save_pretrained folder.")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{config_file}: not valid JSON; re-save the model with save_pretrained.") from None
+    config = read_json(config_file, "model config")
+    if not isinstance(config, dict):
+        raise InputError(f"{config_file}: expected a JSON object, received {type(config).__name__}; re-save the model with save_pretrained.")
     model_class = config.get("_class_name")
-    model = build_model(model_class, config, str(path))
-    weights = [model_dir / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin") if (model_dir / name).is_file()]
+    weights = [model_dir / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin") if (model_dir / name).exists()]
     if not weights:
         raise InputError(f"{model_dir}: no diffusion_pytorch_model.safetensors or .bin; re-save the model with save_pretrained.")
     state = _load_safetensors(weights[0])[0] if weights[0].suffix == ".safetensors" else _torch_load(weights[0], False)
+    if not isinstance(state, Mapping):
+        raise InputError(f"{weights[0]}: expected a state dict (names -> tensors), received {type(state).__name__}.")
+    model = _build_checked(model_class, config, state, str(config_file))
     _load_state_dict(model, state, str(weights[0]))
     return LoadedModel(model.eval(), _scheduler_beside(path, model_dir), str(path), "diffusers-folder")
 
 
+def _build_checked(model_class: Any, config: dict[str, Any], state: Mapping[str, Any], source: str) -> torch.nn.Module:
+    """The model of ``config``, after checking that the config implies no more weights than ``state`` holds."""
+    check_implied_size(str(model_class), config, state_numel(state), source)
+    return build_model(model_class, config, source)
+
+
 def _scheduler_beside(path: Path, model_dir: Path) -> dict[str, Any] | None:
     for candidate in (path / "scheduler" / "scheduler_config.json", model_dir / "scheduler_config.json", path / "scheduler_config.json"):
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text())
-            except json.JSONDecodeError:
-                raise InputError(f"{candidate}: not valid JSON; re-save the scheduler with save_pretrained.") from None
+        if candidate.exists():
+            config = read_json(candidate, "scheduler config")
+            if not isinstance(config, dict):
+                raise InputError(f"{candidate}: expected a JSON object, received {type(config).__name__}; re-save the scheduler.")
+            return config
     return None
 
 
 def load_model(
-    path: str | Path, *, factory: str | None = None, trust_pickle: bool = False, use_ema: bool = True
+    path: str | Path, *, factory: str | None = None, trust_pickle: bool = False, use_ema: bool = True,
+    role: str | None = None,
 ) -> LoadedModel:
-    """Load a model from ``path`` (see the module docstring); ``use_ema`` picks EMA weights when stored."""
+    """Load a model from ``path`` (see the module docstring); ``use_ema`` picks EMA weights when stored.
+
+    ``role`` ("student" / "teacher") only names the ``--trust-pickle`` value in a refusal.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file or folder: {str(path)!r}; pass a checkpoint file or a diffusers model folder.")
+    with hub_offline():
+        return _load(path, factory, trust_pickle, use_ema, role)
+
+
+def _load(path: Path, factory: str | None, trust_pickle: bool, use_ema: bool, role: str | None) -> LoadedModel:
     if path.is_dir():
         return _diffusers_folder(path)
     if path.suffix == ".safetensors":
@@ -142,11 +209,11 @@ def load_model(
         return _with_factory(state, factory, path)
     if path.suffix not in _TORCH_SUFFIXES:
         raise InputError(f"{path}: unknown checkpoint type {path.suffix!r}; expected a folder, .safetensors, or one of {_TORCH_SUFFIXES}.")
-    raw = _torch_load(path, trust_pickle)
+    raw = _torch_load(path, trust_pickle, role)
     if isinstance(raw, Mapping) and raw.get("format") == FORMAT:
         checkpoint = Checkpoint.from_dict(dict(raw), str(path))
-        model = build_model(checkpoint.model_class, checkpoint.model_config, str(path))
         weights = checkpoint.ema_state_dict if use_ema and checkpoint.ema_state_dict else checkpoint.state_dict
+        model = _build_checked(checkpoint.model_class, checkpoint.model_config, weights, str(path))
         _load_state_dict(model, weights, str(path))
         return LoadedModel(model.eval(), checkpoint.scheduler_config, str(path), "guidegap-checkpoint", checkpoint)
     if isinstance(raw, torch.nn.Module):  # only reachable with trust_pickle=True
@@ -171,17 +238,41 @@ def _with_factory(state: Mapping[str, Any], factory: str | None, path: Path) -> 
 
 
 def load_scheduler(config: dict[str, Any] | None, name: str | None = None) -> Any:
-    """The sampling scheduler: ``name`` (or DDIM) built on the stored noise schedule, else on guidegap's default."""
-    from guidegap.recording.schedulers import default_scheduler, make_scheduler, scheduler_from_config
+    """The sampling scheduler: ``name`` (or DDIM) built on the stored noise schedule, else on guidegap's default.
+
+    The stored config may name diffusers scheduler classes only (a pipeline or model class there is refused).
+    """
+    from guidegap.recording.schedulers import default_scheduler, make_scheduler, scheduler_class, scheduler_from_config
 
     base = default_scheduler()
     if config:
         import diffusers
 
-        cls = getattr(diffusers, str(config.get("_class_name", "DDIMScheduler")), None) or diffusers.DDIMScheduler
-        try:
-            stored = scheduler_from_config(cls, config)
-        except Exception as error:
-            raise InputError(f"the stored scheduler config cannot be used ({type(error).__name__}: {error}).") from None
-        base = scheduler_from_config(diffusers.DDIMScheduler, stored.config, clip_sample=False)
+        with hub_offline():
+            cls = scheduler_class(str(config.get("_class_name", "DDIMScheduler")), "the stored scheduler config", fallback=True)
+            try:
+                stored = scheduler_from_config(cls, config)
+            except Exception as error:
+                raise InputError(f"the stored scheduler config cannot be used ({type(error).__name__}: {error}); re-save the "
+                                 "scheduler with save_pretrained.") from None
+            base = scheduler_from_config(diffusers.DDIMScheduler, stored.config, clip_sample=False)
     return make_scheduler(name or "ddim", base=base)
+
+
+def check_same_schedule(student: dict[str, Any] | None, teacher: dict[str, Any] | None) -> None:
+    """Refuse a student and teacher whose stored noise schedules differ (the audit would compare other noise levels)."""
+    if not student or not teacher:
+        return
+    a, b = load_scheduler(student), load_scheduler(teacher)
+    if a.alphas_cumprod.shape == b.alphas_cumprod.shape and torch.allclose(a.alphas_cumprod, b.alphas_cumprod, rtol=1e-4, atol=1e-6) \
+            and a.config.get("prediction_type") == b.config.get("prediction_type"):
+        return
+
+    def describe(s: Any) -> str:
+        c = s.config
+        return (f"{c.get('beta_schedule')} betas {c.get('beta_start')}-{c.get('beta_end')}, T={c.get('num_train_timesteps')}, "
+                f"{c.get('prediction_type')}")
+
+    raise InputError(f"the student and the teacher store different noise schedules (student: {describe(a)}; teacher: "
+                     f"{describe(b)}), so one of them would be evaluated at noise levels it was not trained for; audit the "
+                     "student against the teacher it was distilled from, or re-save one with the other's scheduler config.")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from typing import Any
 
 import torch
 
 from guidegap.errors import InputError
 
-__all__ = ["SCHEDULER_NAMES", "default_scheduler", "make_scheduler", "fresh_copy", "SchedulerStepper", "scheduler_from_config"]
+__all__ = ["SCHEDULER_NAMES", "default_scheduler", "make_scheduler", "fresh_copy", "SchedulerStepper", "scheduler_from_config",
+           "scheduler_class"]
 
 SCHEDULER_NAMES: dict[str, str] = {
     "ddim": "DDIMScheduler",
@@ -36,6 +38,28 @@ def default_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "lin
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=beta_schedule, clip_sample=False)
+
+
+def scheduler_class(name: str, source: str, *, fallback: bool = False) -> type:
+    """The diffusers scheduler class called ``name``; any other class (a pipeline, a model) is refused.
+
+    The name is checked before diffusers imports anything for it. ``fallback``: an unknown scheduler name (say,
+    from a newer diffusers) gives DDIM, which the noise schedule values build just as well.
+    """
+    import diffusers
+
+    cls = None
+    if re.fullmatch(r"[A-Z][A-Za-z0-9]*Scheduler", name) and not name.startswith("Flax"):
+        try:
+            cls = getattr(diffusers, name, None)
+        except Exception:  # a lazily imported module that fails to import
+            cls = None
+    if isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin) and cls is not diffusers.SchedulerMixin:
+        return cls
+    if fallback and (cls is None and re.fullmatch(r"[A-Za-z0-9]*Scheduler", name)):
+        return diffusers.DDIMScheduler
+    raise InputError(f"{source} names {name!r}, which is not a diffusers scheduler class; expected a name from "
+                     f"{sorted(SCHEDULER_NAMES)} or a diffusers class such as 'DDIMScheduler'.")
 
 
 def scheduler_from_config(cls: type, config: Any, **overrides: Any) -> Any:
@@ -67,12 +91,7 @@ def make_scheduler(spec: Any = None, *, base: Any = None) -> Any:
     base = base if base is not None else default_scheduler()
     if spec is None:
         return base
-    class_name = SCHEDULER_NAMES.get(spec.lower(), spec)
-    import diffusers
-
-    cls = getattr(diffusers, class_name, None)
-    if cls is None or not hasattr(cls, "from_config"):
-        raise InputError(f"expected a scheduler name from {sorted(SCHEDULER_NAMES)} or a diffusers class name, received {spec!r}.")
+    cls = scheduler_class(SCHEDULER_NAMES.get(spec.lower(), spec), "the scheduler")
     return scheduler_from_config(cls, base.config)
 
 

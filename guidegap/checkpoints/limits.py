@@ -1,0 +1,105 @@
+"""Bounds on what a file may claim, checked before anything is allocated (DESIGN.md §3: checkpoints are data).
+
+A 1 KB edit of a ``config.json`` can ask for a model of billions of parameters or a million layers; the weights
+beside it say how large the model really is. :func:`check_config` refuses structure that would hang the
+constructor, and :func:`check_implied_size` builds the model on the ``meta`` device (no memory) and refuses a
+config that implies more parameters than the weights hold.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from typing import Any
+
+from guidegap.errors import InputError
+
+__all__ = ["require_regular_file", "check_config", "check_implied_size", "state_numel", "human_bytes", "MAX_REPEATS",
+           "MAX_POSITIONS"]
+
+# Counts that multiply the number of sub-modules: the constructor's time grows with them, meta device or not.
+MAX_REPEATS = {"layers_per_block": 64, "transformer_layers_per_block": 64, "num_layers": 512, "depth": 512}
+MAX_LIST = 64  # block lists, channel lists
+MAX_INT = 1 << 40
+# A config may imply at most this many more weights than the file holds before the model is built at all.
+SLACK_FACTOR, SLACK_NUMEL = 2, 1 << 22
+# DiT computes its positional embedding (grid^2 x width, float64) in numpy while it is constructed.
+MAX_POSITIONS = 1 << 24
+
+_KINDS = {stat.S_IFIFO: "named pipe (FIFO)", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+          stat.S_IFBLK: "block device", stat.S_IFDIR: "folder"}
+
+
+def require_regular_file(path: str | os.PathLike[str], what: str = "a file") -> None:
+    """Refuse anything but a regular file (a FIFO would block the reader forever, a device never ends)."""
+    try:
+        mode = os.stat(path).st_mode
+    except PermissionError:
+        raise InputError(f"cannot read {str(path)!r}: permission denied; make it readable (chmod u+r) or copy it.") from None
+    except OSError as error:
+        raise InputError(f"cannot read {str(path)!r}: {error.strerror or type(error).__name__}; check the path.") from None
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+        raise InputError(f"{str(path)!r}: expected {what} (a regular file), received a {kind}; pass the file itself.")
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes as ``"893 B"``, ``"1.2 MiB"``, ``"3.91 GiB"``."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{n} B"
+
+
+def _ints(value: Any) -> list[int]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [i for v in value for i in _ints(v)]
+    return []
+
+
+def check_config(model_class: str, config: Mapping[str, Any], source: str) -> None:
+    """Refuse configs whose counts would hang or overflow the constructor (before it runs)."""
+    for key, value in config.items():
+        if isinstance(value, (list, tuple)) and len(value) > MAX_LIST:
+            raise InputError(f"{source}: config {key!r} lists {len(value)} entries (at most {MAX_LIST} are plausible); "
+                             "the config does not describe a real model; re-save it.")
+        if any(abs(i) > MAX_INT for i in _ints(value)):
+            raise InputError(f"{source}: config {key!r} holds an integer above 2**40; re-save the model's config.")
+        limit = MAX_REPEATS.get(key)
+        if limit is not None and any(i > limit for i in _ints(value)):
+            raise InputError(f"{source}: config {key!r} = {max(_ints(value))} exceeds {limit} (layers are built one by one); "
+                             "the config does not describe a real model; re-save it.")
+    if model_class == "DiTTransformer2DModel":
+        size, patch = config.get("sample_size") or 0, config.get("patch_size") or 1
+        width = int(config.get("num_attention_heads") or 0) * int(config.get("attention_head_dim") or 0)
+        if isinstance(size, int) and isinstance(patch, int) and patch > 0 and (size // patch) ** 2 * width > MAX_POSITIONS:
+            raise InputError(f"{source}: a DiT with sample_size {size}, patch_size {patch} and width {width} needs a positional "
+                             f"table of {(size // patch) ** 2 * width:,} values; the config does not describe a real model.")
+
+
+def state_numel(state: Mapping[str, Any]) -> int:
+    """Elements of all tensors in a state dict."""
+    return sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+
+
+def check_implied_size(model_class: str, config: Mapping[str, Any], stored_numel: int, source: str) -> None:
+    """Refuse a config that implies far more parameters than the weights hold (counted on the meta device).
+
+    A small difference is left to the state-dict check, which names the keys that differ.
+    """
+    import torch
+
+    from guidegap.checkpoints.format import build_model
+
+    check_config(model_class, config, source)
+    with torch.device("meta"):
+        model = build_model(model_class, dict(config), source)
+    implied = sum(int(t.numel()) for t in model.state_dict().values())
+    if implied > SLACK_FACTOR * stored_numel + SLACK_NUMEL:
+        raise InputError(f"{source}: the config implies a {model_class} of {implied:,} weights, but the file holds {stored_numel:,}; "
+                         "the config does not belong to these weights; use the config saved with them.")
