@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 import xarray as xr
 
 import guidegap
+import guidegap.atomic
 from guidegap.errors import GuidegapError, InputError
 from guidegap.oracle import GaussianMixture, shrunk_student
 from guidegap.recording.schedulers import default_scheduler, make_scheduler
@@ -118,24 +121,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(pair_trace, tmp_pat
     path = tmp_path / "result.nc"
     save_dataset(pair_trace, path)
     before = path.read_bytes()
-    real_to_netcdf = xr.Dataset.to_netcdf
+    real_write_all = guidegap.atomic._write_all
     written: list[str] = []
 
-    def half_then_crash(self, target, *args, **kwargs):
-        real_to_netcdf(self, target, *args, **kwargs)
-        data = Path(target).read_bytes()
-        Path(target).write_bytes(data[: len(data) // 2])
-        written.append(str(target))
-        raise RuntimeError("disk vanished")
+    def half_then_disk_full(fd, data):  # the disk fills up half-way through the file
+        real_write_all(fd, bytes(data)[: len(data) // 2])
+        written.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else "temp")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", half_then_crash)
-    with pytest.raises(RuntimeError, match="disk vanished"):
+    monkeypatch.setattr(guidegap.atomic, "_write_all", half_then_disk_full)
+    with pytest.raises(InputError, match="No space left on device.*old file is unchanged"):
         save_dataset(pair_trace.assign(gap_norm=pair_trace.gap_norm + 1), path)
-    assert written and Path(written[0]).parent == tmp_path and written[0] != str(path)  # wrote a temp file beside it
+    assert written and written[0] != str(path)  # wrote a temp file beside it
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.nc"]
     # a failure writing a new file leaves nothing at all
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InputError):
         save_dataset(pair_trace, tmp_path / "new.nc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.nc"]
     monkeypatch.undo()
@@ -147,12 +148,11 @@ def test_an_os_error_while_writing_is_one_clear_line(pair_trace, tmp_path, monke
     save_dataset(pair_trace, path)
     before = path.read_bytes()
 
-    def no_space(self, target, *args, **kwargs):
-        Path(target).write_bytes(b"\x89HDF partial")
-        raise OSError(28, "No space left on device")
+    def read_only(path, suffix=".tmp"):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", no_space)
-    with pytest.raises(InputError, match="No space left on device") as info:
+    monkeypatch.setattr(guidegap.atomic, "temp_file_beside", read_only)
+    with pytest.raises(InputError, match="Permission denied") as info:
         save_dataset(pair_trace, path)
     assert "\n" not in str(info.value) and "result.nc" in str(info.value)
     assert path.read_bytes() == before

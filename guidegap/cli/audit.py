@@ -43,12 +43,26 @@ def _check_outputs(out: str | None, figure: str | None) -> None:
                 raise InputError(f"{path!r} is a folder; pass a file name inside it.")
     if out and not out.endswith(".nc"):
         raise InputError(f"expected --out to end in .nc (netCDF), received {out!r}.")
+    _check_writable(out, figure)
     if figure and Path(figure).suffix:
         from matplotlib.backend_bases import FigureCanvasBase
 
         formats = FigureCanvasBase.get_supported_filetypes()
         if Path(figure).suffix[1:].lower() not in formats:
             raise InputError(f"cannot write a figure as {Path(figure).suffix!r} ({figure!r}); use .png, .pdf or .svg.")
+
+
+def _check_writable(*paths: str | None) -> None:
+    """Write (and remove) a probe beside each output: a read-only folder or a full disk fails now, in one line."""
+    from guidegap.atomic import check_writable
+
+    for path in paths:
+        if path:
+            try:
+                check_writable(path)
+            except OSError as error:
+                raise InputError(f"cannot write {path!r}: {error.strerror or type(error).__name__}; free some space or "
+                                 "choose a writable folder (checked before the audit runs).") from None
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -103,7 +117,10 @@ def run_plot(args: argparse.Namespace) -> int:
     from guidegap.auditing.report import AuditReport
     from guidegap.results import load_dataset
 
+    from guidegap.errors import printable
+
+    _check_writable(args.figure)
     report = AuditReport.from_dataset(load_dataset(args.dataset))
     report.plot(args.figure)
-    print(f"wrote {args.figure} ({report.verdict})")
+    print(f"wrote {args.figure} ({printable(report.verdict)})")
     return EXIT_OK
