@@ -6,14 +6,25 @@ what was received and how to fix it. The CLI prints ``str(error)`` on one line a
 
 from __future__ import annotations
 
-__all__ = ["GuidegapError", "AdapterError", "InputError"]
+__all__ = ["GuidegapError", "AdapterError", "InputError", "printable"]
+
+
+def printable(text: object) -> str:
+    """``text`` on one line, with control characters (ANSI escapes, bidi overrides, ...) shown as escapes.
+
+    Messages quote what files say (config values, key names); a file must not be able to repaint the terminal.
+    """
+    line = " ".join(str(text).split())
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
 
 
 class GuidegapError(ValueError):
-    """Base class of every error guidegap raises for bad input; the message is one line."""
+    """Base class of every error guidegap raises for bad input; the message is one line of printable text."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(printable(message))
 
 
 class AdapterError(GuidegapError):

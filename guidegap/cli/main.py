@@ -1,16 +1,20 @@
 """The ``guidegap`` command line (DESIGN.md §3).
 
 Exit codes: 0 the verdict passes ``--fail-on``; 1 it fails; 2 bad input or usage — one line on stderr,
-never a traceback (set ``GUIDEGAP_DEBUG=1`` to see one for an unexpected error).
+never a traceback (set ``GUIDEGAP_DEBUG=1`` to see one for an unexpected error). Third-party warnings and log
+records are silenced (``GUIDEGAP_DEBUG=1`` shows them), and the hub is offline: the CLI reads local files only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from guidegap._version import __version__
 
@@ -94,9 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--fail-on", help="comma-separated verdicts that fail (exit 1); default: all but healthy; 'none' never fails")
     audit.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="NAME=VALUE",
                        help="override a verdict threshold, e.g. collapsed_rho=0.2 (repeatable)")
-    audit.add_argument("--factory", help="package.module:function building the model for plain state dicts")
-    audit.add_argument("--trust-pickle", action="store_true",
-                       help="allow checkpoints that need arbitrary unpickling (runs code from the file: only for files you trust)")
+    audit.add_argument("--factory", help="package.module:function building the model for plain state dicts "
+                                         "(imports that module and runs the function: only name code you trust)")
+    audit.add_argument("--trust-pickle", nargs="?", const="student", choices=["student", "teacher", "both"],
+                       help="allow arbitrary unpickling of the student's file (bare flag), the teacher's, or both; this runs "
+                            "code from the file: only for files you trust")
     audit.add_argument("--no-divergence", action="store_true",
                        help="skip the student's own free-running path (faster; the figure then shows branch errors)")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -120,9 +126,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    from guidegap.errors import GuidegapError
+    from guidegap.checkpoints.offline import set_offline
 
+    set_offline()
     args = build_parser().parse_args(argv)
+    if os.environ.get("GUIDEGAP_DEBUG"):
+        return _run(args)
+    with _quiet_libraries():
+        return _run(args)
+
+
+_LIBRARIES = ("diffusers", "transformers", "huggingface_hub", "accelerate", "h5py", "h5netcdf", "torch", "matplotlib")
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Third-party warnings and log records would break the one-line promise: drop them while a command runs."""
+    for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+        os.environ.setdefault(name, "error")  # read when those libraries are first imported
+    loggers = [logging.getLogger(name) for name in _LIBRARIES]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from guidegap.errors import GuidegapError, printable
+
     try:
         if args.command == "audit":
             from guidegap.cli.audit import run_audit
@@ -145,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a model that fails on its inputs, an unreadable file type, ...
         if os.environ.get("GUIDEGAP_DEBUG"):
             raise
-        first = (str(error).strip().splitlines() or [""])[0][:300]
+        first = printable((str(error).strip().splitlines() or [""])[0][:300])
         print(f"guidegap: error: {type(error).__name__}: {first} (set GUIDEGAP_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
     raise AssertionError(f"unhandled command {args.command!r}")
