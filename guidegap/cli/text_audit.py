@@ -42,4 +42,21 @@ def text_report(args: argparse.Namespace, thresholds: Any) -> Any:
         num_samples=args.num_samples, num_steps=args.num_steps, guidance_scale=guidance, scheduler=args.scheduler,
         seed=args.seed, chunk_size=args.chunk_size, thresholds=thresholds, divergence=not args.no_divergence,
         progress=not args.no_progress and not args.json and sys.stderr.isatty(), true_cfg=args.true_cfg,
+        device=_device(args.device),
     )
+
+
+def _device(name: str | None) -> Any:
+    """``--device`` as a torch.device, refused in one line when this machine has no such device."""
+    if name is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        first = (str(error).strip().splitlines() or [""])[0][:120]
+        raise InputError(f"expected --device to name a device of this machine (cpu, cuda, cuda:1, ...), received "
+                         f"{name!r} ({first}).") from None
+    return device

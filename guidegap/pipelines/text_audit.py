@@ -142,6 +142,7 @@ def audit_pipelines(
     progress: bool = False,
     divergence: bool = True,
     true_cfg: bool = False,
+    device: str | torch.device | None = None,
 ) -> AuditReport:
     """Audit a text-to-image student pipeline against its teacher pipeline (or teacher-free).
 
@@ -150,13 +151,18 @@ def audit_pipelines(
     the default set; ``negative_prompt`` replaces the pipeline's null condition. Defaults follow the student
     pipeline's ``__call__``: ``num_inference_steps``, ``guidance_scale``; one sample per prompt. A guidance-distilled
     student gets the ``guidance-distilled`` verdict with its response to w (and, with ``true_cfg``, the null-prompt
-    probe). Returns an :class:`~guidegap.auditing.AuditReport`; the Dataset's ``label`` is the prompt index into
+    probe). ``device`` moves both pipelines there (e.g. ``"cuda"``; default: where they are, the CPU for folders).
+    Returns an :class:`~guidegap.auditing.AuditReport`; the Dataset's ``label`` is the prompt index into
     ``attrs["prompts"]`` and ``attrs["null_condition"]`` says how each model's null branch was made.
     """
     prompt_list = list(prompts) if isinstance(prompts, (list, tuple)) else read_prompts(prompts)
     teacher_p = _loaded(teacher, None) if teacher is not None else None
     student_p = _loaded(student, base if base is not None else teacher)
     pipe = student_p.pipe
+    if device is not None:
+        for loaded in (teacher_p, student_p):
+            if loaded is not None:
+                loaded.pipe.to(device)
     w = float(guidance_scale if guidance_scale is not None else _call_default(pipe, "guidance_scale", 7.5))
     options = dict(num_samples=num_samples or len(prompt_list), seed=seed, chunk_size=chunk_size, progress=progress,
                    num_steps=int(num_steps or _call_default(pipe, "num_inference_steps", 50)),
