@@ -190,8 +190,18 @@ def test_prompt_sets_and_refused_folders(folders, capsys, tmp_path):
     empty.write_text("# nothing\n\n")
     code, _, err = cli(capsys, folders / "sd", "--prompts", empty)
     assert code == 2 and "no prompt" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, folders / "sd", "--device", "no-such-device")
+    assert code == 2 and "--device" in err
     code, _, err = cli(capsys, folders / "bk-sdm-copy")  # a bare UNet needs a pipeline to go into
     assert code == 2 and "--base PIPELINE" in err
+    from guidegap.pipelines.folders import load_pipeline
+
+    half = tmp_path / "fp16-only"  # hub snapshots often ship only *.fp16.safetensors
+    load_pipeline(folders / "sd").pipe.to(torch.float16).save_pretrained(str(half), variant="fp16")
+    loaded = load_pipeline(half).pipe
+    assert loaded.unet.dtype == loaded.text_encoder.dtype == torch.float32
+    reference = load_pipeline(folders / "sd").pipe.unet.conv_in.weight
+    torch.testing.assert_close(loaded.unet.conv_in.weight, reference.half().float(), rtol=0, atol=0)
     custom = tmp_path / "custom"
     shutil.copytree(folders / "sd", custom)
     index = json.loads((custom / "model_index.json").read_text())

@@ -8,7 +8,8 @@ folder (a ``UNet2DConditionModel`` / transformer ``save_pretrained``, or a folde
 Safety: every component of ``model_index.json`` must be a class of ``diffusers`` or ``transformers`` (no custom
 code from the folder); nothing is fetched (``local_files_only=True`` and the hub offline while loading); weights
 load through safetensors, or through ``torch.load(weights_only=True)``, which diffusers and transformers use for
-``.bin`` files. Safety checkers are not loaded (the audit never decodes images).
+``.bin`` files; folders with only fp16-variant weights load those, cast to float32. Safety checkers are not loaded
+(the audit never decodes images).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from guidegap.errors import InputError
 
@@ -144,14 +147,28 @@ def _loading(path: Path, what: str, fix: str) -> Iterator[None]:
             raise InputError(f"{path}: cannot load the {what} folder ({first}); {fix}.") from None
 
 
+def _variant(weights: list[Path]) -> dict[str, str]:
+    """``{"variant": "fp16"}`` when the only weights are fp16 variants (``*.fp16.safetensors``), as many hub
+    snapshots ship; they are cast to float32 after loading (the guidance gap is a few % of eps)."""
+    plain = [f for f in weights if f.suffixes[-2:-1] != [".fp16"]]
+    return {"variant": "fp16"} if weights and not plain else {}
+
+
+def _weights(folder: Path) -> list[Path]:
+    return [f for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern)]
+
+
 def _from_pretrained(path: Path) -> Any:
     cls = _pipeline_class(path)
     accepted = inspect.signature(cls.__init__).parameters
-    skip = {k: None for k in ("safety_checker", "feature_extractor") if k in accepted}
+    skip: dict[str, Any] = {k: None for k in ("safety_checker", "feature_extractor") if k in accepted}
     if "requires_safety_checker" in accepted:
         skip["requires_safety_checker"] = False
+    variant = _variant([f for sub in path.iterdir() if sub.is_dir() for f in _weights(sub)])
     with _loading(path, cls.__name__, "check that every component folder is present (nothing is downloaded)"):
-        pipe = cls.from_pretrained(str(path), local_files_only=True, **skip)
+        pipe = cls.from_pretrained(str(path), local_files_only=True, **skip, **variant)
+    if variant:
+        pipe.to(dtype=torch.float32)
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -164,8 +181,9 @@ def _denoiser(path: Path) -> Any:
     cls = getattr(diffusers, name, None)
     if cls is None:
         raise InputError(f"{path}/config.json: expected a diffusers model class, received {name!r}.")
+    variant = _variant(_weights(path))
     with _loading(path, name, "re-save it with save_pretrained"):
-        return cls.from_pretrained(str(path), local_files_only=True).eval()
+        return cls.from_pretrained(str(path), local_files_only=True, **variant).to(torch.float32).eval()
 
 
 def load_pipeline(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None) -> LoadedPipeline:
