@@ -75,6 +75,9 @@ def _phase_table(report: "AuditReport") -> list[str]:
     return ["  " + "".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
 
 
+_MAX_PROMPT_ROWS = 10  # the lowest and highest five of longer prompt sets
+
+
 def _prompt_table(report: "AuditReport") -> list[str]:
     """One line per prompt, lowest value first: the report names prompts where class audits name classes."""
     from guidegap.pipelines.text_audit import per_prompt
@@ -83,8 +86,10 @@ def _prompt_table(report: "AuditReport") -> list[str]:
     if "guidance_distilled" in report.dataset.attrs:
         label = "response to w / eps(w)"
     rows = sorted(per_prompt(report), key=lambda row: row[1])
+    shown = rows if len(rows) <= _MAX_PROMPT_ROWS else rows[:_MAX_PROMPT_ROWS // 2] + [None] + rows[-(_MAX_PROMPT_ROWS // 2):]
     lines = [f"  by prompt ({label}, lowest first)"]
-    lines += [f"    {_fmt(value):>7}  {textwrap.shorten(prompt, 80)}" for prompt, value in rows]
+    lines += [f"    {_fmt(row[1]):>7}  {textwrap.shorten(row[0], 80)}" if row else
+              f"    {'...':>7}  ({len(rows) - _MAX_PROMPT_ROWS} more)" for row in shown]
     return lines + [""]
 
 
