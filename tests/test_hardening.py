@@ -493,3 +493,57 @@ def test_out_on_a_full_disk_is_refused_before_the_audit_and_keeps_the_old_file(t
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.nc"]
     assert time.perf_counter() - started < 120
+
+
+# -- 1. two writers on one GuidanceMonitor store ---------------------------------------------------------------------
+def _monitor(store: Path):
+    from guidegap.monitoring import GuidanceMonitor
+
+    return GuidanceMonitor("oracle", store=store, num_samples=2, num_steps=3, n_boot=10, raise_on=None)
+
+
+def test_a_log_whose_snapshot_lists_conflicting_sizes_is_repaired_before_the_append(tmp_path):
+    import zarr
+
+    from guidegap.monitoring import load_log
+
+    store = tmp_path / "guidance.zarr"
+    monitor = _monitor(store)
+    for step in (10, 20, 30):
+        monitor.check(step, monitor.teacher)
+    group = zarr.open_group(str(store), mode="r+", use_consolidated=False)
+    group["rho"].resize((2,))  # what a competing writer's half-done append leaves, snapshot and all
+    zarr.consolidate_metadata(str(store))
+    with pytest.raises(ValueError):
+        load_log(store)  # conflicting sizes: unreadable
+    monitor.check(40, monitor.teacher)
+    assert load_log(store)["training_step"].values.tolist() == [10, 20, 40]
+
+
+OTHER_WRITER = textwrap.dedent("""
+    import sys
+    from guidegap.monitoring import GuidanceMonitor
+    monitor = GuidanceMonitor("oracle", store=sys.argv[1], num_samples=2, num_steps=3, n_boot=10, raise_on=None)
+    monitor.check(10, monitor.teacher)
+    print("ready", flush=True)
+    sys.stdin.read()  # stay alive until the test closes our stdin
+""")
+
+
+def test_a_second_live_writer_is_refused_by_name_and_a_dead_ones_log_continues(tmp_path):
+    from guidegap.monitoring import load_log
+
+    store = tmp_path / "guidance.zarr"
+    other = subprocess.Popen([sys.executable, "-c", OTHER_WRITER, str(store)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        monitor = _monitor(store)
+        with pytest.raises(InputError, match=f"another live process \\(pid {other.pid} on host"):
+            monitor.check(20, monitor.teacher)
+    finally:
+        other.stdin.close()
+        other.wait(timeout=60)
+    monitor.check(20, monitor.teacher)  # that writer is gone: a relaunched run continues its log
+    assert load_log(store)["training_step"].values.tolist() == [10, 20]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".guidance.zarr.lock", "guidance.zarr"]

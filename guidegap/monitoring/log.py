@@ -25,8 +25,10 @@ the teacher), ``thresholds`` (JSON), ``guidegap_version``, ``history``.
 The store is zarr format 2 with consolidated metadata: readers (``xarray.open_zarr`` in another process) see
 the snapshot of the last completed append, because the consolidated metadata is rewritten (atomically) only
 after every array of an entry is written, and entries are chunked one per file so old chunks are never
-rewritten. An append that fails is rolled back (arrays truncated to the previous length); a log left
-inconsistent by a killed process is repaired before the next append. zarr is imported only here.
+rewritten. An append that fails is rolled back (arrays truncated to the previous length). Appends hold a lock
+beside the store (:mod:`guidegap.monitoring.lock`: one writer at a time, a second live run refused), and each
+first repairs the log from the arrays' own metadata (:func:`repair_log`), so a log left inconsistent by a
+killed or competing writer opens again. zarr is imported only here.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from guidegap.auditing.report import AuditReport
     from guidegap.auditing.verdicts import Thresholds
 
-__all__ = ["TRAINING_STEP", "STEP_CURVES", "log_entry", "append_entry", "truncate_log", "load_log", "is_log",
+__all__ = ["TRAINING_STEP", "STEP_CURVES", "log_entry", "append_entry", "truncate_log", "repair_log", "load_log", "is_log",
            "log_verdicts", "log_summary", "per_step_variable"]
 
 TRAINING_STEP = "training_step"
@@ -139,21 +141,25 @@ def append_entry(store: str | os.PathLike[str], entry: xr.Dataset) -> None:
     Entries at or after the entry's training step are dropped first (a run resumed from an earlier
     checkpoint replaces what it repeats), so ``training_step`` stays strictly increasing.
     """
+    from guidegap.monitoring.lock import store_lock
+
     store = Path(store)
     step = int(entry[TRAINING_STEP].values[0])
-    if not _exists(store):
-        _create(store, entry)
-        return
-    steps = _stored_steps(store)
-    _check_compatible(store, entry)
-    keep = int(np.searchsorted(steps, step, side="left"))
-    truncate_log(store, keep)
-    static = [name for name, var in entry.variables.items() if TRAINING_STEP not in var.dims]
-    try:
-        entry.drop_vars(static).to_zarr(store, append_dim=TRAINING_STEP, consolidated=True)
-    except BaseException:
+    with store_lock(store):
+        if not _exists(store):
+            _create(store, entry)
+            return
+        repair_log(store)
+        steps = _stored_steps(store)
+        _check_compatible(store, entry)
+        keep = int(np.searchsorted(steps, step, side="left"))
         truncate_log(store, keep)
-        raise
+        static = [name for name, var in entry.variables.items() if TRAINING_STEP not in var.dims]
+        try:
+            entry.drop_vars(static).to_zarr(store, append_dim=TRAINING_STEP, consolidated=True)
+        except BaseException:
+            truncate_log(store, keep)
+            raise
 
 
 def _create(store: Path, entry: xr.Dataset) -> None:
@@ -161,8 +167,9 @@ def _create(store: Path, entry: xr.Dataset) -> None:
     if store.exists() and any(store.iterdir()):
         raise InputError(f"{str(store)!r} exists but is not a guidegap training log; choose another store path or remove it.")
     store.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in store.parent.glob(f".{store.name}.*.tmp"):  # killed creators' (we hold the lock: none is live)
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = store.parent / f".{store.name}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
         entry.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, encoding=_encoding(entry))
         if store.exists():
@@ -187,7 +194,24 @@ def _check_compatible(store: Path, entry: xr.Dataset) -> None:
                          "steps, w, seed or scheduler); use the same settings to continue it, or another store path.")
 
 
-def truncate_log(store: str | os.PathLike[str], length: int) -> None:
+def _step_arrays(store: str | os.PathLike[str]) -> list[tuple[Any, int]]:
+    """Every ``training_step`` array with its axis, from the arrays' own metadata (not the consolidated snapshot,
+    which may predate a partial append or disagree with it)."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(store), mode="r+", use_consolidated=False)
+    except TypeError:  # zarr 2 reads each array's own metadata anyway
+        group = zarr.open_group(str(store), mode="r+")
+    found = []
+    for _, array in group.arrays():
+        dims = list(array.attrs.get("_ARRAY_DIMENSIONS", []))
+        if TRAINING_STEP in dims:
+            found.append((array, dims.index(TRAINING_STEP)))
+    return found
+
+
+def truncate_log(store: str | os.PathLike[str], length: int, *, consolidate: bool = False) -> None:
     """Cut every ``training_step`` array of the log to ``length`` entries and rewrite the consolidated metadata.
 
     Also repairs a log whose arrays disagree in length (an append killed midway): readers of the consolidated
@@ -195,22 +219,32 @@ def truncate_log(store: str | os.PathLike[str], length: int) -> None:
     """
     import zarr
 
-    try:  # the arrays' own metadata, not the consolidated snapshot (which may predate a partial append)
-        group = zarr.open_group(str(store), mode="r+", use_consolidated=False)
-    except TypeError:  # zarr 2 reads each array's own metadata anyway
-        group = zarr.open_group(str(store), mode="r+")
-    changed = False
-    for _, array in group.arrays():
-        dims = list(array.attrs.get("_ARRAY_DIMENSIONS", []))
-        if TRAINING_STEP in dims:
-            axis = dims.index(TRAINING_STEP)
-            if array.shape[axis] != length:
-                shape = list(array.shape)
-                shape[axis] = length
-                array.resize(tuple(shape))
-                changed = True
+    changed = consolidate
+    for array, axis in _step_arrays(store):
+        if array.shape[axis] != length:
+            shape = list(array.shape)
+            shape[axis] = length
+            array.resize(tuple(shape))
+            changed = True
     if changed:
         zarr.consolidate_metadata(str(store))
+
+
+def repair_log(store: str | os.PathLike[str]) -> None:
+    """Cut the log to the entries every array holds and make the consolidated metadata agree with the arrays.
+
+    Runs first in every append: before it, a log whose consolidated metadata listed arrays of conflicting
+    lengths (two writers, a killed one) could not even be opened to be repaired.
+    """
+    arrays = _step_arrays(store)
+    length = min((array.shape[axis] for array, axis in arrays), default=0)
+    try:  # the snapshot is written after whole entries only: trust it where it can be read
+        with xr.open_zarr(store, consolidated=True) as ds:
+            snapshot = int(ds.sizes.get(TRAINING_STEP, 0))
+        unreadable = False
+    except Exception:  # conflicting sizes, a missing array: rebuild the snapshot from the arrays
+        snapshot, unreadable = length, True
+    truncate_log(store, min(length, snapshot), consolidate=unreadable)
 
 
 def load_log(store: str | os.PathLike[str]) -> xr.Dataset:
