@@ -8,6 +8,7 @@ import sys
 
 from guidegap.cli.main import EXIT_OK
 from guidegap.errors import InputError
+from guidegap.training.config import LR_SCHEDULES, MIXED_PRECISION, RECIPES, SCHEDULES, TIER_DEFAULTS
 
 __all__ = ["add_training_commands", "run_training"]
 
@@ -23,6 +24,10 @@ def _options(pairs: list[str]) -> dict[str, object]:
         except json.JSONDecodeError:
             out[name.strip().replace("-", "_")] = value
     return out
+
+
+def _describe(settings: dict[str, object]) -> str:
+    return ", ".join(f"{name.replace('_', '-')} {value}" for name, value in settings.items())
 
 
 def add_training_commands(commands: argparse._SubParsersAction, positive_int) -> None:
@@ -44,20 +49,53 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
                            help="dash, dash-no-uncond, dash-no-anchor, dash-no-tirt, cond-only, composite, multi-w, gap, pdm, scratch")
         p.add_argument("--objective-option", action="append", default=[], metavar="NAME=VALUE",
                        help="objective option, e.g. guidance_scale=3 or w_anchor=0.2 (repeatable)")
-        p.add_argument("--schedule", default="linear", choices=["linear", "cosine"])
+        recipe = p.add_argument_group(
+            "recipe", "every setting left out comes from --recipe, else from the tier's defaults (printed in train.log; "
+                      "on --resume, from the stored run)")
+        recipe.add_argument("--recipe", choices=sorted(RECIPES),
+                            help="dash: the DASH paper's recipe: " + _describe(RECIPES["dash"][role]))
+        recipe.add_argument("--schedule", choices=list(SCHEDULES),
+                            help="noise schedule: dash-cosine (Nichol & Dhariwal cosine, betas clipped to [1e-4, 0.9999], as DASH), "
+                                 "cosine (diffusers' squaredcos_cap_v2), linear (DDPM); "
+                                 + ("a student takes its teacher's" if role == "student" else "cpu/paper tier default dash-cosine"))
         p.add_argument("--steps", type=positive_int, default=1000)
-        p.add_argument("--batch-size", type=positive_int, help="default per tier: oracle 512, cpu 64, paper 128")
-        p.add_argument("--lr", type=float, help="AdamW learning rate; default per tier: oracle 2e-3, cpu 2e-4, paper 1e-4")
-        p.add_argument("--ema-decay", type=float, default=0.999)
-        p.add_argument("--grad-clip", type=float, default=1.0)
+        recipe.add_argument("--batch-size", type=positive_int, help="default per tier: oracle 512, cpu 64, paper 128")
+        recipe.add_argument("--lr", type=float, help="peak AdamW learning rate; cpu tier default: "
+                            + f"{TIER_DEFAULTS['cpu'][role]['lr']:g}")
+        recipe.add_argument("--lr-schedule", choices=list(LR_SCHEDULES),
+                            help="diffusers get_scheduler shape after --lr-warmup-steps (cpu tier default: cosine)")
+        recipe.add_argument("--lr-warmup-steps", type=int, metavar="N", help="linear warm-up steps")
+        recipe.add_argument("--lr-min", type=float, help="floor the schedule decays to (DASH: 1e-6)")
+        recipe.add_argument("--lr-decay-steps", type=positive_int, metavar="N",
+                            help="steps the schedule decays over (default: --steps of the first run; past them the lr stays at the floor)")
+        recipe.add_argument("--weight-decay", type=float, help="AdamW weight decay (DASH: 0.01 teacher, 1e-3 student)")
+        recipe.add_argument("--dropout", type=float, help="ResBlock / transformer dropout of the trained model (DASH: 0.1)")
+        recipe.add_argument("--ema-decay", type=float, help="EMA decay (with warm-up min(decay, (1+n)/(10+n)); DASH: 0.9999 teacher, 0.9995 student)")
+        recipe.add_argument("--grad-clip", type=float, help="gradient-norm clip (default 1.0, as DASH)")
+        recipe.add_argument("--mixed-precision", choices=list(MIXED_PRECISION),
+                            help="accelerate autocast; auto = bf16 on CPU, fp16 + GradScaler on CUDA; weights, loss and "
+                                 "outputs stay float32 (cpu tier default: auto; oracle: no)")
+        if role == "teacher":
+            recipe.add_argument("--label-dropout-per-batch", action="store_true", default=None,
+                                help="drop the labels of a whole batch with probability 0.1 (DASH's one coin per batch) "
+                                     "instead of each sample's")
         p.add_argument("--tirt", choices=["learned", "teacher", "uniform", "loss-moment"],
                        help="timestep weights (default: learned for teachers, the teacher's frozen TIRT for dash)")
+        p.add_argument("--tirt-lr", type=float,
+                       help="a separate lr (no weight decay) for a learned TIRT's lambda; default: lambda in the model's "
+                            "AdamW group, as DASH")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--checkpoint-every", type=positive_int, default=200)
         p.add_argument("--log-every", type=positive_int, default=10)
         p.add_argument("--audit-every", type=int, default=0, help="light audit of the EMA student every N steps (0: off)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--no-progress", action="store_true")
+
+
+def _teacher_schedule(teacher: str) -> str:
+    from guidegap.training.loop import _read_teacher, teacher_schedule
+
+    return teacher_schedule(_read_teacher(teacher)) or "linear"
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -67,8 +105,11 @@ def run_training(args: argparse.Namespace) -> int:
     config = TrainConfig(
         out=args.out, role=args.role, objective=getattr(args, "objective", "scratch") if args.role == "student" else "scratch",
         objective_options=_options(args.objective_option), teacher=getattr(args, "teacher", None), tier=args.tier, arch=args.arch,
-        data=args.data, schedule=args.schedule, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        ema_decay=args.ema_decay, grad_clip=args.grad_clip, tirt=args.tirt, seed=args.seed,
+        data=args.data, recipe=args.recipe, schedule=args.schedule, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        lr_schedule=args.lr_schedule, lr_warmup_steps=args.lr_warmup_steps, lr_min=args.lr_min,
+        lr_decay_steps=args.lr_decay_steps, weight_decay=args.weight_decay, dropout=args.dropout,
+        ema_decay=args.ema_decay, grad_clip=args.grad_clip, mixed_precision=args.mixed_precision,
+        label_dropout_per_batch=getattr(args, "label_dropout_per_batch", None), tirt=args.tirt, tirt_lr=args.tirt_lr, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, audit_every=args.audit_every,
         progress=not args.no_progress and sys.stderr.isatty(), teacher_cache=getattr(args, "teacher_cache", None),
     )
@@ -78,7 +119,8 @@ def run_training(args: argparse.Namespace) -> int:
 
         from pathlib import Path
 
-        callbacks.append(LightAudit(config.teacher, schedule=config.schedule, store=Path(config.out) / "guidance.zarr"))
+        callbacks.append(LightAudit(config.teacher, schedule=config.schedule or _teacher_schedule(config.teacher),
+                                    store=Path(config.out) / "guidance.zarr"))
     result = train(config, callbacks=callbacks, resume=args.resume)
     ratio = f" ({result.teacher_parameters / result.num_parameters:.2f}x fewer than the teacher)" if result.teacher_parameters else ""
     print(f"{config.role}: {result.num_parameters:,} parameters{ratio}; step {result.step}; checkpoint {result.checkpoint}")

@@ -1,4 +1,10 @@
-"""Training run configuration: one JSON-safe dataclass, stored in every checkpoint and checked on resume."""
+"""Training run configuration: one JSON-safe dataclass, stored in every checkpoint and checked on resume.
+
+Every recipe setting left ``None`` is resolved, in this order, from the named ``recipe`` (``"dash"``: the DASH
+paper's values, :data:`RECIPES`), then the tier's defaults (:data:`TIER_DEFAULTS`, sized for a short run on the
+tier's hardware). The resolved values are what the checkpoint stores, so a resumed run keeps them. Configs stored
+before a setting existed resolve it to what the trainer did then (:data:`LEGACY`), so old runs resume unchanged.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,57 @@ from typing import Any
 
 from guidegap.errors import InputError
 
-__all__ = ["TrainConfig", "TIRT_MODES"]
+__all__ = ["TrainConfig", "TIRT_MODES", "SCHEDULES", "RECIPES", "TIER_DEFAULTS", "LR_SCHEDULES", "MIXED_PRECISION", "RECIPE_SETTINGS"]
 
 TIRT_MODES = ("learned", "teacher", "uniform", "loss-moment")
-# Batch size and learning rate per tier when not given (oracle: 283k-parameter MLP; cpu/paper: UNets).
-TIER_DEFAULTS = {"oracle": (512, 2e-3), "cpu": (64, 2e-4), "paper": (128, 1e-4)}
+SCHEDULES = ("linear", "cosine", "dash-cosine")  # noise schedules, built by guidegap.training.noise
+LR_SCHEDULES = ("constant", "cosine", "linear", "polynomial", "constant_with_warmup", "cosine_with_restarts")
+MIXED_PRECISION = ("no", "bf16", "fp16", "auto")  # auto: bf16 on CPU (AMX), fp16 + GradScaler on CUDA
+# The settings a recipe or a tier decides, per role.
+RECIPE_SETTINGS = ("schedule", "batch_size", "lr", "lr_schedule", "lr_warmup_steps", "lr_min", "weight_decay",
+                   "dropout", "ema_decay", "grad_clip", "mixed_precision", "label_dropout_per_batch")
+
+# DASH's public code (configs/{teacher,student}_cifar10.yaml, train_*.py): cosine schedule clipped to
+# [1e-4, 0.9999]; AdamW lr 2e-4 annealed by a cosine to 1e-6 over the run, no warm-up; weight decay 0.01
+# (teacher, TIRT's lambda in the same group) / 1e-3 (student); EMA 0.9999 / 0.9995; grad clip 1.0; ResBlock
+# dropout 0.1; the teacher's label dropout 0.1 as one coin per batch; autocast (fp16 + GradScaler on its GPU).
+_DASH_COMMON = dict(schedule="dash-cosine", batch_size=64, lr=2e-4, lr_schedule="cosine", lr_warmup_steps=0, lr_min=1e-6,
+                    grad_clip=1.0, mixed_precision="auto")
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "dash": {
+        "teacher": {**_DASH_COMMON, "weight_decay": 0.01, "ema_decay": 0.9999, "dropout": 0.1, "label_dropout_per_batch": True},
+        "student": {**_DASH_COMMON, "weight_decay": 1e-3, "ema_decay": 0.9995, "dropout": 0.1},
+    },
+}
+
+# Tier defaults: what a run gets without --recipe. The cpu tier's are the measured fast path on a 2-core CPU
+# (analyses/bench_training.py, analyses/time_to_quality.py): bf16 autocast, a short warm-up and a cosine decay at
+# a higher learning rate than the paper's 270-epoch run, EMA sized for runs of thousands of steps.
+_COMMON = dict(schedule="dash-cosine", lr_schedule="cosine", lr_min=0.0, grad_clip=1.0, dropout=0.0,
+               label_dropout_per_batch=False)
+TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "oracle": {role: {**_COMMON, "schedule": "linear", "batch_size": 512, "lr": 2e-3, "lr_schedule": "constant",
+                      "lr_warmup_steps": 0, "weight_decay": 0.0, "ema_decay": 0.999, "mixed_precision": "no"}
+               for role in ("teacher", "student")},
+    "cpu": {
+        "teacher": {**_COMMON, "batch_size": 64, "lr": 5e-4, "lr_warmup_steps": 100, "weight_decay": 0.01,
+                    "ema_decay": 0.999, "mixed_precision": "auto"},
+        "student": {**_COMMON, "batch_size": 64, "lr": 2e-3, "lr_warmup_steps": 50, "weight_decay": 1e-3,
+                    "ema_decay": 0.995, "mixed_precision": "auto"},
+    },
+    "paper": {role: {**RECIPES["dash"][role], "batch_size": 128, "lr": 1e-4} for role in ("teacher", "student")},
+}
+# What the trainer did before these settings existed (configs stored without them resume with these).
+LEGACY = dict(recipe=None, schedule="linear", lr_schedule="constant", lr_warmup_steps=0, lr_min=0.0, lr_decay_steps=None,
+              weight_decay=0.0, dropout=0.0, ema_decay=0.999, mixed_precision="no", label_dropout_per_batch=False,
+              tirt_lr=1e-3)
 # Fields that may change between a run and its resumption (everything else must match).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache")
 
 
 @dataclass
 class TrainConfig:
-    """A teacher-training or distillation run (``role``); defaults follow DESIGN.md §4-5.
+    """A teacher-training or distillation run (``role``); see the module docstring for how ``None`` resolves.
 
     ``teacher_cache``: a folder that stores the teacher's branches per step, so students of one comparison
     (same teacher, seed, data, schedule, batch size) pay the teacher's forward passes once
@@ -26,6 +71,13 @@ class TrainConfig:
 
     ``tirt``: ``learned`` (teacher: lambda_t trained jointly), ``teacher`` (student: the teacher's TIRT copied
     and frozen, DASH), ``uniform``, or ``loss-moment`` (Improved DDPM's loss-second-moment importance prior).
+    ``tirt_lr``: ``None`` puts lambda_t in the model's AdamW group (lr, weight decay and LR schedule shared, as
+    DASH does); a number gives it its own group at that lr without weight decay.
+
+    ``lr_schedule``: a diffusers ``get_scheduler`` name with ``lr_warmup_steps``; it decays over
+    ``lr_decay_steps`` (default: the first run's ``steps``; a run resumed with more steps stays at the floor) towards the floor ``lr_min``. ``mixed_precision``: accelerate's
+    autocast (``no``, ``bf16``, ``fp16``, or ``auto``); weights, loss and the model's outputs stay float32.
+    ``schedule``: the noise schedule; a student takes its teacher's when not given.
     """
 
     out: str
@@ -38,16 +90,24 @@ class TrainConfig:
     model_class: str | None = None
     model_config: dict[str, Any] | None = None
     data: str | None = None
-    schedule: str = "linear"
+    recipe: str | None = None
+    schedule: str | None = None
     num_train_timesteps: int = 1000
     steps: int = 1000
     batch_size: int | None = None
     lr: float | None = None
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    lr_schedule: str | None = None
+    lr_warmup_steps: int | None = None
+    lr_min: float | None = None
+    lr_decay_steps: int | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None
+    grad_clip: float | None = None
+    ema_decay: float | None = None
+    mixed_precision: str | None = None
+    label_dropout_per_batch: bool | None = None
     tirt: str | None = None
-    tirt_lr: float = 1e-3
+    tirt_lr: float | None = None
     seed: int = 0
     checkpoint_every: int = 200
     log_every: int = 10
@@ -58,23 +118,34 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.role not in ("teacher", "student"):
             raise InputError(f"expected role 'teacher' or 'student', received {self.role!r}.")
+        if self.recipe is not None and self.recipe not in RECIPES:
+            raise InputError(f"expected a recipe in {sorted(RECIPES)} (or none), received {self.recipe!r}.")
+        if self.tier not in TIER_DEFAULTS:
+            raise InputError(f"expected a tier in {sorted(TIER_DEFAULTS)}, received {self.tier!r}.")
         if self.role == "teacher" and self.objective == "dash":
             self.objective = "scratch"  # a teacher trains on data (label dropout), DASH distils
         if self.tirt is None:
             self.tirt = "learned" if self.role == "teacher" else ("teacher" if self.objective.startswith("dash") else "uniform")
         if self.tirt not in TIRT_MODES:
             raise InputError(f"expected tirt in {TIRT_MODES}, received {self.tirt!r}.")
-        if self.role == "teacher" and self.objective == "scratch":
-            # TIRT is learned jointly with the teacher: its weighted loss is what trains lambda_t.
-            self.objective_options = {"tirt": self.tirt in ("learned", "loss-moment"), **self.objective_options}
         if self.role == "student" and self.objective != "scratch" and not self.teacher:
             raise InputError(f"objective {self.objective!r} distils from a teacher; pass --teacher PATH (or 'oracle' on the oracle tier).")
-        tier_batch, tier_lr = TIER_DEFAULTS.get(self.tier, (64, 2e-4))
-        self.batch_size = tier_batch if self.batch_size is None else self.batch_size
-        self.lr = tier_lr if self.lr is None else self.lr
-        for name in ("steps", "batch_size", "num_train_timesteps"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"expected {name} >= 1, received {getattr(self, name)}.")
+        self._unset = {name for name in (*RECIPE_SETTINGS, "lr_decay_steps") if getattr(self, name) is None}
+        if self.lr_decay_steps is None:
+            self.lr_decay_steps = self.steps  # stored: a resumed run with more --steps stays at the floor past it
+        preset = {**TIER_DEFAULTS[self.tier][self.role], **(RECIPES[self.recipe][self.role] if self.recipe else {})}
+        if self.recipe and self.tier == "oracle":
+            preset["dropout"] = 0.0  # the oracle tier's MLP has no dropout layers
+        for name in RECIPE_SETTINGS:
+            if getattr(self, name) is None and not (name == "schedule" and self.role == "student" and self.teacher):
+                setattr(self, name, preset[name])
+        if self.objective == "scratch":
+            options = {"label_dropout_per_batch": bool(self.label_dropout_per_batch)} if self.label_dropout_per_batch else {}
+            if self.role == "teacher":
+                # TIRT is learned jointly with the teacher: its weighted loss is what trains lambda_t.
+                options["tirt"] = self.tirt in ("learned", "loss-moment")
+            self.objective_options = {**options, **self.objective_options}
+        self._check()
         if self.data is None:
             oracle = self.teacher if isinstance(self.teacher, str) and self.teacher.startswith("oracle") else "oracle"
             if self.tier == "paper":
@@ -82,13 +153,58 @@ class TrainConfig:
                                  "--data cifar10:/path/to/cifar-10-batches-bin (or cifar100:PATH).")
             self.data = oracle if self.tier == "oracle" else "fashion-mnist"
 
+    def _check(self) -> None:
+        for name in ("steps", "batch_size", "num_train_timesteps"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"expected {name} >= 1, received {getattr(self, name)}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"expected lr_schedule in {LR_SCHEDULES}, received {self.lr_schedule!r}.")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise InputError(f"expected mixed_precision in {MIXED_PRECISION}, received {self.mixed_precision!r}.")
+        checks = (("lr", self.lr, self.lr > 0), ("lr_min", self.lr_min, 0 <= self.lr_min <= self.lr),
+                  ("lr_warmup_steps", self.lr_warmup_steps, self.lr_warmup_steps >= 0),
+                  ("lr_decay_steps", self.lr_decay_steps, self.lr_decay_steps is None or self.lr_decay_steps >= 1),
+                  ("weight_decay", self.weight_decay, self.weight_decay >= 0), ("dropout", self.dropout, 0 <= self.dropout < 1),
+                  ("ema_decay", self.ema_decay, 0 <= self.ema_decay < 1), ("grad_clip", self.grad_clip, self.grad_clip > 0),
+                  ("tirt_lr", self.tirt_lr, self.tirt_lr is None or self.tirt_lr > 0))
+        for name, value, ok in checks:
+            if not ok:
+                raise InputError(f"expected a valid {name} (lr > 0, 0 <= lr_min <= lr, 0 <= dropout < 1, 0 <= ema_decay < 1, "
+                                 f"grad_clip > 0, steps >= 1), received {name}={value!r}.")
+
+    def resolve_schedule(self, teacher_schedule: str | None) -> None:
+        """A student without ``schedule`` takes its teacher's noise schedule; a different one is refused.
+
+        The teacher's eps at ``(x_t, t)`` is only a target on the schedule it was trained on.
+        """
+        if self.schedule is None:
+            self.schedule = teacher_schedule or TIER_DEFAULTS[self.tier][self.role]["schedule"]
+        elif teacher_schedule is not None and teacher_schedule != self.schedule:
+            raise InputError(f"the teacher was trained on the {teacher_schedule!r} noise schedule, received --schedule "
+                             f"{self.schedule!r}; drop --schedule (the student takes the teacher's) or pass {teacher_schedule!r}.")
+
+    def adopt_unset(self, stored: "TrainConfig") -> None:
+        """On resume: recipe settings this config left unset take the stored run's values."""
+        for name in (*getattr(self, "_unset", ()), *(("model_class", "model_config") if self.model_class is None else ())):
+            if getattr(stored, name) is not None:
+                setattr(self, name, getattr(stored, name))
+
+    def recipe_lines(self) -> list[str]:
+        """The resolved recipe, one ``name = value`` per setting (for ``train.log``)."""
+        names = ("recipe", *RECIPE_SETTINGS, "lr_decay_steps", "tirt", "tirt_lr", "objective_options")
+        return [f"{name} = {getattr(self, name)!r}" for name in names]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """A stored config; settings it predates take the values the trainer used then (:data:`LEGACY`)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        stored = {k: v for k, v in values.items() if k in known}
+        if "recipe" not in values:  # stored before recipes existed
+            stored = {**{k: v for k, v in LEGACY.items() if k not in values}, **stored}
+        return cls(**stored)
 
     def resume_mismatch(self, stored: "TrainConfig") -> list[str]:
         """Names of settings that differ from a stored run's and may not change on resume."""

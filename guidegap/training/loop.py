@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,12 +25,13 @@ from guidegap.recording.seeding import sample_seed
 from guidegap.training import architectures
 from guidegap.training.config import TrainConfig
 from guidegap.training.ema import EMA
-from guidegap.training.noise import add_noise, noise_scheduler
+from guidegap.training.lr_schedule import make_lr_scheduler
+from guidegap.training.noise import add_noise, noise_scheduler, schedule_name
 from guidegap.training.objectives import TeacherPreds, TrainBatch, make_objective
 from guidegap.training.sources import DataSource, make_source
 from guidegap.training.tirt import TIRT, LossMomentPrior
 
-__all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "load_teacher"]
+__all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "load_teacher", "teacher_schedule", "resolve_mixed_precision"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _STEP_STREAM = 7  # seeding stream of training steps (see guidegap.recording.seeding)
@@ -48,21 +50,73 @@ class TrainResult:
 
 
 def load_teacher(spec: Any, alphas_cumprod: torch.Tensor) -> tuple[Denoiser, torch.Tensor | None, int | None]:
-    """``(teacher, its TIRT lambda or None, parameter count or None)`` from a path, ``"oracle[:SEED]"``, or a model."""
+    """``(teacher, its TIRT lambda or None, parameter count or None)`` from a path, a ``LoadedModel``,
+    ``"oracle[:SEED]"``, or a model."""
+    from guidegap.checkpoints import LoadedModel
+
     if spec is None:
         return None, None, None
     oracle = architectures.oracle_teacher(spec, alphas_cumprod)
     if oracle is not None:
         return oracle, None, None
-    if isinstance(spec, (str, Path)):
-        from guidegap.checkpoints import load_model
-
-        loaded = load_model(spec)
+    if isinstance(spec, (str, Path, LoadedModel)):
+        loaded = _read_teacher(spec) if not isinstance(spec, LoadedModel) else spec
         tirt = loaded.checkpoint.tirt_lambda if loaded.checkpoint is not None else None
         return as_denoiser(loaded.model), tirt, architectures.count_parameters(loaded.model)
     denoiser = as_denoiser(spec)
     params = architectures.count_parameters(denoiser.module) if denoiser.module is not None else None
     return denoiser, None, params
+
+
+def _read_teacher(spec: Any) -> Any:
+    """A teacher given as a path, loaded (``LoadedModel``); anything else as given."""
+    if isinstance(spec, (str, Path)) and architectures.parse_oracle(spec) is None:
+        from guidegap.checkpoints import load_model
+
+        return load_model(spec)
+    return spec
+
+
+def teacher_schedule(teacher: Any) -> str | None:
+    """The noise-schedule name a loaded teacher (``LoadedModel``) was trained on; ``None`` when unknown or not a file."""
+    from guidegap.checkpoints import LoadedModel
+
+    return schedule_name(teacher.scheduler_config) if isinstance(teacher, LoadedModel) else None
+
+
+def resolve_mixed_precision(setting: str, cuda: bool) -> str:
+    """accelerate's ``mixed_precision`` for a config value: ``auto`` is bf16 on CPU (AMX) and fp16 on CUDA (DASH's
+    autocast + GradScaler)."""
+    if setting == "auto":
+        return "fp16" if cuda else "bf16"
+    if setting == "fp16" and not cuda:
+        raise InputError("mixed_precision 'fp16' needs a CUDA device; on a CPU use 'bf16' (or 'auto', or 'no').")
+    return setting
+
+
+def _accelerator(mixed_precision: str, cuda: bool) -> Any:
+    """An ``Accelerator`` with this run's mixed precision.
+
+    accelerate keeps one process-wide state and refuses a second ``Accelerator`` with another precision; a
+    single process that trains several runs (a script, the tests) resets it between runs, as accelerate's own
+    test utilities do. Under ``torchrun`` a process trains one run, so the state is never reset there.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != mixed_precision and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(cpu=not cuda, mixed_precision=mixed_precision)
+
+
+def _with_dropout(model_class: str, model_config: dict[str, Any], dropout: float) -> dict[str, Any]:
+    """The model config with the run's dropout (diffusers UNet2DModel / DiT take ``dropout``)."""
+    if model_class == "MLPDenoiser":
+        if dropout:
+            raise InputError(f"the oracle tier's MLPDenoiser has no dropout layers, received dropout={dropout}; pass --dropout 0.")
+        return model_config
+    return {**model_config, "dropout": float(dropout)}
 
 
 def _route_through(denoiser: Denoiser, wrapped: torch.nn.Module) -> Denoiser:
@@ -97,25 +151,38 @@ def train(
     resume: bool = False,
 ) -> TrainResult:
     """Train a teacher or distil a student as ``config`` says; returns where the last checkpoint is."""
-    from accelerate import Accelerator
-
     # -- setup ----------------------------------------------------------------------------------
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    out = Path(config.out)
+    checkpoint_path = out / CHECKPOINT_NAME
+    if checkpoint_path.exists() and not resume:
+        raise InputError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out.")
+    teacher_spec = teacher if teacher is not None else config.teacher
+    loaded_teacher = _read_teacher(teacher_spec)
+    if config.role == "student":
+        config.resolve_schedule(teacher_schedule(loaded_teacher))
+    stored = None
+    if resume and checkpoint_path.exists():
+        from guidegap.checkpoints import read_checkpoint
+
+        stored = read_checkpoint(checkpoint_path)
+        stored_config = TrainConfig.from_dict(stored.metadata["config"])
+        config.adopt_unset(stored_config)  # settings not given again keep the stored run's values
+        mismatch = config.resume_mismatch(stored_config)
+        if mismatch:
+            raise InputError(f"cannot resume {checkpoint_path}: settings {mismatch} differ from the stored run; keep them or start a new --out.")
+    cuda = torch.cuda.is_available()
+    accelerator = _accelerator(resolve_mixed_precision(config.mixed_precision, cuda), cuda)
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     if config.batch_size % world:
         raise InputError(f"batch_size {config.batch_size} must be divisible by the number of processes ({world}).")
-    out = Path(config.out)
-    checkpoint_path = out / CHECKPOINT_NAME
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        if checkpoint_path.exists() and not resume:
-            raise InputError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out.")
     log = _logger(out, main)
     scheduler = noise_scheduler(config.schedule, config.num_train_timesteps)
     alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)
     source = source or make_source(config.data)
     objective = make_objective(config.objective, **config.objective_options)
-    teacher_d, teacher_tirt, teacher_params = load_teacher(teacher if teacher is not None else config.teacher, alphas_cumprod)
+    teacher_d, teacher_tirt, teacher_params = load_teacher(loaded_teacher, alphas_cumprod)
     if objective.needs_teacher and teacher_d is None:
         raise InputError(f"objective {config.objective!r} needs a teacher; pass --teacher.")
 
@@ -130,6 +197,7 @@ def train(
     model_class, model_config = config.model_class, config.model_config
     if model_class is None or model_config is None:
         model_class, model_config = architectures.model_spec(config.tier, config.role, source.num_classes, config.arch)
+        model_config = _with_dropout(model_class, model_config, config.dropout)
         config.model_class, config.model_config = model_class, model_config
     torch.manual_seed(config.seed)  # model initialisation
     model = architectures.build(model_class, model_config).train().to(accelerator.device)  # before the EMA copy
@@ -143,8 +211,11 @@ def train(
         raise InputError(f"data samples {source.sample_shape} do not match the model's {student.sample_shape}.")
 
     tirt = TIRT(scheduler.alphas_cumprod).to(accelerator.device)
+    teacher_was_training = None
     if teacher_d is not None and teacher_d.module is not None:
-        teacher_d.module.to(accelerator.device)
+        # A teacher is a fixed target: eval mode (no dropout, no label dropout of its own), no gradients.
+        teacher_was_training = teacher_d.module.training
+        teacher_d.module.to(accelerator.device).eval()
     if config.tirt == "teacher":
         if teacher_tirt is not None:
             tirt.lambda_t.data.copy_(torch.as_tensor(teacher_tirt))
@@ -153,20 +224,17 @@ def train(
         tirt.freeze()
     moments = LossMomentPrior(config.num_train_timesteps) if config.tirt == "loss-moment" else None
     ema = EMA(model, config.ema_decay)
-    groups = [{"params": list(model.parameters()), "lr": config.lr, "weight_decay": config.weight_decay}]
-    if config.tirt == "learned":
+    parameters = list(model.parameters())
+    if config.tirt == "learned" and config.tirt_lr is None:
+        parameters.append(tirt.lambda_t)  # DASH: lambda_t in the model's AdamW group (same lr, decay, schedule)
+    groups = [{"params": parameters, "lr": config.lr, "weight_decay": config.weight_decay}]
+    if config.tirt == "learned" and config.tirt_lr is not None:
         groups.append({"params": [tirt.lambda_t], "lr": config.tirt_lr, "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups)
 
     # -- resume ---------------------------------------------------------------------------------
     start = 0
-    if resume and checkpoint_path.exists():
-        from guidegap.checkpoints import read_checkpoint
-
-        stored = read_checkpoint(checkpoint_path)
-        mismatch = config.resume_mismatch(TrainConfig.from_dict(stored.metadata["config"]))
-        if mismatch:
-            raise InputError(f"cannot resume {checkpoint_path}: settings {mismatch} differ from the stored run; keep them or start a new --out.")
+    if stored is not None:
         model.load_state_dict(stored.state_dict)
         ema.load_state_dict(stored.ema_state_dict, stored.metadata["ema_updates"])
         optimizer.load_state_dict(stored.optimizer)
@@ -176,14 +244,20 @@ def train(
             moments.load_state_dict(stored.extras["loss_moment"])
         start = stored.step
         log.info("resumed from %s at step %d", checkpoint_path, start)
+    lr_scheduler = make_lr_scheduler(optimizer, config.lr_schedule, warmup_steps=config.lr_warmup_steps,
+                                     decay_steps=config.lr_decay_steps, lr_min=config.lr_min, start_step=start)
 
     wrapped, optimizer = accelerator.prepare(model, optimizer)
+    if stored is not None and accelerator.scaler is not None and "grad_scaler" in stored.extras:
+        accelerator.scaler.load_state_dict(stored.extras["grad_scaler"])
     student = _route_through(as_denoiser(model), wrapped)
     if main:
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         ratio = f", compression {teacher_params / num_params:.2f}x vs teacher {teacher_params:,}" if teacher_params else ""
-        log.info("%s %s (%s): %s parameters%s; objective %s, tirt %s, %d processes",
-                 config.role, model_class, config.tier, f"{num_params:,}", ratio, config.objective, config.tirt, world)
+        log.info("%s %s (%s): %s parameters%s; objective %s, tirt %s, %d processes, mixed precision %s on %s",
+                 config.role, model_class, config.tier, f"{num_params:,}", ratio, config.objective, config.tirt, world,
+                 accelerator.mixed_precision, accelerator.device)
+        log.info("recipe: %s", "; ".join(config.recipe_lines()))
 
     def save(step: int) -> None:
         if not main:
@@ -195,7 +269,8 @@ def train(
             rng_state={"torch": torch.get_rng_state()}, step=step,
             metadata={"config": config.to_dict(), "ema_updates": ema.updates, "parameters": num_params,
                       "teacher_parameters": teacher_params, "role": config.role},
-            extras={"loss_moment": moments.state_dict()} if moments is not None else {},
+            extras={**({"loss_moment": moments.state_dict()} if moments is not None else {}),
+                    **({"grad_scaler": accelerator.scaler.state_dict()} if accelerator.scaler is not None else {})},
         ), checkpoint_path)
 
     # -- loop -----------------------------------------------------------------------------------
@@ -243,13 +318,15 @@ def train(
                 tirt.lambda_t.grad = accelerator.reduce(tirt.lambda_t.grad, reduction="mean")
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
+            lr_scheduler.step()
             ema.update(model)
             if moments is not None:
                 moments.update(t.cpu(), _per_sample_mse(student, teacher_preds, batch))
             done = step + 1
             if done % config.log_every == 0 or done == config.steps:
                 logs = {"step": done, "loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()},
-                        "grad_norm": float(grad_norm), "seconds": round(time.perf_counter() - started, 3)}
+                        "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
+                        "seconds": round(time.perf_counter() - started, 3)}
             if config.audit_every and done % config.audit_every == 0:
                 audit_student = as_denoiser(ema.model)
                 for callback in callbacks:
@@ -268,6 +345,8 @@ def train(
             if bar is not None:
                 bar.update(1)
     finally:
+        if teacher_was_training:
+            teacher_d.module.train(teacher_was_training)
         if bar is not None:
             bar.close()
         if jsonl is not None:

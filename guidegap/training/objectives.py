@@ -265,20 +265,26 @@ class PDMObjective(GapObjective):
 
 
 class ScratchObjective(Objective):
-    """Standard CFG training on data (no teacher): labels dropped to the null label with probability ``label_dropout``."""
+    """Standard CFG training on data (no teacher): labels dropped to the null label with probability ``label_dropout``.
+
+    Per sample by default (Ho & Salimans 2022); ``label_dropout_per_batch`` draws one coin for the whole batch,
+    as DASH's teacher training does. Both train the null branch on ``label_dropout`` of the samples on average.
+    """
 
     name = "scratch"
     needs_teacher = False
 
-    def __init__(self, label_dropout: float = 0.1, tirt: bool = False) -> None:
+    def __init__(self, label_dropout: float = 0.1, tirt: bool = False, label_dropout_per_batch: bool = False) -> None:
         super().__init__()
         self.label_dropout = _number(self.name, "label_dropout", label_dropout, low=0.0, high=1.0)
         self.uses_tirt = bool(tirt)
-        self.options = dict(label_dropout=self.label_dropout, tirt=self.uses_tirt)
+        self.per_batch = bool(label_dropout_per_batch)
+        self.options = dict(label_dropout=self.label_dropout, tirt=self.uses_tirt, label_dropout_per_batch=self.per_batch)
 
     def drop_labels(self, student: Denoiser, batch: TrainBatch) -> Tensor:
-        """The batch's labels with each replaced by ``student.null_label`` with probability ``label_dropout``."""
-        drop = torch.rand(batch.labels.shape[0], generator=batch.generator) < self.label_dropout
+        """The batch's labels with each (or, per batch, all) replaced by ``student.null_label`` with probability ``label_dropout``."""
+        coins = torch.rand(batch.labels.shape[0], generator=batch.generator)
+        drop = (coins[:1] < self.label_dropout).expand_as(coins) if self.per_batch else coins < self.label_dropout
         return torch.where(drop.to(batch.labels.device), torch.full_like(batch.labels, student.null_label), batch.labels)
 
     def terms(self, student, teacher, batch, weights):
