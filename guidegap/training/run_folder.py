@@ -1,0 +1,129 @@
+"""A training run folder (``--out``): one run at a time, a log that matches the checkpoint, resumes that say what they do.
+
+- :func:`hold_run_folder`: an exclusive ``flock`` on ``.guidegap-run.lock`` inside the folder for the whole run;
+  the file names the holder (pid, host, start time), so a second ``guidegap distill`` into the same ``--out``
+  is refused by name instead of both writing one folder. The kernel drops the lock when a run dies.
+- :func:`check_resume_folder` / :func:`check_resumable`: ``--resume`` on a missing, empty or checkpoint-less
+  folder, on a checkpoint without a stored training config, or with ``--steps`` below the stored step is refused
+  in one line instead of silently starting over or reporting a step that was never trained.
+- :func:`trim_log`: ``log.jsonl`` keeps only lines up to the step a run starts from (a resumed run repeats the
+  steps after its checkpoint; a fresh run starts an empty log).
+- :func:`nonfinite_parameters`: names tensors that are NaN/Inf, so a diverged state is never saved over a good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from guidegap.errors import InputError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: run folders are not locked there
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LOCK_NAME", "hold_run_folder", "check_resume_folder", "check_resumable", "trim_log", "nonfinite_parameters",
+           "is_main_rank"]
+
+LOCK_NAME = ".guidegap-run.lock"
+
+
+def is_main_rank() -> bool:
+    """Rank 0 by the launcher's environment (torchrun / accelerate set ``RANK``), before any process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _holder_text(path: Path) -> str:
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["since"])) if "since" in holder else "?"
+    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, since {since}"
+
+
+@contextlib.contextmanager
+def hold_run_folder(out: str | os.PathLike[str], enabled: bool = True) -> Iterator[None]:
+    """Hold ``out`` for one run inside the block; refuse a folder another live run holds (``enabled=False``: no-op)."""
+    if not enabled or fcntl is None:
+        yield
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{str(out)!r} is in use by another guidegap run ({_holder_text(path)}); two runs in one folder "
+                             "would mix their checkpoints and logs: wait for it to finish, or choose another --out.") from None
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_resume_folder(out: str | os.PathLike[str], checkpoint_name: str) -> None:
+    """Refuse ``--resume`` when ``out`` holds no checkpoint to continue from (mistyped, empty, killed too early)."""
+    out = Path(out)
+    if not out.is_dir():
+        raise InputError(f"--resume: there is no run folder {str(out)!r}; check the --out path, or drop --resume to start a new run.")
+    if not (out / checkpoint_name).is_file():
+        contents = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
+        what = "is empty" if not contents else f"has no {checkpoint_name} (the run stopped before its first checkpoint)"
+        raise InputError(f"--resume: {str(out)!r} {what}, so there is nothing to continue; check the --out path, or drop "
+                         "--resume to start the run from step 0.")
+
+
+def check_resumable(metadata: Mapping[str, Any], step: int, steps: int, path: str | os.PathLike[str]) -> None:
+    """Refuse to resume a checkpoint without a training config, or with ``steps`` below its stored ``step``."""
+    if not isinstance(metadata.get("config"), Mapping) or "ema_updates" not in metadata:
+        raise InputError(f"cannot resume {str(path)!r}: it stores no training state (metadata 'config' / 'ema_updates'); it "
+                         "was not written by guidegap's trainer (an export or another tool's file): start a new --out.")
+    if steps < step:
+        raise InputError(f"cannot resume {str(path)!r} with --steps {steps}: it is already at step {step}; pass --steps "
+                         f"above {step} to train further, or use the checkpoint as it is.")
+
+
+def trim_log(path: str | os.PathLike[str], step: int) -> None:
+    """Keep the lines of a ``log.jsonl`` whose ``step`` is at most ``step`` (all of them go for ``step`` 0).
+
+    A line cut short by a kill, or one that is not JSON, is dropped too. Rewritten atomically.
+    """
+    from guidegap.atomic import write_bytes_atomic
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept: list[str] = []
+    changed = False
+    for line in path.read_text(errors="replace").splitlines(keepends=True):
+        try:
+            value = json.loads(line)
+            keep = line.endswith("\n") and isinstance(value, dict) and int(value.get("step", 0)) <= step
+        except (ValueError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            changed = True
+    if changed:
+        write_bytes_atomic(path, "".join(kept).encode())
+
+
+def nonfinite_parameters(tensors: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``tensors`` that hold a NaN or an Inf."""
+    import torch
+
+    return [name for name, t in tensors.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
