@@ -41,6 +41,14 @@ def folders(tmp_path_factory):
     tiny.lcm_pipeline(root / "lcm-inert", inert=True)
     bk_sdm = root / "bk-sdm-copy"  # BK-SDM ships a unet/ to put into the teacher's pipeline
     shutil.copytree(root / "sd" / "unet", bk_sdm / "unet")
+    tiny.pixart_pipeline(root / "pixart")
+    tiny.pixart_pipeline(root / "pixart-collapsed", denoiser=tiny.ignore_text_pixart(tiny.pixart_transformer(seed=5)))
+    tiny.pixart_pipeline(root / "pixart-sigma", sigma=True)
+    # PixArt-Alpha's 1024-px family (sample_size 128) takes resolution and aspect ratio (width a multiple of 3, as
+    # their embeddings split it); patch 16 keeps it 8 x 8 tokens.
+    tiny.pixart_pipeline(root / "pixart-1024", denoiser=tiny.pixart_transformer(
+        sample_size=128, patch_size=16, num_attention_heads=3, cross_attention_dim=24))
+    shutil.copytree(root / "pixart" / "transformer", root / "pixart-copy" / "transformer")
     tiny.prompts_file(root)
     return root
 
@@ -212,3 +220,71 @@ def test_prompt_sets_and_refused_folders(folders, capsys, tmp_path):
     (custom / "model_index.json").write_text(json.dumps(index))
     code, _, err = cli(capsys, custom, "--teacher", folders / "sd")
     assert code == 2 and "does not run code shipped with a model folder" in err
+
+
+def test_cli_audits_a_pixart_transformer_copy_as_healthy_on_the_eps_channels(folders, capsys, tmp_path):
+    """A bare transformer/ goes into the teacher's PixArt pipeline; the gap is taken on the 4 eps channels only."""
+    from guidegap.pipelines.folders import load_pipeline
+
+    out_file = tmp_path / "pixart.nc"
+    code, out, err = cli(capsys, folders / "pixart-copy", "--teacher", folders / "pixart", "--prompts",
+                         folders / "prompts.txt", "--num-steps", STEPS, "--json", "--out", out_file)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["verdict"] == "healthy" and result["rho"] == 1.0 and result["gap_mse"] == 0.0
+    assert result["config"]["guidance"] == {"kind": "constant", "scale": 4.5}  # PixArtAlphaPipeline's default w
+    assert result["config"]["scheduler"]["class"] == "DPMSolverMultistepScheduler"
+    teacher = result["config"]["models"]["teacher"]
+    assert teacher["eps_channels"] == tiny.LATENT and teacher["embedding_shape"] == [120, 16]  # max_sequence_length 120
+    assert teacher["inputs"] == ["encoder_attention_mask", "encoder_hidden_states"]
+    ds = load_dataset(out_file)
+    assert json.loads(ds.attrs["null_condition"])["student"] == "empty prompt '', encoded"
+    # The recorded gap at step 0 is RMS of cond - uncond over the eps half of the pipeline's own transformer call.
+    pipe = load_pipeline(folders / "pixart").pipe
+    with torch.no_grad():
+        embeds, mask, null, null_mask = pipe.encode_prompt(tiny.PROMPTS[1], negative_prompt="", device="cpu")
+        x = torch.randn((tiny.LATENT, tiny.SIZE, tiny.SIZE), generator=audit_generators(0, 2)[1])[None]
+        t = torch.tensor([int(ds.timestep[0])] * 2)
+        out = pipe.transformer(torch.cat([x, x]), encoder_hidden_states=torch.cat([null, embeds]), timestep=t,
+                               encoder_attention_mask=torch.cat([null_mask, mask]),
+                               added_cond_kwargs={"resolution": None, "aspect_ratio": None}).sample
+    assert out.shape[1] == 2 * tiny.LATENT  # eps + learned sigma
+    uncond, cond = out[:, : tiny.LATENT].chunk(2)
+    expected = float((cond - uncond).pow(2).mean().sqrt())
+    assert float(ds.gap_norm.sel(model="teacher").isel(sample=1, step=0)) == pytest.approx(expected, rel=1e-4)
+    full = float((out[1] - out[0]).pow(2).mean().sqrt())
+    assert abs(full - expected) > 1e-3 * expected  # the sigma half would have changed the number
+
+
+def test_cli_finds_a_collapsed_pixart_student(folders, capsys):
+    code, out, err = cli(capsys, folders / "pixart-collapsed", "--teacher", folders / "pixart", "--prompts",
+                         folders / "prompts.txt", "--num-steps", STEPS, "--json")
+    assert code == 1, err
+    result = json.loads(out)
+    assert result["verdict"] == "collapsed" and result["rho"] == 0.0
+    assert result["config"]["models"]["student"]["name"] == "student PixArtTransformer2DModel"
+
+
+@pytest.mark.parametrize("family", ["pixart", "pixart-sigma", "pixart-1024"])
+def test_the_audits_guided_sampler_reproduces_pixart_latents(folders, family):
+    """PixArt-Alpha/Sigma (DPM-Solver++, learned sigma; the 1024-px family with its resolution conditioning)."""
+    from guidegap.pipelines.folders import load_pipeline
+    from guidegap.recording.trajectory import trace
+
+    pipe, w, seed, steps = load_pipeline(folders / family).pipe, 5.0, 3, 4
+    denoiser, _ = prompt_denoiser(pipe, tiny.PROMPTS)
+    latents_per_step = []
+    with torch.no_grad():
+        images = pipe(prompt=tiny.PROMPTS, guidance_scale=w, num_inference_steps=steps, output_type="latent",
+                      use_resolution_binning=False, generator=audit_generators(seed, len(tiny.PROMPTS)),
+                      callback=lambda i, t, latents: latents_per_step.append(latents.clone())).images
+    ours = sample(denoiser, range(len(tiny.PROMPTS)), guidance_scale=w, num_steps=steps, scheduler=pipe.scheduler,
+                  seed=seed, clip=False)
+    scale = float(images.abs().max())
+    assert float(images.abs().mean()) > 0.1
+    torch.testing.assert_close(ours, images, rtol=1e-5, atol=1e-6 * scale)
+    ds = trace(denoiser, None, num_samples=3, num_steps=steps, guidance_scale=w, scheduler=pipe.scheduler, seed=seed,
+               keep_predictions=True)
+    for k in range(1, steps):
+        torch.testing.assert_close(torch.as_tensor(ds.state.isel(model=0, step=k).values), latents_per_step[k - 1],
+                                   rtol=1e-5, atol=1e-6 * scale)

@@ -1,8 +1,10 @@
 """Tiny random text-to-image pipelines saved to folders, for the text-to-image audit tests (no download).
 
 SD-style (CLIP text encoder + UNet2DConditionModel), SDXL-style (two text encoders, pooled embeddings and time ids,
-``force_zeros_for_empty_prompt``) and LCM-style (a guidance-scale embedding, ``time_cond_proj_dim``). The CLIP
-tokenizer is built from a vocabulary file written here: letters, as single characters and word ends.
+``force_zeros_for_empty_prompt``), LCM-style (a guidance-scale embedding, ``time_cond_proj_dim``) and PixArt-style
+(T5 encoder + PixArtTransformer2DModel with learned sigma, DPM-Solver++). The CLIP tokenizer is built from a
+vocabulary file written here: letters, as single characters and word ends; the T5 tokenizer from a Unigram model
+over the same letters, with and without T5's word-start marker.
 """
 
 from __future__ import annotations
@@ -120,6 +122,62 @@ def lcm_pipeline(folder: Path, *, inert: bool = False):
         vae=vae(), text_encoder=text_encoder(), tokenizer=tokenizer(folder / "vocab"), unet=model,
         scheduler=LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return _saved(pipe, folder)
+
+
+def t5_tokenizer():
+    """A T5-style fast tokenizer (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2, appends ``</s>``) from a letters-only Unigram."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(c, -3.0) for c in string.ascii_lowercase] + [("\u2581" + c, -2.5) for c in string.ascii_lowercase]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=2))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def t5_encoder(d_model: int = 16, seed: int = 0):
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=56, d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=1, num_heads=2,
+                      relative_attention_num_buckets=8, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
+                      decoder_start_token_id=0)
+    return T5EncoderModel(config).eval()
+
+
+def pixart_transformer(seed: int = 0, caption_channels: int = 16, **config):
+    """A PixArtTransformer2DModel with learned sigma (8 output channels for 4 latent channels)."""
+    from diffusers import PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    options = dict(num_attention_heads=2, attention_head_dim=8, in_channels=LATENT, out_channels=2 * LATENT, num_layers=1,
+                   cross_attention_dim=16, caption_channels=caption_channels, sample_size=SIZE, patch_size=2)
+    return PixArtTransformer2DModel(**{**options, **config}).eval()
+
+
+def ignore_text_pixart(model):
+    """Cross attention reads no text (value projections zero): the empty-prompt branch equals the prompt branch."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith("attn2"):
+                module.to_v.weight.zero_()
+                module.to_v.bias.zero_()
+    return model
+
+
+def pixart_pipeline(folder: Path, *, denoiser=None, encoder=None, sigma: bool = False):
+    """A PixArtAlphaPipeline (or PixArtSigmaPipeline) saved to ``folder``: T5, learned sigma, DPM-Solver++."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtSigmaPipeline
+
+    encoder = encoder or t5_encoder()
+    cls = PixArtSigmaPipeline if sigma else PixArtAlphaPipeline
+    pipe = cls(tokenizer=t5_tokenizer(), text_encoder=encoder, vae=vae(),
+               transformer=denoiser or pixart_transformer(caption_channels=encoder.config.d_model),
+               scheduler=DPMSolverMultistepScheduler(beta_schedule="linear", prediction_type="epsilon"))
     return _saved(pipe, folder)
 
 

@@ -5,8 +5,8 @@
 * :class:`Layout` and :data:`PIPELINE_LAYOUTS`: the declared CFG batch layouts (:mod:`guidegap.pipelines.layouts`).
 * :func:`record_pair`: teacher and student pipelines from the same seed -> pair metrics and a verdict.
 * :func:`audit_text`: teacher/student ``UNet2DConditionModel`` with prompt and null embeddings -> a verdict.
-* :func:`audit_pipelines`: text-to-image pipeline folders (prompts encoded by each pipeline) -> a verdict, incl.
-  ``guidance-distilled`` students (:mod:`guidegap.pipelines.text_audit`, :mod:`guidegap.pipelines.distilled`).
+* :func:`audit_pipelines`: text-to-image pipeline folders (SD, SDXL, LCM, PixArt-Alpha/Sigma; prompts encoded by
+  each pipeline) -> a verdict, incl. ``guidance-distilled`` students (:mod:`guidegap.pipelines.text_audit`, :mod:`guidegap.pipelines.distilled`).
 
 Names are imported lazily, so importing this package does not import diffusers.
 """
@@ -25,6 +25,7 @@ _LAZY = {
     "record_pair": "guidegap.pipelines.pair",
     "TextEmbeddingDenoiser": "guidegap.pipelines.text",
     "audit_text": "guidegap.pipelines.text",
+    "TextTransformerDenoiser": "guidegap.pipelines.text_transformer",
     "audit_pipelines": "guidegap.pipelines.text_audit",
     "audit_generators": "guidegap.pipelines.text_audit",
     "read_prompts": "guidegap.pipelines.prompts",

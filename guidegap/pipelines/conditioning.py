@@ -9,6 +9,9 @@ pipeline                            ``encode_prompt(prompt, ..., do_classifier_f
 StableDiffusionPipeline             ``(prompt_embeds, negative_prompt_embeds)``                     none
 LatentConsistencyModelPipeline      idem (SD's copy)                                                none
 StableDiffusionXLPipeline           ``(prompt_embeds, negative_prompt_embeds, pooled, neg. pooled)``  text_time
+StableDiffusion3Pipeline            idem (SDXL's order)                                             pooled_projections
+PixArtAlphaPipeline                 ``(prompt_embeds, mask, negative_prompt_embeds, neg. mask)``      resolution
+PixArtSigmaPipeline                 idem                                                            none
 ==================================  =============================================================  ==============
 
 Null condition: ``negative_prompt`` when given, else the pipeline's default — the encoded empty prompt ``""``,
@@ -17,6 +20,11 @@ or zeros where ``pipe.config.force_zeros_for_empty_prompt`` is set (SDXL; ``zero
 ``time_ids = pipe._get_add_time_ids(original_size, (0, 0), target_size, ...)`` with both sizes the default image
 size ``unet.config.sample_size * pipe.vae_scale_factor``, the same ids for the null row. Guidance-embedded UNets
 (``time_cond_proj_dim``) take ``pipe.get_guidance_scale_embedding(w - 1)``, as every SD-family ``__call__``.
+Transformers take their extra inputs as forward arguments: PixArt the T5 ``encoder_attention_mask`` per row, and
+PixArt-Alpha's 1024-px models (``transformer.config.sample_size == 128``) ``added_cond_kwargs`` resolution and aspect
+ratio of the default image size (``None`` otherwise, and always for Sigma); SD3 the pooled CLIP embeddings as
+``pooled_projections``. ``encode_prompt`` gets the arguments ``__call__`` passes it by default (``clean_caption``,
+``max_sequence_length``, ``prompt_2`` ...), so the tables are the ones the pipeline builds.
 """
 
 from __future__ import annotations
@@ -38,18 +46,23 @@ class PromptEncoding:
     """The declared return values of a pipeline's ``encode_prompt`` and the added inputs its denoiser takes."""
 
     outputs: tuple[str, ...]
-    added: str | None = None  # "text_time": SDXL's text_embeds + time_ids
+    added: str | None = None  # "text_time" (SDXL), "pooled_projections" (SD3), "resolution" (PixArt-Alpha)
 
 
 _SD = PromptEncoding(("prompt_embeds", "negative_prompt_embeds"))
 _SDXL = PromptEncoding(("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"),
                        "text_time")
 
+_PIXART = ("prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds", "negative_prompt_attention_mask")
+
 #: Pipeline class name -> declared encode_prompt outputs.
 PROMPT_ENCODINGS: dict[str, PromptEncoding] = {
     "StableDiffusionPipeline": _SD,
     "LatentConsistencyModelPipeline": _SD,
     "StableDiffusionXLPipeline": _SDXL,
+    "StableDiffusion3Pipeline": PromptEncoding(_SDXL.outputs, "pooled_projections"),
+    "PixArtAlphaPipeline": PromptEncoding(_PIXART, "resolution"),
+    "PixArtSigmaPipeline": PromptEncoding(_PIXART),
 }
 
 
@@ -62,9 +75,16 @@ class Conditioning:
     added: dict[str, torch.Tensor] | None  # SDXL: text_embeds (P, D'), time_ids (P, 6)
     null_added: dict[str, torch.Tensor] | None
     null_condition: str  # how the null row was made, for the Dataset attrs
+    inputs: dict[str, torch.Tensor] | None = None  # transformers: forward inputs per prompt (encoder_attention_mask, ...)
+    null_inputs: dict[str, torch.Tensor] | None = None
+    added_cond: dict[str, torch.Tensor | None] | None = None  # PixArt's added_cond_kwargs, one row for every sample
 
     def denoiser_options(self) -> dict[str, Any]:
         return {"added": self.added, "null_added": self.null_added}
+
+    def transformer_options(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~guidegap.pipelines.text_transformer.TextTransformerDenoiser`."""
+        return {"inputs": self.inputs or {}, "null_inputs": self.null_inputs or {}, "added_cond": self.added_cond}
 
 
 def _encoding(pipe: Any) -> PromptEncoding:
@@ -89,11 +109,13 @@ def _null_condition(pipe: Any, negative_prompt: str | None) -> str:
 def encode_prompts(pipe: Any, prompts: list[str], negative_prompt: str | None = None) -> Conditioning:
     """Encode ``prompts`` and the null condition with the pipeline's own text encoder(s) and tokenizer(s)."""
     encoding = _encoding(pipe)
-    device = pipe.unet.device
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+    device = denoiser.device
     accepted = inspect.signature(pipe.encode_prompt).parameters
-    options = {"prompt": list(prompts), "device": device, "num_images_per_prompt": 1,
-               "do_classifier_free_guidance": True,
-               "negative_prompt": None if negative_prompt is None else [negative_prompt] * len(prompts)}
+    options = {**_call_defaults(pipe, accepted), "prompt": list(prompts), "device": device, "num_images_per_prompt": 1,
+               "do_classifier_free_guidance": True}
+    if negative_prompt is not None:
+        options["negative_prompt"] = [negative_prompt] * len(prompts)
     values = pipe.encode_prompt(**{k: v for k, v in options.items() if k in accepted})
     if not isinstance(values, tuple) or len(values) != len(encoding.outputs):
         raise InputError(f"{type(pipe).__name__}.encode_prompt returned {type(values).__name__} of length "
@@ -111,7 +133,38 @@ def encode_prompts(pipe: Any, prompts: list[str], negative_prompt: str | None = 
         time_ids = _sdxl_time_ids(pipe, pooled).to(device)
         added = {"text_embeds": pooled, "time_ids": time_ids.expand(len(prompts), -1)}
         null_added = {"text_embeds": null_pooled, "time_ids": time_ids}
-    return Conditioning(prompt_embeds, null_embeds, added, null_added, null_condition)
+    inputs: dict[str, torch.Tensor] = {}
+    null_inputs: dict[str, torch.Tensor] = {}
+    if "prompt_attention_mask" in out:  # PixArt's T5 padding mask, per row
+        inputs["encoder_attention_mask"] = out["prompt_attention_mask"]
+        null_inputs["encoder_attention_mask"] = out["negative_prompt_attention_mask"][:1]
+    if encoding.added == "pooled_projections":
+        inputs["pooled_projections"] = out["pooled_prompt_embeds"].float()
+        null_inputs["pooled_projections"] = out["negative_pooled_prompt_embeds"][:1].float()
+    added_cond = None
+    if "prompt_attention_mask" in out:
+        added_cond = _pixart_resolution(pipe) if encoding.added == "resolution" else {"resolution": None, "aspect_ratio": None}
+    return Conditioning(prompt_embeds, null_embeds, added, null_added, null_condition, inputs or None, null_inputs or None,
+                        added_cond)
+
+
+def _call_defaults(pipe: Any, accepted: Any) -> dict[str, Any]:
+    """The defaults of ``pipe.__call__`` for the ``encode_prompt`` parameters it shares (what ``__call__`` passes on)."""
+    try:
+        call = inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: p.default for name, p in call.items()
+            if name in accepted and p.default is not inspect.Parameter.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _pixart_resolution(pipe: Any) -> dict[str, torch.Tensor | None]:
+    """PixArt-Alpha's ``added_cond_kwargs`` as its ``__call__`` builds them: the default image size and its aspect ratio
+    for ``sample_size == 128`` transformers (1024 px), ``None`` for the others."""
+    if pipe.transformer.config.sample_size != 128:
+        return {"resolution": None, "aspect_ratio": None}
+    side = float(pipe.transformer.config.sample_size * pipe.vae_scale_factor)
+    return {"resolution": torch.tensor([[side, side]]), "aspect_ratio": torch.tensor([[1.0]])}
 
 
 def _sdxl_time_ids(pipe: Any, pooled: torch.Tensor) -> torch.Tensor:

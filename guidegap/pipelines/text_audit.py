@@ -31,6 +31,7 @@ from guidegap.pipelines.folders import LoadedPipeline, load_pipeline
 from guidegap.pipelines.layouts import default_layout
 from guidegap.pipelines.prompts import read_prompts
 from guidegap.pipelines.text import TextEmbeddingDenoiser
+from guidegap.pipelines.text_transformer import TextTransformerDenoiser
 from guidegap.recording.seeding import INITIAL_NOISE, sample_generators
 
 __all__ = ["audit_pipelines", "audit_generators", "prompt_denoiser", "per_prompt"]
@@ -65,27 +66,38 @@ def _is_unet(model: Any) -> bool:
     return "UNet2DConditionModel" in {cls.__name__ for cls in type(model).__mro__}
 
 
-def _unet(loaded: LoadedPipeline) -> Any:
+#: Transformers audited from their pipelines (PixArt-Alpha/Sigma, SD3); others are recorded with guidegap.record.
+TEXT_TRANSFORMERS = ("PixArtTransformer2DModel", "SD3Transformer2DModel")
+
+
+def _denoiser_model(loaded: LoadedPipeline) -> Any:
     model = loaded.denoiser
-    if not _is_unet(model):
-        raise InputError(f"{loaded.describe()}: guidegap audits the UNet2DConditionModel of SD-family pipelines, received "
-                         f"{type(model).__name__}; record a transformer pipeline with guidegap.record / record_pair.")
+    if not _is_unet(model) and type(model).__name__ not in TEXT_TRANSFORMERS:
+        raise InputError(f"{loaded.describe()}: guidegap audits UNet2DConditionModel, {' and '.join(TEXT_TRANSFORMERS)} "
+                         f"pipelines, received {type(model).__name__}; record it with guidegap.record / record_pair.")
     return model
 
 
 def prompt_denoiser(pipeline: PipelineLike, prompts: Sequence[str], negative_prompt: str | None = None, role: str = "model",
-                    guidance_scale: float | None = None) -> tuple[TextEmbeddingDenoiser, str]:
-    """The pipeline's UNet as the denoiser the audit records (label ``i`` = prompt ``i``, null label = the null
-    condition), and how its null condition was made. ``guidance_scale``: the w embedding of a guidance-embedded UNet."""
+                    guidance_scale: float | None = None) -> tuple[TextEmbeddingDenoiser | TextTransformerDenoiser, str]:
+    """The pipeline's UNet or transformer as the denoiser the audit records (label ``i`` = prompt ``i``, null label =
+    the null condition), and how its null condition was made. ``guidance_scale``: the w embedding of a
+    guidance-embedded UNet."""
     loaded = _loaded(pipeline, None)
-    pipe, unet = loaded.pipe, _unet(loaded)
+    pipe, model = loaded.pipe, _denoiser_model(loaded)
     prompts = list(prompts)
     conditioning = encode_prompts(pipe, prompts, negative_prompt)
+    if not _is_unet(model):
+        if guidance_scale is not None:
+            raise InputError(f"{loaded.describe()}: a guidance embedding is measured for UNet2DConditionModel students only.")
+        return TextTransformerDenoiser(model, conditioning.prompt_embeds, conditioning.null_embeds,
+                                       name=f"{role} {type(model).__name__}", batch_order=default_layout(pipe, model).order,
+                                       **conditioning.transformer_options()), conditioning.null_condition
     embedding = guidance_embedding(pipe, guidance_scale) if guidance_scale is not None else None
     # A guidance-embedded model's pipeline runs no CFG batch (LCM): the bare UNet's declared layout applies.
-    layout = default_layout(pipe if embedding is None else None, unet)
-    denoiser = TextEmbeddingDenoiser(unet, conditioning.prompt_embeds, conditioning.null_embeds,
-                                     name=f"{role} {type(unet).__name__}", timestep_cond=embedding,
+    layout = default_layout(pipe if embedding is None else None, model)
+    denoiser = TextEmbeddingDenoiser(model, conditioning.prompt_embeds, conditioning.null_embeds,
+                                     name=f"{role} {type(model).__name__}", timestep_cond=embedding,
                                      batch_order=layout.order, **conditioning.denoiser_options())
     return denoiser, conditioning.null_condition
 
