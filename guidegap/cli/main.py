@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--factory", help="package.module:function building the model for plain state dicts "
                                          "(imports that module and runs the function: only name code you trust)")
     audit.add_argument("--trust-pickle", nargs="?", const="student", choices=["student", "teacher", "both"],
-                       help="allow arbitrary unpickling of the student's file (bare flag), the teacher's, or both; this runs "
-                            "code from the file: only for files you trust")
+                       help="allow arbitrary unpickling of the student's file (bare flag: write it after STUDENT), the "
+                            "teacher's, or both; this runs code from the file: only for files you trust")
     audit.add_argument("--no-divergence", action="store_true",
                        help="skip the student's own free-running path (faster; the figure then shows branch errors)")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -113,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--base", help="pipeline folder that a bare unet/ STUDENT goes into (default: --teacher), BK-SDM style")
     text.add_argument("--true-cfg", action="store_true",
                       help="guidance-distilled students: also probe the empty-prompt branch (likely never trained)")
-    text.add_argument("--device", help="run both pipelines on this torch device, e.g. cuda (default: cpu)")
 
     from guidegap.cli.train import add_training_commands
 
