@@ -3,12 +3,14 @@
 - :func:`hold_run_folder`: an exclusive ``flock`` on ``.guidegap-run.lock`` inside the folder for the whole run;
   the file names the holder (pid, host, start time), so a second ``guidegap distill`` into the same ``--out``
   is refused by name instead of both writing one folder. The kernel drops the lock when a run dies.
-- :func:`check_resume_folder` / :func:`check_resumable`: ``--resume`` on a missing, empty or checkpoint-less
-  folder, on a checkpoint without a stored training config, or with ``--steps`` below the stored step is refused
-  in one line instead of silently starting over or reporting a step that was never trained.
+- :func:`missing_checkpoint` / :func:`check_resumable`: ``--resume`` on a missing, empty or checkpoint-less folder
+  starts at step 0 and says so (scripts pass ``resume=True`` to mean "continue if there is something to continue";
+  :func:`check_resume_folder` refuses instead); a checkpoint without a stored training config, or ``--steps``
+  below the stored step, is refused in one line instead of a ``KeyError`` or a step that was never trained.
 - :func:`trim_log`: ``log.jsonl`` keeps only lines up to the step a run starts from (a resumed run repeats the
   steps after its checkpoint; a fresh run starts an empty log).
-- :func:`nonfinite_parameters`: names tensors that are NaN/Inf, so a diverged state is never saved over a good one.
+- :func:`divergence_message`: a non-finite loss saves nothing (the state that produced it would replace the last
+  good checkpoint); the message says which checkpoint is kept. :func:`nonfinite_parameters` names NaN/Inf tensors.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ try:
 except ImportError:  # pragma: no cover - Windows: run folders are not locked there
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "hold_run_folder", "check_resume_folder", "check_resumable", "trim_log", "nonfinite_parameters",
-           "is_main_rank"]
+__all__ = ["LOCK_NAME", "hold_run_folder", "missing_checkpoint", "check_resume_folder", "check_resumable", "check_steps", "trim_log",
+           "divergence_message", "nonfinite_parameters", "is_main_rank"]
 
 LOCK_NAME = ".guidegap-run.lock"
 
@@ -73,23 +75,34 @@ def hold_run_folder(out: str | os.PathLike[str], enabled: bool = True) -> Iterat
         os.close(fd)
 
 
-def check_resume_folder(out: str | os.PathLike[str], checkpoint_name: str) -> None:
-    """Refuse ``--resume`` when ``out`` holds no checkpoint to continue from (mistyped, empty, killed too early)."""
+def missing_checkpoint(out: str | os.PathLike[str], checkpoint_name: str) -> str | None:
+    """Why ``out`` holds no checkpoint to resume from (mistyped, empty, killed too early); ``None`` when it does."""
     out = Path(out)
     if not out.is_dir():
-        raise InputError(f"--resume: there is no run folder {str(out)!r}; check the --out path, or drop --resume to start a new run.")
-    if not (out / checkpoint_name).is_file():
-        contents = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
-        what = "is empty" if not contents else f"has no {checkpoint_name} (the run stopped before its first checkpoint)"
-        raise InputError(f"--resume: {str(out)!r} {what}, so there is nothing to continue; check the --out path, or drop "
-                         "--resume to start the run from step 0.")
+        return f"there is no run folder {str(out)!r}"
+    if (out / checkpoint_name).is_file():
+        return None
+    contents = [p.name for p in out.iterdir() if p.name != LOCK_NAME]
+    return f"{str(out)!r} is empty" if not contents else f"{str(out)!r} has no {checkpoint_name} (stopped before its first checkpoint)"
 
 
-def check_resumable(metadata: Mapping[str, Any], step: int, steps: int, path: str | os.PathLike[str]) -> None:
-    """Refuse to resume a checkpoint without a training config, or with ``steps`` below its stored ``step``."""
+def check_resume_folder(out: str | os.PathLike[str], checkpoint_name: str) -> None:
+    """Refuse ``--resume`` when ``out`` holds no checkpoint to continue from."""
+    why = missing_checkpoint(out, checkpoint_name)
+    if why:
+        raise InputError(f"--resume: {why}, so there is nothing to continue; check the --out path, or drop --resume to "
+                         "start a new run.")
+
+
+def check_resumable(metadata: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse to resume a checkpoint that stores no training config (an export, another tool's file)."""
     if not isinstance(metadata.get("config"), Mapping) or "ema_updates" not in metadata:
         raise InputError(f"cannot resume {str(path)!r}: it stores no training state (metadata 'config' / 'ema_updates'); it "
                          "was not written by guidegap's trainer (an export or another tool's file): start a new --out.")
+
+
+def check_steps(steps: int, step: int, path: str | os.PathLike[str]) -> None:
+    """Refuse to resume a checkpoint at ``step`` with a target of fewer ``steps`` (nothing to train, a wrong step)."""
     if steps < step:
         raise InputError(f"cannot resume {str(path)!r} with --steps {steps}: it is already at step {step}; pass --steps "
                          f"above {step} to train further, or use the checkpoint as it is.")
@@ -119,6 +132,14 @@ def trim_log(path: str | os.PathLike[str], step: int) -> None:
             changed = True
     if changed:
         write_bytes_atomic(path, "".join(kept).encode())
+
+
+def divergence_message(loss: float, step: int, start: int, checkpoint_every: int, path: str | os.PathLike[str]) -> str:
+    """The error of a non-finite loss at ``step`` of a run that started at ``start`` (nothing is saved for it)."""
+    last = max(start, step // checkpoint_every * checkpoint_every)
+    kept = (f"the last good checkpoint (step {last}) is kept in {str(path)!r}" if last else
+            "no checkpoint was written (none was good yet)")
+    return f"the loss became {loss} at step {step}; lower --lr or check the data; {kept}."
 
 
 def nonfinite_parameters(tensors: Mapping[str, Any]) -> list[str]:
