@@ -2,7 +2,8 @@
 
 SD-style (CLIP text encoder + UNet2DConditionModel), SDXL-style (two text encoders, pooled embeddings and time ids,
 ``force_zeros_for_empty_prompt``), LCM-style (a guidance-scale embedding, ``time_cond_proj_dim``) and PixArt-style
-(T5 encoder + PixArtTransformer2DModel with learned sigma, DPM-Solver++). The CLIP tokenizer is built from a
+(T5 encoder + PixArtTransformer2DModel with learned sigma, DPM-Solver++) and SD3-style (two CLIP encoders and T5,
+SD3Transformer2DModel, flow matching). The CLIP tokenizer is built from a
 vocabulary file written here: letters, as single characters and word ends; the T5 tokenizer from a Unigram model
 over the same letters, with and without T5's word-start marker.
 """
@@ -178,6 +179,41 @@ def pixart_pipeline(folder: Path, *, denoiser=None, encoder=None, sigma: bool = 
     pipe = cls(tokenizer=t5_tokenizer(), text_encoder=encoder, vae=vae(),
                transformer=denoiser or pixart_transformer(caption_channels=encoder.config.d_model),
                scheduler=DPMSolverMultistepScheduler(beta_schedule="linear", prediction_type="epsilon"))
+    return _saved(pipe, folder)
+
+
+def sd3_transformer(seed: int = 0):
+    """An SD3Transformer2DModel on the SD3 encoders below: CLIP 16 + 16 (pooled 8 + 8) and T5 32 wide."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    return SD3Transformer2DModel(sample_size=SIZE, patch_size=2, in_channels=LATENT, out_channels=LATENT, num_layers=1,
+                                 attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                 caption_projection_dim=16, pooled_projection_dim=16, pos_embed_max_size=SIZE).eval()
+
+
+def ignore_text_sd3(model):
+    """Image tokens read no text (the text stream's keys and values zero) and the pooled text adds nothing to the
+    time embedding: the empty-prompt branch equals the prompt branch."""
+    with torch.no_grad():
+        for block in model.transformer_blocks:
+            for projection in (block.attn.add_k_proj, block.attn.add_v_proj):
+                projection.weight.zero_()
+                projection.bias.zero_()
+        model.time_text_embed.text_embedder.linear_2.weight.zero_()
+        model.time_text_embed.text_embedder.linear_2.bias.zero_()
+    return model
+
+
+def sd3_pipeline(folder: Path, *, denoiser=None):
+    """A StableDiffusion3Pipeline saved to ``folder``: FlowMatchEulerDiscreteScheduler with SD3's shift 3."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline(
+        transformer=denoiser or sd3_transformer(), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae(),
+        text_encoder=text_encoder(seed=1, projection=True), tokenizer=tokenizer(folder / "vocab"),
+        text_encoder_2=text_encoder(seed=2, projection=True), tokenizer_2=tokenizer(folder / "vocab_2"),
+        text_encoder_3=t5_encoder(d_model=32, seed=3), tokenizer_3=t5_tokenizer())
     return _saved(pipe, folder)
 
 

@@ -5,8 +5,8 @@
 * :class:`Layout` and :data:`PIPELINE_LAYOUTS`: the declared CFG batch layouts (:mod:`guidegap.pipelines.layouts`).
 * :func:`record_pair`: teacher and student pipelines from the same seed -> pair metrics and a verdict.
 * :func:`audit_text`: teacher/student ``UNet2DConditionModel`` with prompt and null embeddings -> a verdict.
-* :func:`audit_pipelines`: text-to-image pipeline folders (SD, SDXL, LCM, PixArt-Alpha/Sigma; prompts encoded by
-  each pipeline) -> a verdict, incl. ``guidance-distilled`` students (:mod:`guidegap.pipelines.text_audit`, :mod:`guidegap.pipelines.distilled`).
+* :func:`audit_pipelines`: text-to-image pipeline folders (SD, SDXL, LCM, PixArt-Alpha/Sigma, SD3; prompts encoded
+  by each pipeline) -> a verdict, incl. ``guidance-distilled`` students (:mod:`guidegap.pipelines.text_audit`, :mod:`guidegap.pipelines.distilled`).
 
 Names are imported lazily, so importing this package does not import diffusers.
 """

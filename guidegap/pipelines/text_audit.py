@@ -7,7 +7,8 @@ CFG layout (:mod:`guidegap.pipelines.layouts`), and the class-conditional machin
 Latents take the denoiser's shape (``in_channels x sample_size``, the pipeline's default image size); the
 sampler is the teacher's folder scheduler (``scheduler`` names another class on the same noise schedule).
 Sample ``i`` uses prompt ``i % P`` and the initial noise of :func:`audit_generators` — pass those generators to
-the pipeline and it generates the audited trajectories (deterministic schedulers).
+the pipeline and it generates the audited trajectories (deterministic schedulers). Flow-matching pipelines (SD3)
+go through the same sampler: their transformer predicts a velocity, and the gap ``v_c - v_u`` is what CFG combines.
 Guidance-distilled students go to :mod:`guidegap.pipelines.distilled`.
 """
 
@@ -102,18 +103,51 @@ def prompt_denoiser(pipeline: PipelineLike, prompts: Sequence[str], negative_pro
     return denoiser, conditioning.null_condition
 
 
+def _is_flow(scheduler: Any) -> bool:
+    """Flow matching (SD3's FlowMatchEulerDiscreteScheduler): no ``alphas_cumprod``, the model predicts a velocity."""
+    return getattr(scheduler, "alphas_cumprod", None) is None
+
+
+def _fixed_shift(scheduler: Any) -> Any:
+    """``scheduler``, refused when its flow-matching shift depends on the image size (Flux-style dynamic shifting)."""
+    if scheduler.config.get("use_dynamic_shifting"):
+        raise InputError(f"{type(scheduler).__name__} with use_dynamic_shifting: expected a fixed shift (SD3, SD3.5), "
+                         "received timesteps that depend on the image size (mu); guidegap does not compute mu yet.")
+    return scheduler
+
+
 def _sampler(spec: Any, pipe: Any) -> Any:
     from guidegap.recording.schedulers import make_scheduler
 
-    return make_scheduler(spec, base=pipe.scheduler) if spec is None or isinstance(spec, str) else make_scheduler(spec)
+    base = _fixed_shift(pipe.scheduler)
+    sampler = make_scheduler(spec, base=base) if spec is None or isinstance(spec, str) else make_scheduler(spec)
+    if _is_flow(sampler) != _is_flow(base):
+        raise InputError(f"--scheduler: expected a scheduler of the folder's kind ({type(base).__name__}, "
+                         f"{'flow matching' if _is_flow(base) else 'DDPM family'}), received {type(sampler).__name__}; "
+                         "pick one of that kind or drop --scheduler.")
+    return sampler
+
+
+def _noise_levels(scheduler: Any) -> torch.Tensor:
+    """``alphas_cumprod``, or for flow matching the sigmas of a full-length schedule (its shift included)."""
+    from guidegap.recording.schedulers import fresh_copy, num_train_timesteps
+
+    if not _is_flow(scheduler):
+        return torch.as_tensor(scheduler.alphas_cumprod)
+    return torch.as_tensor(fresh_copy(_fixed_shift(scheduler), num_train_timesteps(scheduler)).sigmas)
 
 
 def _check_schedules(teacher: Any, student: Any) -> None:
     """Teacher-forced comparison needs one noise schedule and one prediction type."""
-    a, b = (getattr(p.scheduler, "alphas_cumprod", None) for p in (teacher, student))
-    if a is not None and b is not None and (a.shape != b.shape or not torch.allclose(a, b)):
-        raise InputError("teacher and student folders have different noise schedules (scheduler/ alphas_cumprod); expected "
-                         "a student distilled on the teacher's schedule; audit it against the teacher it came from.")
+    if _is_flow(teacher.scheduler) != _is_flow(student.scheduler):
+        raise InputError(f"teacher samples with {type(teacher.scheduler).__name__} but the student with "
+                         f"{type(student.scheduler).__name__}; expected both flow matching or both DDPM family; audit the "
+                         "student against the teacher it was distilled from.")
+    a, b = (_noise_levels(p.scheduler) for p in (teacher, student))
+    if a.shape != b.shape or not torch.allclose(a, b):
+        raise InputError("teacher and student folders have different noise schedules (scheduler/ alphas_cumprod or flow "
+                         "sigmas); expected a student distilled on the teacher's schedule; audit it against the teacher "
+                         "it came from.")
     kinds = [str(p.scheduler.config.get("prediction_type", "epsilon")) for p in (teacher, student)]
     if kinds[0] != kinds[1]:
         raise InputError(f"teacher predicts {kinds[0]!r} but the student {kinds[1]!r}; expected the same prediction_type.")

@@ -1,6 +1,8 @@
 """Diffusers schedulers as guidegap uses them: a default, names for common ones, fresh per-run copies.
 
-Any scheduler with the standard ``set_timesteps`` / ``scale_model_input`` / ``step`` contract works.
+Any scheduler with the standard ``set_timesteps`` / ``scale_model_input`` / ``step`` contract works; flow-matching
+schedulers (``FlowMatchEulerDiscreteScheduler``), which have no ``scale_model_input`` or ``init_noise_sigma``, take
+the state unscaled from unit noise, as their pipelines (SD3) do.
 Each chunk of samples and each free-running model gets its own deep copy, because multistep schedulers
 keep history and a step counter.
 """
@@ -80,10 +82,10 @@ def make_scheduler(spec: Any = None, *, base: Any = None) -> Any:
     schedule stays that of the model.
     """
     if spec is not None and not isinstance(spec, str):
-        for method in ("set_timesteps", "step", "scale_model_input"):
+        for method in ("set_timesteps", "step"):
             if not callable(getattr(spec, method, None)):
                 raise InputError(
-                    f"expected a diffusers scheduler with set_timesteps/step/scale_model_input, received "
+                    f"expected a diffusers scheduler with set_timesteps/step, received "
                     f"{type(spec).__name__} without {method}(); pass e.g. diffusers.DDIMScheduler(...) or a name "
                     f"from {sorted(SCHEDULER_NAMES)}."
                 )
@@ -112,10 +114,11 @@ class SchedulerStepper:
 
     @property
     def init_noise_sigma(self) -> float:
-        return float(self.scheduler.init_noise_sigma)
+        return float(getattr(self.scheduler, "init_noise_sigma", 1.0))
 
     def scale(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        return self.scheduler.scale_model_input(sample, timestep)
+        scale_model_input = getattr(self.scheduler, "scale_model_input", None)
+        return sample if scale_model_input is None else scale_model_input(sample, timestep)
 
     def step(
         self, pred: torch.Tensor, timestep: torch.Tensor, sample: torch.Tensor, generators: list[torch.Generator]
@@ -131,4 +134,6 @@ def num_train_timesteps(scheduler: Any) -> int:
 
 
 def prediction_type(scheduler: Any) -> str:
-    return str(scheduler.config.get("prediction_type", "epsilon"))
+    """The config's ``prediction_type``; ``"flow_prediction"`` (a velocity) for flow-matching schedulers, which declare none."""
+    default = "flow_prediction" if type(scheduler).__name__.startswith("FlowMatch") else "epsilon"
+    return str(scheduler.config.get("prediction_type", None) or default)
