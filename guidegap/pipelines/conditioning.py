@@ -30,6 +30,7 @@ ratio of the default image size (``None`` otherwise, and always for Sigma); SD3 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,7 @@ def encode_prompts(pipe: Any, prompts: list[str], negative_prompt: str | None = 
                         added_cond)
 
 
-def _call_defaults(pipe: Any, accepted: Any) -> dict[str, Any]:
+def _call_defaults(pipe: Any, accepted: Mapping[str, inspect.Parameter]) -> dict[str, Any]:
     """The defaults of ``pipe.__call__`` for the ``encode_prompt`` parameters it shares (what ``__call__`` passes on)."""
     try:
         call = inspect.signature(pipe.__call__).parameters
