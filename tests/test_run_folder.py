@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 import torch
 
 from guidegap.errors import InputError
-from guidegap.training.run_folder import (LOCK_NAME, check_resumable, check_resume_folder, hold_run_folder,
-                                          nonfinite_parameters, trim_log)
+from guidegap.training.run_folder import (LOCK_NAME, check_resumable, check_resume_folder, check_steps, divergence_message,
+                                          hold_run_folder, nonfinite_parameters, trim_log)
 
 HOLDER = textwrap.dedent("""
     import sys
@@ -24,17 +26,24 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_a_run_folder_held_by_a_live_run_is_refused_by_name(tmp_path):
-    out = tmp_path / "run"
+@contextlib.contextmanager
+def _held_by_another_process(out) -> Iterator[int]:
+    """``out`` held by a live child process (its pid) until the block ends."""
     other = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline().strip() == "holding"
-        with pytest.raises(InputError, match=f"in use by another guidegap run \\(pid {other.pid} on host .*choose another --out"):
-            with hold_run_folder(out):
-                pass
+        yield other.pid
     finally:
         other.stdin.close()
         other.wait(timeout=60)
+
+
+def test_a_run_folder_held_by_a_live_run_is_refused_by_name(tmp_path):
+    out = tmp_path / "run"
+    with _held_by_another_process(out) as pid:
+        with pytest.raises(InputError, match=f"in use by another guidegap run \\(pid {pid} on host .*choose another --out"):
+            with hold_run_folder(out):
+                pass
     with hold_run_folder(out):  # the holder is gone (or was killed): the folder is free again
         with pytest.raises(InputError, match=f"pid {os.getpid()}"):
             with hold_run_folder(out):
@@ -59,11 +68,11 @@ def test_resume_needs_a_checkpoint_to_continue(tmp_path):
 
 def test_resume_refuses_foreign_checkpoints_and_fewer_steps(tmp_path):
     with pytest.raises(InputError, match="stores no training state"):
-        check_resumable({"parameters": 3}, 100, 200, tmp_path / "checkpoint.pt")  # was KeyError: 'config'
-    good = {"config": {"steps": 100}, "ema_updates": 100}
+        check_resumable({"parameters": 3}, tmp_path / "checkpoint.pt")  # was KeyError: 'config'
+    check_resumable({"config": {"steps": 100}, "ema_updates": 100}, tmp_path / "checkpoint.pt")
     with pytest.raises(InputError, match="--steps 50: it is already at step 100"):
-        check_resumable(good, 100, 50, tmp_path / "checkpoint.pt")
-    check_resumable(good, 100, 100, tmp_path / "checkpoint.pt")
+        check_steps(50, 100, tmp_path / "checkpoint.pt")
+    check_steps(100, 100, tmp_path / "checkpoint.pt")
 
 
 def test_trim_log_keeps_lines_up_to_the_resumed_step(tmp_path):
@@ -74,6 +83,13 @@ def test_trim_log_keeps_lines_up_to_the_resumed_step(tmp_path):
     trim_log(path, 0)  # a fresh run
     assert path.read_text() == ""
     trim_log(tmp_path / "absent.jsonl", 5)
+
+
+def test_the_divergence_message_names_the_checkpoint_that_is_kept(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    assert "last good checkpoint (step 20)" in divergence_message(float("nan"), 25, 0, 10, path)
+    assert "last good checkpoint (step 30)" in divergence_message(float("inf"), 33, 30, 200, path)  # resumed at 30
+    assert "no checkpoint was written" in divergence_message(float("nan"), 3, 0, 10, path)
 
 
 def test_nonfinite_parameters_are_named():
@@ -88,3 +104,93 @@ def test_the_lock_file_does_not_count_as_content(tmp_path):
     assert (tmp_path / "run" / LOCK_NAME).exists()
     with pytest.raises(InputError, match="is empty"):
         check_resume_folder(tmp_path / "run", "checkpoint.pt")
+
+
+# -- the training loop uses them ------------------------------------------------------------------------------------
+def _config(out, **overrides):
+    from guidegap.training.config import TrainConfig
+
+    values = dict(out=str(out), tier="oracle", teacher="oracle", objective="dash", steps=30, batch_size=8,
+                  checkpoint_every=20, log_every=10, progress=False)
+    return TrainConfig(**{**values, **overrides})
+
+
+def _steps(out) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_training_into_a_folder_another_run_holds_is_refused(tmp_path):
+    from guidegap.training.loop import train
+
+    out = tmp_path / "run"
+    with _held_by_another_process(out) as pid:
+        with pytest.raises(InputError, match=f"in use by another guidegap run \\(pid {pid}"):
+            train(_config(out))
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing of the refused run was written
+
+
+def test_resume_logs_each_step_once_and_a_fresh_run_starts_a_fresh_log(tmp_path):
+    from guidegap.training.loop import train
+
+    out = tmp_path / "run"
+    (out).mkdir()
+    (out / "log.jsonl").write_text('{"step": 500, "loss": 9.9}\n')  # a stale log of a run killed before its first checkpoint
+    train(_config(out))
+    assert _steps(out) == [10, 20, 30]
+    with (out / "log.jsonl").open("a") as log:  # a run that went on to step 40 and was killed before checkpointing
+        log.write('{"step": 40, "loss": 1.0}\n')
+    train(_config(out, steps=50), resume=True)
+    assert _steps(out) == [10, 20, 30, 40, 50]
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, capfd):
+    from guidegap.training.loop import train
+
+    result = train(_config(tmp_path / "mistyped", steps=10), resume=True)
+    assert result.step == 10
+    err = capfd.readouterr().err
+    assert "--resume: there is no run folder" in err and "starting a new run at step 0" in err
+
+
+def test_resume_refusals_at_the_training_loop(tmp_path):
+    from guidegap.checkpoints import read_checkpoint, save_checkpoint
+    from guidegap.training.loop import train
+
+    out = tmp_path / "run"
+    train(_config(out, steps=20))
+    with pytest.raises(InputError, match="--steps 10: it is already at step 20"):
+        train(_config(out, steps=10), resume=True)
+    stored = read_checkpoint(out / "checkpoint.pt")
+    stored.metadata = {}  # an exported checkpoint: no training state
+    save_checkpoint(stored, out / "checkpoint.pt")
+    with pytest.raises(InputError, match="stores no training state"):
+        train(_config(out, steps=30), resume=True)
+
+
+class _TurnsNaN:
+    """The oracle data, NaN from the ``after``-th draw on (a diverging run, without changing resumable settings)."""
+
+    def __init__(self, after: int) -> None:
+        from guidegap.training.sources import make_source
+
+        self.inner, self.after, self.draws = make_source("oracle"), after, 0
+        self.num_classes, self.sample_shape = self.inner.num_classes, self.inner.sample_shape
+
+    def sample(self, batch_size, generator):
+        x0, labels = self.inner.sample(batch_size, generator)
+        self.draws += 1
+        return (x0 * float("nan") if self.draws > self.after else x0), labels
+
+
+def test_a_diverged_run_keeps_the_last_good_checkpoint(tmp_path):
+    from guidegap.checkpoints import read_checkpoint
+    from guidegap.training.loop import train
+
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="the loss became nan at step 25.*last good checkpoint \\(step 20\\)"):
+        train(_config(out, steps=40, checkpoint_every=10), source=_TurnsNaN(after=25))
+    assert read_checkpoint(out / "checkpoint.pt").step == 20  # not the state that produced the NaN
+    exploded = tmp_path / "lr"
+    with pytest.raises(InputError, match="the loss became .*no checkpoint was written"):
+        train(_config(exploded, steps=200, checkpoint_every=1000, lr=1e10))
+    assert not (exploded / "checkpoint.pt").exists()  # was: weights of magnitude 1e10 saved as the run's checkpoint

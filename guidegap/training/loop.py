@@ -29,6 +29,8 @@ from guidegap.training.lr_schedule import make_lr_scheduler
 from guidegap.training.noise import add_noise, noise_scheduler, schedule_name
 from guidegap.training.objectives import TeacherPreds, TrainBatch, make_objective
 from guidegap.training.sources import DataSource, make_source
+from guidegap.training.run_folder import (check_resumable, check_steps, divergence_message, holding_run_folder,
+                                          trim_log)
 from guidegap.training.tirt import TIRT, LossMomentPrior
 
 __all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "load_teacher", "teacher_schedule", "resolve_mixed_precision"]
@@ -142,6 +144,7 @@ def _logger(out: Path, main: bool) -> logging.Logger:
     return log
 
 
+@holding_run_folder(CHECKPOINT_NAME)
 def train(
     config: TrainConfig,
     *,
@@ -150,7 +153,11 @@ def train(
     callbacks: Sequence[Callback] = (),
     resume: bool = False,
 ) -> TrainResult:
-    """Train a teacher or distil a student as ``config`` says; returns where the last checkpoint is."""
+    """Train a teacher or distil a student as ``config`` says; returns where the last checkpoint is.
+
+    The run holds ``config.out`` from start to end: a second run into the same folder is refused by name
+    (:mod:`guidegap.training.run_folder`). ``resume=True`` without a checkpoint there starts at step 0 and says so.
+    """
     # -- setup ----------------------------------------------------------------------------------
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT_NAME
@@ -165,11 +172,13 @@ def train(
         from guidegap.checkpoints import read_checkpoint
 
         stored = read_checkpoint(checkpoint_path)
+        check_resumable(stored.metadata, checkpoint_path)
         stored_config = TrainConfig.from_dict(stored.metadata["config"])
         config.adopt_unset(stored_config)  # settings not given again keep the stored run's values
         mismatch = config.resume_mismatch(stored_config)
         if mismatch:
             raise InputError(f"cannot resume {checkpoint_path}: settings {mismatch} differ from the stored run; keep them or start a new --out.")
+        check_steps(config.steps, stored.step, checkpoint_path)
     cuda = torch.cuda.is_available()
     accelerator = _accelerator(resolve_mixed_precision(config.mixed_precision, cuda), cuda)
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
@@ -282,6 +291,8 @@ def train(
         bar = tqdm(total=config.steps, initial=start, desc=f"{config.role} {config.objective}", unit="step")
     logs: dict[str, Any] = {}
     started = time.perf_counter()
+    if main:
+        trim_log(out / "log.jsonl", start)  # a resumed run repeats the steps after its checkpoint; a fresh one starts empty
     jsonl = (out / "log.jsonl").open("a") if main else None
     try:
         for step in range(start, config.steps):
@@ -310,8 +321,8 @@ def train(
             batch = TrainBatch(x0=x0, noise=noise, x_t=x_t, t=t, labels=labels, weights=weights, generator=generator)
             loss, parts = objective(student, teacher_preds, batch)
             if not torch.isfinite(loss):
-                save(step)
-                raise InputError(f"the loss became {loss.item()} at step {step}; lower --lr or check the data (last good state saved).")
+                # nothing is saved: this state produced the NaN; the last good checkpoint stays
+                raise InputError(divergence_message(loss.item(), step, start, config.checkpoint_every, checkpoint_path))
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if config.tirt == "learned" and world > 1 and tirt.lambda_t.grad is not None:

@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: run folders are not locked there
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "hold_run_folder", "missing_checkpoint", "check_resume_folder", "check_resumable", "check_steps", "trim_log",
+__all__ = ["LOCK_NAME", "hold_run_folder", "holding_run_folder", "missing_checkpoint", "check_resume_folder", "check_resumable", "check_steps", "trim_log",
            "divergence_message", "nonfinite_parameters", "is_main_rank"]
 
 LOCK_NAME = ".guidegap-run.lock"
@@ -73,6 +75,25 @@ def hold_run_folder(out: str | os.PathLike[str], enabled: bool = True) -> Iterat
         yield
     finally:
         os.close(fd)
+
+
+def holding_run_folder(checkpoint_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate ``train(config, ..., resume=False)``: hold ``config.out`` for the whole call (rank 0 only), and say so
+    on stderr when ``resume=True`` finds no checkpoint to continue from (the run starts at step 0)."""
+
+    def decorate(train: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(train)
+        def held(config: Any, *args: Any, resume: bool = False, **kwargs: Any) -> Any:
+            main = is_main_rank()
+            why = missing_checkpoint(config.out, checkpoint_name) if resume and main else None
+            if why:
+                print(f"guidegap: note: --resume: {why}; starting a new run at step 0.", file=sys.stderr)
+            with hold_run_folder(config.out, enabled=main):
+                return train(config, *args, resume=resume, **kwargs)
+
+        return held
+
+    return decorate
 
 
 def missing_checkpoint(out: str | os.PathLike[str], checkpoint_name: str) -> str | None:
