@@ -96,7 +96,7 @@ def run_audit(args: argparse.Namespace) -> int:
             student, teacher, num_samples=args.num_samples or defaults["num_samples"],
             num_steps=args.num_steps or defaults["num_steps"], guidance_scale=args.guidance_scale or 4.0,
             labels=args.labels, scheduler=args.scheduler, seed=args.seed, chunk_size=args.chunk_size,
-            thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle,
+            thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle or False,
             progress=not args.no_progress and not args.json and sys.stderr.isatty(), divergence=not args.no_divergence,
         )
     if args.out:
