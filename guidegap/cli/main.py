@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--base", help="pipeline folder that a bare unet/ STUDENT goes into (default: --teacher), BK-SDM style")
     text.add_argument("--true-cfg", action="store_true",
                       help="guidance-distilled students: also probe the empty-prompt branch (likely never trained)")
+    text.add_argument("--device", help="run both pipelines on this torch device, e.g. cuda (default: cpu)")
 
     from guidegap.cli.train import add_training_commands
 
