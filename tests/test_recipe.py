@@ -161,3 +161,17 @@ def test_bf16_autocast_runs_the_student_in_bf16_and_keeps_float32_weights(tmp_pa
     train(config)
     assert seen and all(dtype == torch.bfloat16 for dtype in seen)  # the student's layers ran under autocast
     assert all(v.dtype == torch.float32 for v in read_checkpoint(f"{config.out}/checkpoint.pt").state_dict.values())
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_units(monkeypatch):
+    """Emulated bf16 is an order of magnitude slower than float32 (an AVX2-only CPU), so 'auto' falls back there."""
+    import guidegap.training.loop as loop
+
+    monkeypatch.setattr(loop, "cpu_has_bf16_units", lambda: False)
+    assert loop.resolve_mixed_precision("auto", cuda=False) == "no"
+    assert loop.resolve_mixed_precision("bf16", cuda=False) == "bf16"  # asked for explicitly, it is honoured
+    monkeypatch.setattr(loop, "cpu_has_bf16_units", lambda: True)
+    assert loop.resolve_mixed_precision("auto", cuda=False) == "bf16"
+    assert loop.resolve_mixed_precision("auto", cuda=True) == "fp16"
+    with pytest.raises(InputError, match="CUDA"):
+        loop.resolve_mixed_precision("fp16", cuda=False)

@@ -130,7 +130,7 @@ class TrainConfig:
             raise InputError(f"expected tirt in {TIRT_MODES}, received {self.tirt!r}.")
         if self.role == "student" and self.objective != "scratch" and not self.teacher:
             raise InputError(f"objective {self.objective!r} distils from a teacher; pass --teacher PATH (or 'oracle' on the oracle tier).")
-        self._unset = {name for name in (*RECIPE_SETTINGS, "lr_decay_steps") if getattr(self, name) is None}
+        self._unset = {name for name in (*RECIPE_SETTINGS, "lr_decay_steps", "tirt_lr") if getattr(self, name) is None}
         if self.lr_decay_steps is None:
             self.lr_decay_steps = self.steps  # stored: a resumed run with more --steps stays at the floor past it
         preset = {**TIER_DEFAULTS[self.tier][self.role], **(RECIPES[self.recipe][self.role] if self.recipe else {})}
@@ -186,7 +186,7 @@ class TrainConfig:
     def adopt_unset(self, stored: "TrainConfig") -> None:
         """On resume: recipe settings this config left unset take the stored run's values."""
         for name in (*getattr(self, "_unset", ()), *(("model_class", "model_config") if self.model_class is None else ())):
-            if getattr(stored, name) is not None:
+            if getattr(stored, name) is not None or name == "tirt_lr":  # tirt_lr None: lambda in the model's group
                 setattr(self, name, getattr(stored, name))
 
     def recipe_lines(self) -> list[str]:

@@ -33,7 +33,8 @@ from guidegap.training.run_folder import (check_resumable, check_steps, divergen
                                           trim_log)
 from guidegap.training.tirt import TIRT, LossMomentPrior
 
-__all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "load_teacher", "teacher_schedule", "resolve_mixed_precision"]
+__all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "load_teacher", "teacher_schedule", "resolve_mixed_precision",
+           "cpu_has_bf16_units"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _STEP_STREAM = 7  # seeding stream of training steps (see guidegap.recording.seeding)
@@ -86,11 +87,18 @@ def teacher_schedule(teacher: Any) -> str | None:
     return schedule_name(teacher.scheduler_config) if isinstance(teacher, LoadedModel) else None
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX-512 BF16). Without them oneDNN emulates bf16,
+    and autocast is far slower than float32: a cpu-tier dash step took 8.2x longer on an AVX2-only AMD EPYC
+    (analyses/results/bench_training.md)."""
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
 def resolve_mixed_precision(setting: str, cuda: bool) -> str:
-    """accelerate's ``mixed_precision`` for a config value: ``auto`` is bf16 on CPU (AMX) and fp16 on CUDA (DASH's
-    autocast + GradScaler)."""
+    """accelerate's ``mixed_precision`` for a config value: ``auto`` is fp16 on CUDA (DASH's autocast + GradScaler),
+    bf16 on a CPU with bf16 units (AMX / AVX-512 BF16), float32 (``no``) on any other CPU."""
     if setting == "auto":
-        return "fp16" if cuda else "bf16"
+        return "fp16" if cuda else ("bf16" if cpu_has_bf16_units() else "no")
     if setting == "fp16" and not cuda:
         raise InputError("mixed_precision 'fp16' needs a CUDA device; on a CPU use 'bf16' (or 'auto', or 'no').")
     return setting
