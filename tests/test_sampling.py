@@ -38,3 +38,17 @@ def test_tag_schedule_and_bad_labels(teacher):
     assert images.shape == (2, *teacher.sample_shape) and images.abs().max() <= 1
     with pytest.raises(InputError, match="labels"):
         sample(teacher, [teacher.num_classes], num_steps=5)
+
+
+def test_x0_clamp_keeps_every_x0_estimate_in_range_as_dashs_ddim_does():
+    """A model whose eps pushes x0 far out of [-1, 1]: unclamped DDIM ends far outside, the clamped one inside."""
+    from guidegap.denoisers.module import ModuleDenoiser
+
+    pushing = ModuleDenoiser(lambda x, t, y: torch.full_like(x, -3.0), num_classes=2, sample_shape=(1, 2, 2))
+    free = sample(pushing, [0, 1], num_steps=10, clip=False)
+    clamped = sample(pushing, [0, 1], num_steps=10, clip=False, clip_x0=True)
+    assert free.max() > 5 and clamped.abs().max() <= 1 + 1e-5
+    with pytest.raises(InputError, match="clip_sample"):
+        from diffusers import EulerDiscreteScheduler
+
+        sample(pushing, [0], num_steps=3, scheduler=EulerDiscreteScheduler(), clip_x0=True)

@@ -34,6 +34,7 @@ def sample(
     seed: int = 0,
     chunk_size: int = 128,
     clip: bool = True,
+    clip_x0: bool = False,
 ) -> torch.Tensor:
     """Draw one guided sample per label: ``eps = eps_u + w (eps_c - eps_u)`` at every step (CFG, Ho & Salimans 2022).
 
@@ -45,6 +46,7 @@ def sample(
         seed: every random draw derives from it per sample.
         chunk_size: samples per forward batch (the model sees ``2 * chunk_size`` rows).
         clip: clamp the final images to [-1, 1].
+        clip_x0: clamp the x0 estimate to [-1, 1] at every step (DASH's DDIM evaluation; DDIM / DDPM only).
 
     Returns:
         Float32 CPU tensor ``(N, *sample_shape)``.
@@ -60,6 +62,8 @@ def sample(
     if denoiser.sample_shape is None:
         raise InputError("the model does not declare its sample shape; wrap it with as_denoiser(..., sample_shape=(C, H, W)).")
     scheduler = sched.make_scheduler(scheduler)
+    if clip_x0:
+        scheduler = sched.with_x0_clamp(scheduler)
     timesteps = sched.fresh_copy(scheduler, num_steps).timesteps
     scales = scales_for_steps(as_guidance(guidance_scale), timesteps.cpu().numpy(), sched.num_train_timesteps(scheduler))
     images = []

@@ -97,6 +97,17 @@ def make_scheduler(spec: Any = None, *, base: Any = None) -> Any:
     return scheduler_from_config(cls, base.config)
 
 
+def with_x0_clamp(scheduler: Any, clip_range: float = 1.0) -> Any:
+    """The same scheduler with the x0 estimate clamped to ``[-clip_range, clip_range]`` at every step.
+
+    DASH's DDIM evaluation clamps x0 (``clip_sample`` in diffusers' DDIM / DDPM); guidegap's audits do not, so
+    that errors are not hidden. Offered for FD / fidelity samples that are compared with the paper's.
+    """
+    if "clip_sample" not in scheduler.config:
+        raise InputError(f"{type(scheduler).__name__} has no x0 clamp (clip_sample); use DDIM or DDPM for clamped sampling.")
+    return scheduler_from_config(type(scheduler), scheduler.config, clip_sample=True, clip_sample_range=float(clip_range))
+
+
 def fresh_copy(scheduler: Any, num_steps: int, device: torch.device | str = "cpu") -> Any:
     """A deep copy with ``set_timesteps(num_steps)`` applied, so runs never share scheduler state."""
     fresh = copy.deepcopy(scheduler)
