@@ -138,7 +138,9 @@ BOMB_RUNNER = textwrap.dedent("""
         finally:
             text, sys.stderr = sys.stderr.getvalue(), err
         results.append([code, text])
-    results.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    # VmHWM: this process's own peak (getrusage's ru_maxrss survives fork + exec and would count pytest's RSS)
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    results.append(int(hwm.split()[1]) * 1024)
     print(json.dumps(results))
 """)
 
