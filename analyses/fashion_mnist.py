@@ -1,4 +1,4 @@
-"""Reproduce the shape of DASH's comparison (DESIGN.md §5) on Fashion-MNIST, on this 2-core CPU.
+"""Reproduce the shape of DASH's comparison (docs/design.md §5) on Fashion-MNIST, on this 2-core CPU.
 
 Stages (each resumable: finished work is skipped, killed training resumes from its last checkpoint)::
 
@@ -10,7 +10,7 @@ Stages (each resumable: finished work is skipped, killed training resumes from i
     python analyses/fashion_mnist.py all
 
 Training runs live in ``runs/fashion_mnist/`` (ignored by git); the students share one teacher cache there,
-so the teacher's forward passes are paid once for the whole comparison (DESIGN.md §4). Everything reported
+so the teacher's forward passes are paid once for the whole comparison (docs/design.md §4). Everything reported
 is measured on the exported float16 checkpoints, the files anyone can re-audit.
 """
 
@@ -66,7 +66,7 @@ FIDELITY_PER_CLASS = 10
 FD_SAMPLES = 500
 SAMPLE_STEPS = 25  # DDIM steps for fidelity / FD samples (the audit itself uses 50)
 GRID_RUNS = ("teacher", "cond-only", "composite", "dash")
-PAPER = {  # DESIGN.md §5 (CIFAR-10, Inception FID, 50K samples)
+PAPER = {  # docs/design.md §5 (CIFAR-10, Inception FID, 50K samples)
     "teacher": (5.47, 1.00), "scratch": (20.47, None), "cond-only": (22.31, 0.09), "composite": (13.84, 0.68),
     "multi-w": (13.67, 0.75), "gap": (11.42, 0.81), "dash": (8.87, 0.91),
 }

@@ -50,7 +50,7 @@ class GuidegapAccessor:
 
     @property
     def thresholds(self) -> "Thresholds":
-        """The verdict thresholds stored in ``attrs['thresholds']``, else the DESIGN.md §2 defaults."""
+        """The verdict thresholds stored in ``attrs['thresholds']``, else the docs/design.md §2 defaults."""
         from guidegap.monitoring.log import thresholds_of
 
         return thresholds_of(self._ds)

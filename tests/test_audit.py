@@ -1,4 +1,4 @@
-"""Audit verdicts (DESIGN.md §2) on constructed students whose verdict is known, for UNet2DModel and DiT.
+"""Audit verdicts (docs/design.md §2) on constructed students whose verdict is known, for UNet2DModel and DiT.
 
 Every student is the teacher with one surgical edit:
 

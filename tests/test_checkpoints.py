@@ -1,4 +1,4 @@
-"""Loading models from paths safely (DESIGN.md §3: checkpoints are data, never code).
+"""Loading models from paths safely (docs/design.md §3: checkpoints are data, never code).
 
 Round-trips of diffusers folders, guidegap checkpoints and plain state dicts (with a factory) must give the
 same model; anything that would need arbitrary unpickling, or is damaged, is an InputError — and never

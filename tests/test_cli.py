@@ -1,4 +1,4 @@
-"""The ``guidegap`` command line (DESIGN.md §3): verdict exit codes, JSON, files, and bad input.
+"""The ``guidegap`` command line (docs/design.md §3): verdict exit codes, JSON, files, and bad input.
 
 Exit 0 when the verdict passes ``--fail-on`` (default: anything but healthy fails), 1 when it fails, 2 for
 bad input or usage — with exactly one line on stderr and never a traceback.

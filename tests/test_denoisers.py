@@ -1,4 +1,4 @@
-"""Adapters: every model family becomes ``pred = denoiser(x, t, labels)`` with a null label (DESIGN.md §3)."""
+"""Adapters: every model family becomes ``pred = denoiser(x, t, labels)`` with a null label (docs/design.md §3)."""
 
 from __future__ import annotations
 

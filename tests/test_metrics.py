@@ -1,4 +1,4 @@
-"""Metric values worked out by hand (DESIGN.md §2), one-pass == single functions, bootstrap behaviour."""
+"""Metric values worked out by hand (docs/design.md §2), one-pass == single functions, bootstrap behaviour."""
 
 from __future__ import annotations
 

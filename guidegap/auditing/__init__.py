@@ -1,1 +1,1 @@
-"""Audit: verdicts (DESIGN.md §2) with evidence, from a student (and usually its teacher)."""
+"""Audit: verdicts (docs/design.md §2) with evidence, from a student (and usually its teacher)."""

@@ -88,7 +88,7 @@ def audit(
     """Audit a student's classifier-free guidance against its teacher (or intrinsically, without one).
 
     With a teacher: teacher-forced recording of both branches of both models plus the student's own
-    free-running path (``divergence``), bootstrap summaries, and the DESIGN.md §2 verdict with per-phase
+    free-running path (``divergence``), bootstrap summaries, and the docs/design.md §2 verdict with per-phase
     evidence. Without: the gap relative to eps_c and the samples' response to w; only ``collapsed`` or
     ``non-finite`` can be called, otherwise the verdict is ``inconclusive``.
 

@@ -119,7 +119,7 @@ def guidance_response_estimate(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0
 
 
 def parse_fail_on(spec: str | Iterable[str] | None) -> set[str]:
-    """Verdicts that fail an audit; ``None`` means every verdict but ``healthy`` (DESIGN.md §3)."""
+    """Verdicts that fail an audit; ``None`` means every verdict but ``healthy`` (docs/design.md §3)."""
     if spec is None:
         return set(VERDICTS) - {"healthy"}
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]

@@ -1,4 +1,4 @@
-"""Verdicts from audit summaries (DESIGN.md §2): the first rule that holds, in a fixed order, decides.
+"""Verdicts from audit summaries (docs/design.md §2): the first rule that holds, in a fixed order, decides.
 
 =================  ===========================================================================
 verdict            rule (defaults in :class:`Thresholds`)
@@ -33,7 +33,7 @@ VERDICTS = ("healthy", "miscalibrated", "collapsed", "drifted", "non-finite", "i
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Verdict thresholds; defaults are DESIGN.md §2's. ``min_rel_gap``/``min_guidance_response`` are teacher-free."""
+    """Verdict thresholds; defaults are docs/design.md §2's. ``min_rel_gap``/``min_guidance_response`` are teacher-free."""
 
     collapsed_rho: float = 0.3
     rho_low: float = 0.8

@@ -1,4 +1,4 @@
-"""Bounds on what a file may claim, checked before anything is allocated (DESIGN.md §3: checkpoints are data).
+"""Bounds on what a file may claim, checked before anything is allocated (docs/design.md §3: checkpoints are data).
 
 A 1 KB edit of a ``config.json`` can ask for a model of billions of parameters or a million layers; the weights
 beside it say how large the model really is. :func:`check_config` refuses structure that would hang the

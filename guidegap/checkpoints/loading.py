@@ -1,4 +1,4 @@
-"""Load models from paths safely: checkpoints are data, never code (DESIGN.md §3).
+"""Load models from paths safely: checkpoints are data, never code (docs/design.md §3).
 
 Accepted: a diffusers model folder (``save_pretrained`` of ``UNet2DModel`` / ``DiTTransformer2DModel``, or a
 pipeline folder with ``unet/`` or ``transformer/``), a guidegap checkpoint file, or a plain state dict

@@ -1,4 +1,4 @@
-"""The ``guidegap`` command line (DESIGN.md §3).
+"""The ``guidegap`` command line (docs/design.md §3).
 
 Exit codes: 0 the verdict passes ``--fail-on``; 1 it fails; 2 bad input or usage — one line on stderr,
 never a traceback (set ``GUIDEGAP_DEBUG=1`` to see one for an unexpected error). Third-party warnings and log

@@ -36,7 +36,7 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
                                 else "distil a student from a teacher with an objective chosen by name (dash, cond-only, ...)")
         p.set_defaults(role=role)
         p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, train.log, config.json")
-        p.add_argument("--tier", default="cpu", choices=["oracle", "cpu", "paper"], help="model sizes and default data (DESIGN.md §4)")
+        p.add_argument("--tier", default="cpu", choices=["oracle", "cpu", "paper"], help="model sizes and default data (docs/design.md §4)")
         p.add_argument("--arch", default="unet", choices=["unet", "dit"], help="UNet2DModel (default) or DiTTransformer2DModel")
         p.add_argument("--data", help="fashion-mnist (cpu tier default), oracle[:SEED] (oracle tier default), or "
                                        "cifar10:PATH / cifar100:PATH (paper tier; binary version or class folders)")

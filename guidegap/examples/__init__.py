@@ -5,7 +5,7 @@ UNet2DModel, 1000 steps; students: 0.57M, 6.1x smaller, 400 distillation steps e
 float16:
 
 - ``cond-only``: distilled on the conditional branch only; its null-label branch never gets a gradient;
-- ``dash``: distilled with DASH (arXiv 2606.00798) as DESIGN.md specifies it.
+- ``dash``: distilled with DASH (arXiv 2606.00798) as docs/design.md specifies it.
 
 At this budget both students are still undertrained (analyses/results/fashion_mnist.md has their audits, FD and
 guidance fidelity); the teacher is final and the students will be replaced by longer runs.

@@ -1,4 +1,4 @@
-"""Guidance-gap metrics (DESIGN.md §2): pure per-sample functions and bootstrap summaries.
+"""Guidance-gap metrics (docs/design.md §2): pure per-sample functions and bootstrap summaries.
 
 :mod:`guidegap.metrics.functional` maps prediction tensors to ``(B,)`` metrics and is reused by the
 streaming recorder; :mod:`guidegap.metrics.summary` turns per-sample values (or a recorder Dataset) into

@@ -1,4 +1,4 @@
-"""Per-sample guidance-gap metrics as pure functions of tensors (DESIGN.md §2).
+"""Per-sample guidance-gap metrics as pure functions of tensors (docs/design.md §2).
 
 Every function takes ``(B, ...)`` tensors and returns a ``(B,)`` tensor: one value per sample, reduced
 over all non-batch dims. Branch order is always (cond, uncond). Notation, for teacher T and student S::
@@ -141,7 +141,7 @@ def guided(pred_cond: torch.Tensor, pred_uncond: torch.Tensor, guidance_scale: G
 
 
 def gap(pred_cond: torch.Tensor, pred_uncond: torch.Tensor) -> torch.Tensor:
-    """The guidance gap ``Delta = c - u`` (DESIGN.md §1), same shape as the inputs."""
+    """The guidance gap ``Delta = c - u`` (docs/design.md §1), same shape as the inputs."""
     _same_shape(pred_cond=pred_cond, pred_uncond=pred_uncond)
     return pred_cond - pred_uncond
 
@@ -260,7 +260,7 @@ def pair_metrics(
     teacher_uncond: torch.Tensor,
     guidance_scale: GuidanceScale,
 ) -> dict[str, torch.Tensor]:
-    """All student-vs-teacher metrics of DESIGN.md §2 with shared intermediates, each ``(B,)``.
+    """All student-vs-teacher metrics of docs/design.md §2 with shared intermediates, each ``(B,)``.
 
     Keys: ``gap_cos, gap_mse, cond_error, uncond_error, guided_error, amplification``; the values equal
     those of the single functions bit for bit.

@@ -110,7 +110,7 @@ def rho(
     level: float = 0.95,
     seed: int = 0,
 ) -> Estimate:
-    """``rho = E||Delta_S|| / E||Delta_T||``, a ratio of means over samples as in DASH's evaluate (DESIGN.md §2).
+    """``rho = E||Delta_S|| / E||Delta_T||``, a ratio of means over samples as in DASH's evaluate (docs/design.md §2).
 
     Inputs are per-sample gap norms (already averaged over steps); 1 = calibrated, ~0 = collapsed.
     """
@@ -136,7 +136,7 @@ def rho_per_step(ds: xr.Dataset) -> xr.DataArray:
 
 
 def summarize(ds: xr.Dataset, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Estimate]:
-    """Bootstrap estimates of the DESIGN.md §2 diagnostics from a recorder Dataset.
+    """Bootstrap estimates of the docs/design.md §2 diagnostics from a recorder Dataset.
 
     With a teacher and a student (``model`` holds both): ``rho, cos_delta, gap_mse, cond_error,
     uncond_error, rel_cond_error, rel_uncond_error, guided_error, amplification`` and, when recorded,

@@ -14,7 +14,7 @@ gap_norm_per_step          training_step, model, step      mean over samples of 
                                                            rel_uncond_error, guided_error, amplification,
                                                            divergence, nonfinite (as in ``guidegap audit --json``)
 <summary>_ci               training_step, bound            its bootstrap confidence interval (``bound``: low, high)
-verdict, verdict_reason    training_step                   the DESIGN.md §2 verdict (a string) and its rule
+verdict, verdict_reason    training_step                   the docs/design.md §2 verdict (a string) and its rule
 check_seconds              training_step                   wall time of the check
 =========================  ==============================  ================================================
 
@@ -109,7 +109,7 @@ def log_entry(report: "AuditReport", training_step: int, seconds: float, attrs: 
         data[name].attrs["ci_level"] = float(estimate.level)
         data[f"{name}_ci"] = _var(ts + ("bound",), np.array([[estimate.low, estimate.high]]),
                                   f"{estimate.level:.0%} bootstrap confidence interval of {name}")
-    data["verdict"] = _var(ts, np.array([report.verdict], dtype=object), "guidegap verdict (DESIGN.md section 2)")
+    data["verdict"] = _var(ts, np.array([report.verdict], dtype=object), "guidegap verdict (docs/design.md section 2)")
     data["verdict_reason"] = _var(ts, np.array([report.finding.reason], dtype=object), "rule that decided the verdict")
     data["check_seconds"] = _var(ts, np.array([float(seconds)]), "wall time of the check", "s")
     coords = {

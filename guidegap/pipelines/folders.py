@@ -1,4 +1,4 @@
-"""Load text-to-image pipeline folders offline and as data (DESIGN.md §3: checkpoints are data, never code).
+"""Load text-to-image pipeline folders offline and as data (docs/design.md §3: checkpoints are data, never code).
 
 Accepted: a diffusers pipeline folder (``model_index.json``, as ``save_pretrained`` writes it), or a bare denoiser
 folder (a ``UNet2DConditionModel`` / transformer ``save_pretrained``, or a folder holding only ``unet/`` or

@@ -1,4 +1,4 @@
-"""Declared batch layouts of classifier-free guidance inside diffusers pipelines (DESIGN.md §3).
+"""Declared batch layouts of classifier-free guidance inside diffusers pipelines (docs/design.md §3).
 
 A pipeline runs both branches either in one batch of ``2B`` rows, in an order fixed by its ``__call__``
 (``torch.cat([negative_prompt_embeds, prompt_embeds])`` puts uncond first; DiTPipeline's

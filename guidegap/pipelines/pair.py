@@ -1,7 +1,7 @@
 """Pair mode: a teacher pipeline and a student pipeline run from the same seed, compared step by step.
 
 Both pipelines run unmodified, one after the other, each on its **own guided trajectory** from the same
-initial noise (free-running, DESIGN.md §2): at step ``k`` the teacher and the student are evaluated at
+initial noise (free-running, docs/design.md §2): at step ``k`` the teacher and the student are evaluated at
 different states ``x_T`` and ``x_S`` once their samples drift apart, so the per-step branch errors mix the
 student's own error with the effect of the states it reached. ``divergence`` measures that drift: at step
 ``k`` it is ``RMS(x_S - x_T)`` of the states both models are evaluated at in step ``k + 1`` (the states after
@@ -103,7 +103,7 @@ def record_pair(
     Both runs are recorded with :func:`guidegap.record`; at every guided step the student's two branches are
     compared with the teacher's (:func:`guidegap.metrics.pair_metrics` at the run's ``guidance_scale``), and the
     states give ``divergence``. The trajectories are free-running: each pipeline follows its own samples (see the
-    module docstring). Returns an :class:`~guidegap.auditing.AuditReport` with the DESIGN.md §2 verdict
+    module docstring). Returns an :class:`~guidegap.auditing.AuditReport` with the docs/design.md §2 verdict
     (``judge_pair``); its Dataset has ``model = ["teacher", "student"]`` and ``attrs["mode"] == "pipeline"``.
 
     ``seed`` seeds a fresh ``torch.Generator`` for each run; a ``generator=`` in ``call_kwargs`` is used instead,

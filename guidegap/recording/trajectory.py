@@ -1,7 +1,7 @@
 """Record both guidance branches of a teacher and a student along sampling trajectories.
 
 Per chunk of samples, per sampling step: both branches of each model in one batch of 2B, per-sample
-metrics (DESIGN.md §2) reduced on the fly into :class:`~guidegap.recording.buffers.MetricBuffers`.
+metrics (docs/design.md §2) reduced on the fly into :class:`~guidegap.recording.buffers.MetricBuffers`.
 The chunk loop is outermost, so memory is bounded by the chunk size and flat in the number of steps.
 """
 

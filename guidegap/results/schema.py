@@ -1,4 +1,4 @@
-"""The xarray schema of every guidegap result (DESIGN.md §3).
+"""The xarray schema of every guidegap result (docs/design.md §3).
 
 Dims: ``sample``; ``step`` for trajectories (absent in data-probe results); ``model`` (``teacher`` /
 ``student``) for per-model variables; ``channel``, ``height``, ``width`` only when full predictions are

@@ -1,4 +1,4 @@
-"""Model configurations per tier (DESIGN.md §4), sized by a compression target, with exact parameter counts.
+"""Model configurations per tier (docs/design.md §4), sized by a compression target, with exact parameter counts.
 
 =======  ==========================================  ==========================================  =========
 tier     teacher                                     student                                     ratio

@@ -1,7 +1,7 @@
 """Pay the teacher's cost once: its two branches per training step, stored for every student of a comparison.
 
 Every distillation objective needs only ``eps_T(x_t, y)`` and ``eps_T(x_t, null)`` at the student's
-``(x_t, t, y)`` (DESIGN.md §4), and step ``k`` of rank ``r`` draws its batch from a generator seeded by
+``(x_t, t, y)`` (docs/design.md §4), and step ``k`` of rank ``r`` draws its batch from a generator seeded by
 ``(seed, k, r)``. So students that share the teacher, seed, data, schedule and batch size see the same
 ``(x_t, t, y)`` at every step, and one teacher pass per step can serve them all. The first run computes
 and stores each step's branches (float32, exact); later runs load them. The cache is data only
