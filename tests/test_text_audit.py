@@ -61,6 +61,13 @@ def cli(capsys, *args):
     return code, out, err
 
 
+def json_audit(capsys, folders, student: str, teacher: str, *extra):
+    """``guidegap audit folders/STUDENT --teacher folders/TEACHER --prompts ... --json``: (exit code, JSON or None, stderr)."""
+    code, out, err = cli(capsys, folders / student, "--teacher", folders / teacher, "--prompts", folders / "prompts.txt",
+                         "--num-steps", STEPS, "--json", *extra)
+    return code, json.loads(out) if out.strip() else None, err
+
+
 def test_cli_audits_a_bk_sdm_style_copy_of_the_teacher_as_healthy(folders, capsys, tmp_path):
     out_file, figure = tmp_path / "audit.nc", tmp_path / "audit.png"
     code, out, err = cli(capsys, folders / "bk-sdm-copy", "--teacher", folders / "sd", "--prompts", folders / "prompts.txt",
@@ -99,10 +106,8 @@ def test_cli_finds_a_collapsed_sd_student_that_has_its_own_text_encoder(folders,
 
 def test_cli_audits_an_sdxl_pair_with_the_zeros_null_condition(folders, capsys, tmp_path):
     out_file = tmp_path / "sdxl.nc"
-    code, out, err = cli(capsys, folders / "sdxl-collapsed", "--teacher", folders / "sdxl", "--prompts",
-                         folders / "prompts.txt", "--num-steps", STEPS, "--json", "--out", out_file)
+    code, result, err = json_audit(capsys, folders, "sdxl-collapsed", "sdxl", "--out", out_file)
     assert code == 1, err
-    result = json.loads(out)
     assert result["verdict"] == "collapsed" and result["rho"] == 0.0
     assert result["config"]["models"]["teacher"]["added_inputs"] == ["text_embeds", "time_ids"]
     nulls = json.loads(load_dataset(out_file).attrs["null_condition"])
@@ -234,10 +239,8 @@ def test_cli_audits_a_pixart_transformer_copy_as_healthy_on_the_eps_channels(fol
     from guidegap.pipelines.folders import load_pipeline
 
     out_file = tmp_path / "pixart.nc"
-    code, out, err = cli(capsys, folders / "pixart-copy", "--teacher", folders / "pixart", "--prompts",
-                         folders / "prompts.txt", "--num-steps", STEPS, "--json", "--out", out_file)
+    code, result, err = json_audit(capsys, folders, "pixart-copy", "pixart", "--out", out_file)
     assert code == 0, err
-    result = json.loads(out)
     assert result["verdict"] == "healthy" and result["rho"] == 1.0 and result["gap_mse"] == 0.0
     assert result["config"]["guidance"] == {"kind": "constant", "scale": 4.5}  # PixArtAlphaPipeline's default w
     assert result["config"]["scheduler"]["class"] == "DPMSolverMultistepScheduler"
@@ -264,10 +267,8 @@ def test_cli_audits_a_pixart_transformer_copy_as_healthy_on_the_eps_channels(fol
 
 
 def test_cli_finds_a_collapsed_pixart_student(folders, capsys):
-    code, out, err = cli(capsys, folders / "pixart-collapsed", "--teacher", folders / "pixart", "--prompts",
-                         folders / "prompts.txt", "--num-steps", STEPS, "--json")
+    code, result, err = json_audit(capsys, folders, "pixart-collapsed", "pixart")
     assert code == 1, err
-    result = json.loads(out)
     assert result["verdict"] == "collapsed" and result["rho"] == 0.0
     assert result["config"]["models"]["student"]["name"] == "student PixArtTransformer2DModel"
 
@@ -275,10 +276,8 @@ def test_cli_finds_a_collapsed_pixart_student(folders, capsys):
 def test_cli_audits_sd3_flow_matching_pipelines_on_the_velocity_gap(folders, capsys, tmp_path):
     """SD3 (FlowMatchEulerDiscreteScheduler): no input scaling, unit initial noise; a text-blind student collapses."""
     out_file = tmp_path / "sd3.nc"
-    code, out, err = cli(capsys, folders / "sd3-collapsed", "--teacher", folders / "sd3", "--prompts",
-                         folders / "prompts.txt", "--num-steps", STEPS, "--json", "--out", out_file)
+    code, result, err = json_audit(capsys, folders, "sd3-collapsed", "sd3", "--out", out_file)
     assert code == 1, err
-    result = json.loads(out)
     assert result["verdict"] == "collapsed" and result["rho"] == 0.0
     assert result["config"]["guidance"] == {"kind": "constant", "scale": 7.0}  # StableDiffusion3Pipeline's default w
     assert result["config"]["scheduler"]["class"] == "FlowMatchEulerDiscreteScheduler"
