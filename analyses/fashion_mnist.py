@@ -1,17 +1,28 @@
-"""Reproduce the shape of DASH's comparison (docs/design.md §5) on Fashion-MNIST, on this 2-core CPU.
+"""Reproduce DASH's comparison (docs/design.md §5) on Fashion-MNIST at convergence, on this 2-core CPU (issue 13).
 
-Stages (each resumable: finished work is skipped, killed training resumes from its last checkpoint)::
+One command continues the whole campaign wherever it stopped (finished work is skipped, a killed run resumes
+from its last checkpoint)::
 
-    python analyses/fashion_mnist.py train      # teacher, then every student at the same budget
-    python analyses/fashion_mnist.py export     # EMA weights in float16 -> committed checkpoints + package example
-    python analyses/fashion_mnist.py evaluate   # audit, data probe, guidance fidelity, FD of every exported run
-    python analyses/fashion_mnist.py table      # analyses/results/fashion_mnist.csv
-    python analyses/fashion_mnist.py figures    # figures/fashion_mnist_*.png
-    python analyses/fashion_mnist.py all
+    python analyses/fashion_mnist.py all       # teacher -> its evaluation -> every student -> evaluations -> table, figures
+    python analyses/fashion_mnist.py status    # which runs are done, their step, and an ETA
 
-Training runs live in ``runs/fashion_mnist/`` (ignored by git); the students share one teacher cache there,
-so the teacher's forward passes are paid once for the whole comparison (docs/design.md §4). Everything reported
-is measured on the exported float16 checkpoints, the files anyone can re-audit.
+Stages, each resumable and runnable alone (``--only RUN ...`` restricts ``train`` / ``evaluate``)::
+
+    train       teacher, then every student at one budget (and dash, cond-only again at twice it)
+    export      EMA weights in float16 -> analyses/checkpoints/fashion_mnist/ (committed; also done after each run)
+    evaluate    audit, data probe, guidance fidelity and FD of every exported checkpoint
+    table       analyses/results/fashion_mnist.{csv,md} and the convergence check
+    figures     figures/fashion_mnist_*.png
+    example     the package's built-in example (guidegap/examples/fashion_mnist) from the converged runs
+    verify      re-audit the table's checkpoints from their files and compare verdicts
+
+Training runs live in ``runs/fashion_mnist/`` (ignored by git). The students share one teacher cache there, so the
+teacher's forward passes are paid once (docs/design.md §4); each writes a light audit along training
+(``guidance.zarr``, :class:`guidegap.training.callbacks.LightAudit`) and keeps its EMA weights at log-spaced
+steps (``TrainConfig.export_steps``): the real-student population of the detector validation (issue 17).
+Students distil from the exported float16 teacher, and everything reported is measured on exported float16
+checkpoints, the files anyone can re-audit. On a machine with CUDA, the same command trains (fp16 autocast) and
+evaluates there.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,42 +41,258 @@ import torch
 import xarray as xr
 
 import guidegap
-from guidegap.checkpoints import read_checkpoint, save_checkpoint
-from guidegap.checkpoints.format import Checkpoint
+from guidegap.checkpoints import inference_copy, load_model, load_scheduler, read_checkpoint, save_checkpoint
 from guidegap.denoisers import Memoized, as_denoiser
 from guidegap.results.io import load_dataset, save_dataset
+from guidegap.training.architectures import unet_config
 from guidegap.training.config import TrainConfig
-from guidegap.training.loop import train
+from guidegap.training.loop import export_path, train
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RUNS = REPO / "runs" / "fashion_mnist"
 CHECKPOINTS = HERE / "checkpoints" / "fashion_mnist"
+TEACHER_FILE = CHECKPOINTS / "teacher.pt"
 EXAMPLE = REPO / "guidegap" / "examples" / "fashion_mnist"
 RESULTS = HERE / "results" / "fashion_mnist"
 TABLE = HERE / "results" / "fashion_mnist.csv"
 FIGURES = REPO / "figures"
 
-# -- budget (sized for ~2.5 h on 2 cores; see the module docstring of guidegap.training.teacher_cache) -----
+# -- models and budget (issue 13; sized by analyses/fashion_mnist_sizing.py for <= 12 h on 2 cores) ---------------
 SEED = 0
-# The recipe the committed table was trained with, pinned: the trainer's defaults moved on (issue 18), and this table
-# is re-made at convergence on the new recipe by the campaign of issue 13.
-LEGACY_RECIPE = dict(lr_schedule="constant", lr_warmup_steps=0, lr_min=0.0, weight_decay=0.0, dropout=0.0, mixed_precision="no")
-TEACHER = dict(steps=1000, lr=5e-4, ema_decay=0.995, tirt="uniform", schedule="linear", **LEGACY_RECIPE)
-STUDENT = dict(steps=400, lr=5e-4, ema_decay=0.99, **LEGACY_RECIPE)
-# Students in the order they train: the three the verdicts hinge on first, then the TIRT ablation (see the README).
+# One architecture family, 6.06x compression: teacher 868,705 parameters, student 143,277 (28x28 diffusers UNets).
+TEACHER_MODEL = unet_config((24, 48, 48), 2, 28, 1, 10, 8, head_dim=8)
+STUDENT_MODEL = unet_config((8, 20, 20), 2, 28, 1, 10, 4, head_dim=8)
+# Pinned here, not taken from the trainer's defaults, so the campaign's results stay reproducible when those move.
+# DASH's recipe (docs/design.md §5) scaled to a run of thousands of steps: its cosine noise schedule, TIRT learned
+# jointly in the model's AdamW group, a cosine LR decay to 1e-6, weight decay 0.01 / 1e-3, grad clip 1; the
+# EMA horizon and the learning rate sized for this run length rather than 391K / 234K iterations.
+_COMMON = dict(schedule="dash-cosine", batch_size=64, lr_schedule="cosine", lr_min=1e-6, grad_clip=1.0, dropout=0.0,
+               mixed_precision="auto", label_dropout_per_batch=False)
+TEACHER = dict(steps=4000, lr=5e-4, lr_warmup_steps=100, weight_decay=0.01, ema_decay=0.999, tirt="learned", **_COMMON)
+STUDENT = dict(lr=2e-3, lr_warmup_steps=50, weight_decay=1e-3, ema_decay=0.995, **_COMMON)
+BUDGET = 4000  # training steps of every student in the table
+# The teacher must be worth distilling (issue 13, item 1): checked before any student trains.
+TEACHER_BAR = dict(fd_max=10.0, fidelity_w4_min=0.95)
+# Students in the order they train: dash and cond-only first, each followed by its run at twice the budget (the
+# convergence check), then the others.
 STUDENTS = ("dash", "cond-only", "composite", "dash-no-tirt", "scratch", "gap", "multi-w", "pdm",
             "dash-no-uncond", "dash-no-anchor")
+DOUBLED = ("dash", "cond-only")
+# EMA weights kept along every run (log-spaced): the real-student population of the detector validation (issue 17).
+EXPORT_STEPS = (250, 500, 1000, 2000, 4000, 8000)
+# Light audit logged along training (GuidanceMonitor, zarr).
+MONITOR_EVERY = 250
+MONITOR = dict(num_samples=16, num_steps=10, guidance_scale=4.0, seed=0)
 # The package's built-in example: the teacher, the most broken baseline and DASH.
 EXAMPLE_RUNS = ("teacher", "cond-only", "dash")
 
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the campaign: its folder name, objective and training steps."""
+
+    name: str
+    objective: str
+    steps: int
+
+    @property
+    def role(self) -> str:
+        return "teacher" if self.name == "teacher" else "student"
+
+    @property
+    def export_steps(self) -> list[int]:
+        return [] if self.role == "teacher" else sorted({k for k in EXPORT_STEPS if k < self.steps} | {self.steps})
+
+    def checkpoint(self, step: int | None = None) -> Path:
+        """The committed float16 export of ``step`` (default: the run's last)."""
+        if self.role == "teacher":
+            return TEACHER_FILE
+        return CHECKPOINTS / self.name / f"step_{self.steps if step is None else step:07d}.pt"
+
+
+def plan() -> list[Run]:
+    """Every run, in training order."""
+    runs = [Run("teacher", "scratch", TEACHER["steps"])]
+    for name in STUDENTS:
+        runs.append(Run(name, name, BUDGET))
+        if name in DOUBLED:
+            runs.append(Run(f"{name}-x2", name, 2 * BUDGET))
+    return runs
+
+
+def table_runs() -> list[Run]:
+    """The runs of the table: the teacher and every student at the common budget."""
+    return [run for run in plan() if run.steps == BUDGET or run.role == "teacher"]
+
+
+def find(name: str) -> Run:
+    for run in plan():
+        if run.name == name:
+            return run
+    raise SystemExit(f"no run named {name!r}; the runs are {[r.name for r in plan()]}")
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the repository (as stored in committed files), or as given when outside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+# -- training ---------------------------------------------------------------------------------------------
+def config_for(run: Run) -> TrainConfig:
+    common = dict(out=str(RUNS / run.name), role=run.role, objective=run.objective, tier="cpu", seed=SEED, data="fashion-mnist",
+                  model_class="UNet2DModel", progress=False, steps=run.steps)
+    if run.role == "teacher":
+        return TrainConfig(**common, model_config=TEACHER_MODEL, checkpoint_every=100, **{k: v for k, v in TEACHER.items() if k != "steps"})
+    return TrainConfig(**common, model_config=STUDENT_MODEL, teacher=str(TEACHER_FILE), checkpoint_every=MONITOR_EVERY,
+                       audit_every=MONITOR_EVERY, teacher_cache=str(RUNS / "teacher_cache"), export_steps=run.export_steps,
+                       **STUDENT)
+
+
+def exported(run: Run) -> bool:
+    return all(run.checkpoint(k).exists() for k in run.export_steps) and run.checkpoint().exists()
+
+
+def train_run(run: Run) -> None:
+    from guidegap.training.callbacks import LightAudit
+
+    if exported(run):
+        return
+    RUNS.mkdir(parents=True, exist_ok=True)
+    callbacks = []
+    if run.role == "student":
+        callbacks.append(LightAudit(str(TEACHER_FILE), schedule=STUDENT["schedule"], store=RUNS / run.name / "guidance.zarr", **MONITOR))
+    log(f"{run.name}: training to step {run.steps} (resumes when a checkpoint exists)")
+    result = train(config_for(run), callbacks=callbacks, resume=True)
+    log(f"{run.name}: done, {json.dumps(result.last_log)}")
+    export_run(run)
+    save_monitor(run)
+
+
+def train_all(only: list[str] | None = None, force: bool = False) -> None:
+    for run in plan():
+        if only and run.name not in only:
+            continue
+        if run.role == "student" and not force:
+            check_teacher()
+        train_run(run)
+        evaluate_run(run)  # as each run finishes, so its results can be committed before the next one trains
+
+
+def check_teacher() -> None:
+    """Refuse to distil from a teacher that misses item 1 of issue 13 (``--force`` to distil anyway)."""
+    path = evaluation_path(find("teacher"))
+    if not path.exists():
+        raise SystemExit("the teacher is not evaluated yet: run `python analyses/fashion_mnist.py train --only teacher` first.")
+    ds = _read(path)
+    fd, fidelity = float(ds.fd.sel(guidance="tag")), float(ds.fidelity_accuracy.sel(w=4.0))
+    if fd > TEACHER_BAR["fd_max"] or fidelity < TEACHER_BAR["fidelity_w4_min"]:
+        raise SystemExit(f"the teacher misses the bar (FD {fd:.2f}, want <= {TEACHER_BAR['fd_max']}; fidelity at w = 4 "
+                         f"{fidelity:.3f}, want >= {TEACHER_BAR['fidelity_w4_min']}); train a better one, or pass --force.")
+
+
+# -- export -----------------------------------------------------------------------------------------------
+def _portable(metadata: dict, run: Run) -> dict:
+    """Checkpoint metadata with repository-relative paths and no machine-local cache path."""
+    config = {**metadata["config"], "out": relative(RUNS / run.name), "teacher_cache": None}
+    if config.get("teacher"):
+        config["teacher"] = relative(TEACHER_FILE)
+    return {**metadata, "config": config, "run": run.name}
+
+
+def export_run(run: Run) -> None:
+    """Copy a run's float16 EMA exports (the teacher's final EMA) into the committed checkpoint folder."""
+    if run.role == "teacher":
+        source = RUNS / "teacher" / "checkpoint.pt"
+        if TEACHER_FILE.exists() or not source.exists():
+            return
+        stored = read_checkpoint(source)
+        if stored.step < run.steps:
+            return
+        copy = inference_copy(stored)
+        copy.metadata = _portable(copy.metadata, run)
+        save_checkpoint(copy, TEACHER_FILE)
+        log(f"teacher: exported {relative(TEACHER_FILE)} ({TEACHER_FILE.stat().st_size / 1e6:.2f} MB)")
+        return
+    for step in run.export_steps:
+        source, target = export_path(RUNS / run.name, step), run.checkpoint(step)
+        if target.exists() or not source.exists():
+            continue
+        stored = read_checkpoint(source)
+        stored.metadata = _portable(stored.metadata, run)
+        save_checkpoint(stored, target)
+        log(f"{run.name}: exported {relative(target)}")
+
+
+def export_all() -> None:
+    for run in plan():
+        export_run(run)
+
+
+# -- status -----------------------------------------------------------------------------------------------
+DEFAULT_SECONDS_PER_STEP = {"teacher": 1.2, "cond-only": 0.25, "scratch": 0.25, "other": 0.45}
+CACHE_SECONDS_PER_STEP = 0.6  # the teacher's two branches per step, paid by the first run that reaches the step
+DEFAULT_EVALUATION_SECONDS = 120.0
+
+
+def _progress(run: Run) -> tuple[int, float | None]:
+    """(last logged step, measured seconds per step) of a run's log."""
+    path = RUNS / run.name / "log.jsonl"
+    if not path.exists():
+        return 0, None
+    rows = [row for line in path.read_text().splitlines()[-200:] if line.strip() and "seconds" in (row := json.loads(line))]
+    rates = [(b["seconds"] - a["seconds"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:])
+             if b["step"] > a["step"] and b["seconds"] > a["seconds"]]
+    return (rows[-1]["step"] if rows else 0), (float(np.median(rates)) if rates else None)
+
+
+def _cached_steps() -> int:
+    folder = RUNS / "teacher_cache"
+    return sum(1 for _ in folder.glob("*.safetensors")) if folder.exists() else 0
+
+
+def status() -> None:
+    """One line per run (state, step, measured speed, evaluations, ETA) and the estimated time left in all."""
+    cached, remaining, rows = _cached_steps(), 0.0, []
+    for run in plan():
+        step, rate = _progress(run)
+        kind = run.name if run.role == "teacher" else (run.objective if run.objective in ("cond-only", "scratch") else "other")
+        done = exported(run)
+        wanted = [run.steps] if run.role == "teacher" else run.export_steps
+        evaluated = sum(evaluation_path(run, k).exists() for k in wanted)
+        seconds = (len(wanted) - evaluated) * DEFAULT_EVALUATION_SECONDS
+        if not done:
+            needs_cache = run.role == "student" and run.objective != "scratch"
+            if rate is not None:  # measured on this run (cache building included)
+                seconds += (run.steps - step) * rate
+            else:
+                uncached = max(0, run.steps - cached) if needs_cache else 0
+                seconds += run.steps * DEFAULT_SECONDS_PER_STEP[kind] + uncached * CACHE_SECONDS_PER_STEP
+            if needs_cache:
+                cached = max(cached, run.steps)
+        remaining += seconds
+        state = "done" if done else (f"training, step {step}" if step else "pending")
+        speed = "" if rate is None else f"{rate:.2f} s/step"
+        rows.append(f"{run.name:16s} {run.objective:15s} {state:22s} {step:5d}/{run.steps:<5d} {speed:13s} "
+                    f"evaluated {evaluated}/{len(wanted)}  ETA {seconds / 3600:5.2f} h")
+    print("\n".join(rows))
+    print(f"teacher cache: {_cached_steps()} steps; time left (estimate, this machine): {remaining / 3600:.1f} h")
+
+
 # -- evaluation -------------------------------------------------------------------------------------------
 AUDIT = dict(num_samples=64, num_steps=50, guidance_scale=4.0, seed=0)  # `guidegap audit` defaults
-PROBE_SAMPLES = 256
-FIDELITY_SCALES = (1.0, 2.0, 4.0, 6.0)
-FIDELITY_PER_CLASS = 10
-FD_SAMPLES = 500
+PROBE_SAMPLES = 10_000  # DASH's data probe: the whole test set at uniform t
+FIDELITY_SCALES = (1.0, 2.0, 3.0, 4.0, 6.0)
+FIDELITY_PER_CLASS = 20
+FD_SAMPLES = 1000
+FD_GUIDANCE = ("1", "4", "tag")
 SAMPLE_STEPS = 25  # DDIM steps for fidelity / FD samples (the audit itself uses 50)
+GRID_PER_CLASS = 4
 GRID_RUNS = ("teacher", "cond-only", "composite", "dash")
 PAPER = {  # docs/design.md §5 (CIFAR-10, Inception FID, 50K samples)
     "teacher": (5.47, 1.00), "scratch": (20.47, None), "cond-only": (22.31, 0.09), "composite": (13.84, 0.68),
@@ -72,143 +300,182 @@ PAPER = {  # docs/design.md §5 (CIFAR-10, Inception FID, 50K samples)
 }
 
 
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, flush=True)
+def evaluation_path(run: Run, step: int | None = None) -> Path:
+    return RESULTS / run.name / f"step_{run.steps if step is None else step:07d}.nc"
 
 
-def runs() -> list[str]:
-    return ["teacher", *STUDENTS]
+@dataclass
+class Context:
+    """What every evaluation shares: the (memoized) teacher, the classifier, the test set's features, the sampling convention."""
+
+    teacher: Memoized
+    classifier: torch.nn.Module
+    reference: torch.Tensor
+    probe_data: tuple[torch.Tensor, torch.Tensor]
+    device: str
 
 
-# -- training ---------------------------------------------------------------------------------------------
-def train_all(only: list[str] | None = None) -> None:
-    RUNS.mkdir(parents=True, exist_ok=True)
-    teacher_config = TrainConfig(out=str(RUNS / "teacher"), role="teacher", tier="cpu", seed=SEED, progress=False,
-                                 checkpoint_every=100, **TEACHER)
-    if not only or "teacher" in only:
-        log("teacher: training (resumes when a checkpoint exists)")
-        train(teacher_config, resume=True)
-    teacher = str(RUNS / "teacher" / "checkpoint.pt")
-    for name in STUDENTS:
-        if only and name not in only:
-            continue
-        config = TrainConfig(out=str(RUNS / name), role="student", objective=name, teacher=teacher, tier="cpu", seed=SEED,
-                             progress=False, checkpoint_every=50, teacher_cache=str(RUNS / "teacher_cache"), **STUDENT)
-        log(f"{name}: training")
-        result = train(config, resume=True)
-        log(f"{name}: done, {json.dumps(result.last_log)}")
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-# -- export -----------------------------------------------------------------------------------------------
-def exported(name: str) -> Path:
-    return (EXAMPLE if name in EXAMPLE_RUNS else CHECKPOINTS) / f"{name}.pt"
+def make_context() -> Context:
+    from guidegap.data import load_fashion_mnist
+    from guidegap.evaluation import load_classifier
+    from guidegap.evaluation.frechet import classifier_features
+
+    device = _device()
+    classifier = load_classifier(device=device)
+    images, labels = load_fashion_mnist("test")
+    teacher = Memoized(as_denoiser(load_model(TEACHER_FILE).model.to(device)))
+    return Context(teacher, classifier, classifier_features(images.to(device), classifier).cpu(),
+                   (images[:PROBE_SAMPLES], labels[:PROBE_SAMPLES]), device)
 
 
-def export_all() -> None:
-    """Keep what an audit needs: EMA weights in float16, the noise schedule, TIRT, config. No optimizer state."""
-    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
-    EXAMPLE.mkdir(parents=True, exist_ok=True)
-    for name in runs():
-        source = RUNS / name / "checkpoint.pt"
-        if not source.exists():
-            log(f"{name}: not trained yet, skipped")
-            continue
-        stored = read_checkpoint(source)
-        config = stored.metadata["config"]
-        if stored.step < config["steps"]:
-            log(f"{name}: at step {stored.step} of {config['steps']}, skipped")
-            continue
-        weights = {k: v.half() if v.is_floating_point() else v for k, v in stored.ema_state_dict.items()}
-        metadata = {**stored.metadata, "exported": "EMA weights in float16 (training state dropped)", "run": name}
-        metadata["config"] = {**config, "out": f"runs/fashion_mnist/{name}", "teacher": "teacher.pt" if config.get("teacher") else None,
-                              "teacher_cache": None}
-        save_checkpoint(Checkpoint(model_class=stored.model_class, model_config=stored.model_config, state_dict=weights,
-                                   scheduler_config=stored.scheduler_config, tirt_lambda=stored.tirt_lambda, step=stored.step,
-                                   metadata=metadata), exported(name))
-        log(f"{name}: exported {exported(name).relative_to(REPO)} ({exported(name).stat().st_size / 1e6:.2f} MB)")
+CONVENTION = RESULTS / "sampling_convention.json"
 
 
-# -- evaluation -------------------------------------------------------------------------------------------
-def _model(name: str):
-    return as_denoiser(guidegap.load_model(exported(name)).model)
-
-
-def _fidelity_labels() -> torch.Tensor:
-    return torch.arange(10).repeat_interleave(FIDELITY_PER_CLASS)
+def x0_clamp() -> bool:
+    """The sampling convention of FD and fidelity, decided once from the teacher (issue 18, item 8): DASH's clamped
+    DDIM, unless the clamp breaks the teacher (its fidelity at w = 4 falls below the bar with it, not without)."""
+    if not CONVENTION.exists():
+        raise SystemExit("the sampling convention is decided by the teacher's evaluation: run `train --only teacher` first.")
+    return bool(json.loads(CONVENTION.read_text())["x0_clamp"])
 
 
 @torch.no_grad()
-def evaluate_all(only: list[str] | None = None) -> None:
-    from guidegap.data import load_fashion_mnist
-    from guidegap.evaluation import load_classifier
+def outcomes(model, scheduler, clamp: bool, context: Context, grids: bool) -> xr.Dataset:
+    """What guidance does, measured without the gap metrics: classifier accuracy of guided samples against their label
+    per w, FD to the test set at w = 1, 4 and DASH's TAG guidance (same seeds for every model and guidance)."""
     from guidegap.evaluation.fidelity import guidance_fidelity
     from guidegap.evaluation.frechet import classifier_features, frechet_distance
     from guidegap.recording.sampling import sample
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    classifier = load_classifier()
-    test_images, test_labels = load_fashion_mnist("test")
-    reference = classifier_features(test_images, classifier)
-    probe_data = (test_images[:PROBE_SAMPLES], test_labels[:PROBE_SAMPLES])
-    teacher = Memoized(_model("teacher"))  # one teacher pass serves every student's audit and probe
-    for name in runs():
-        out = RESULTS / f"{name}.nc"
-        if (only and name not in only) or not exported(name).exists() or out.exists():
-            continue
-        started = time.perf_counter()
-        model = teacher.inner if name == "teacher" else _model(name)
-        # audit (trajectories) and DASH's data probe, against the teacher
-        report = guidegap.audit(exported(name), teacher, **AUDIT)
-        probe = guidegap.probe(teacher, model, probe_data, guidance_scale=AUDIT["guidance_scale"], seed=0)
-        probe_summary = guidegap.summarize(probe)
-        # guidance fidelity over w, and FD at DASH's time-adaptive guidance
-        labels = _fidelity_labels()
-        accuracy, grids = [], []
-        for w in FIDELITY_SCALES:
-            images = sample(model, labels, guidance_scale=w, num_steps=SAMPLE_STEPS, seed=1)
-            accuracy.append(guidance_fidelity(images, labels, classifier))
-            grids.append(((images + 1) * 127.5).round().to(torch.uint8).numpy())
-        fd_labels = torch.arange(FD_SAMPLES) % 10
-        fd_images = sample(model, fd_labels, guidance_scale="tag", num_steps=SAMPLE_STEPS, seed=2)
-        fd_value = frechet_distance(classifier_features(fd_images, classifier), reference)
-        fd_accuracy = guidance_fidelity(fd_images, fd_labels, classifier)
-        seconds = time.perf_counter() - started
+    labels = torch.arange(10).repeat_interleave(FIDELITY_PER_CLASS)
+    accuracy, mosaics = [], []
+    for w in FIDELITY_SCALES:
+        images = sample(model, labels, guidance_scale=w, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=1, clip_x0=clamp)
+        accuracy.append(guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier))
+        if grids and w in (1.0, 4.0):
+            kept = images.reshape(10, FIDELITY_PER_CLASS, 28, 28)[:, :GRID_PER_CLASS].reshape(-1, 28, 28)
+            mosaics.append(((kept + 1) * 127.5).round().to(torch.uint8).numpy())
+    fd_labels = torch.arange(FD_SAMPLES) % 10
+    fd, fd_accuracy = [], []
+    for guidance in FD_GUIDANCE:
+        scale = guidance if guidance == "tag" else float(guidance)
+        images = sample(model, fd_labels, guidance_scale=scale, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=2, clip_x0=clamp)
+        fd.append(frechet_distance(classifier_features(images.to(context.device), context.classifier).cpu(), context.reference))
+        fd_accuracy.append(guidance_fidelity(images.to(context.device), fd_labels.to(context.device), context.classifier))
+    ds = xr.Dataset(
+        {"fidelity_accuracy": ("w", np.asarray(accuracy), {"long_name": "classifier accuracy of guided samples vs their label",
+                                                            "units": "1", "samples": len(labels)}),
+         "fd": ("guidance", np.asarray(fd), {"long_name": "Frechet distance to the test set, project-classifier features",
+                                             "units": "1", "samples": FD_SAMPLES}),
+         "fd_accuracy": ("guidance", np.asarray(fd_accuracy), {"long_name": "classifier accuracy of the FD samples", "units": "1"})},
+        coords={"w": np.asarray(FIDELITY_SCALES), "guidance": list(FD_GUIDANCE)},
+        attrs={"x0_clamp": int(clamp), "sample_steps": SAMPLE_STEPS, "fd_reference": "Fashion-MNIST test set (10,000 images)"},
+    )
+    if mosaics:
+        ds["samples"] = (("grid_w", "grid_sample", "y", "x"), np.stack(mosaics),
+                         {"long_name": f"guided samples, {GRID_PER_CLASS} per class (uint8, 0 = -1, 255 = +1)", "units": "1"})
+        ds = ds.assign_coords(grid_w=[1.0, 4.0], grid_label=("grid_sample", labels.reshape(10, -1)[:, :GRID_PER_CLASS].reshape(-1).numpy()))
+    return ds
 
-        summary = report.summary
-        ds = xr.Dataset(
-            {
-                "fidelity_accuracy": ("w", np.asarray(accuracy), {"long_name": "classifier accuracy of samples vs requested label", "units": "1"}),
-                "samples": (("w", "sample", "y", "x"), np.stack(grids)[:, :, 0],
-                            {"long_name": "guided samples (uint8, 0 = -1, 255 = +1)", "units": "1"}),
-                "sample_label": ("sample", labels.numpy()),
-            },
-            coords={"w": np.asarray(FIDELITY_SCALES)},
-            attrs={
-                "run": name, "checkpoint": str(exported(name).relative_to(REPO)),
-                "verdict": report.verdict, "verdict_reason": report.finding.reason,
-                "audit": json.dumps({k: v.to_dict() for k, v in summary.items()}),
-                "audit_settings": json.dumps(AUDIT),
-                "probe": json.dumps({k: v.to_dict() for k, v in probe_summary.items()}),
-                "probe_samples": PROBE_SAMPLES,
-                "fd": fd_value, "fd_samples": FD_SAMPLES, "fd_reference": "Fashion-MNIST test set (10,000 images)",
-                "fd_guidance": "tag", "fd_tag_accuracy": fd_accuracy, "sample_steps": SAMPLE_STEPS,
-                "parameters": int(sum(p.numel() for p in model.module.parameters())),
-                "evaluation_seconds": round(seconds, 1),
-            },
-        )
-        save_dataset(report.dataset, RESULTS / f"{name}_audit.nc")
-        save_dataset(probe, RESULTS / f"{name}_probe.nc")
-        _write(ds, out)
-        log(f"{name}: {report.verdict} rho {summary['rho'].value:.3f} fd {fd_value:.2f} fidelity {np.round(accuracy, 3).tolist()} "
-            f"({seconds:.0f} s; teacher memory {teacher.hits} hits / {teacher.misses} misses)")
+
+def _per_step_means(audit: xr.Dataset) -> xr.Dataset:
+    """The audit's per-sample, per-step variables averaged over samples (kept for every export; small)."""
+    kept = {f"audit_{name}": var.mean("sample") for name, var in audit.data_vars.items()
+            if "sample" in var.dims and var.dtype.kind == "f" and set(var.dims) <= {"sample", "model", "step"}}
+    return xr.Dataset(kept)
+
+
+@torch.no_grad()
+def evaluate_export(run: Run, step: int, context: Context, clamp: bool, out: Path | None = None) -> xr.Dataset:
+    started = time.perf_counter()
+    path = run.checkpoint(step)
+    loaded = load_model(path)
+    scheduler = load_scheduler(loaded.scheduler_config)
+    model = as_denoiser(loaded.model.to(context.device))
+    final = step == run.steps
+    ds = outcomes(context.teacher.inner if run.role == "teacher" else model, scheduler, clamp, context, grids=final)
+    attrs = {"run": run.name, "objective": run.objective, "step": step, "checkpoint": relative(path),
+             "parameters": int(sum(p.numel() for p in loaded.model.parameters()))}
+    if run.role == "student":
+        report = guidegap.audit(model, context.teacher, scheduler=scheduler, **AUDIT)
+        probe = guidegap.probe(context.teacher, model, context.probe_data, guidance_scale=AUDIT["guidance_scale"],
+                               scheduler=scheduler, seed=0)
+        ds = xr.merge([ds, _per_step_means(report.dataset)], combine_attrs="override")
+        attrs.update(verdict=report.verdict, verdict_reason=report.finding.reason, audit_settings=json.dumps(AUDIT),
+                     audit=json.dumps({k: v.to_dict() for k, v in report.summary.items()}),
+                     probe=json.dumps({k: v.to_dict() for k, v in guidegap.summarize(probe).items()}), probe_samples=PROBE_SAMPLES)
+        if final:
+            evaluation_path(run, step).parent.mkdir(parents=True, exist_ok=True)
+            save_dataset(report.dataset, evaluation_path(run, step).with_name(f"step_{step:07d}_audit.nc"))
+    attrs["evaluation_seconds"] = round(time.perf_counter() - started, 1)
+    ds.attrs.update(attrs)
+    _write(ds, out or evaluation_path(run, step))
+    return ds
+
+
+def evaluate_run(run: Run, context: Context | None = None) -> None:
+    steps = [run.steps] if run.role == "teacher" else run.export_steps
+    todo = [k for k in steps if run.checkpoint(k).exists() and not evaluation_path(run, k).exists()]
+    if not todo:
+        return
+    context = context or make_context()
+    if run.role == "teacher":
+        evaluate_teacher(run, context)
+        return
+    clamp = x0_clamp()
+    for step in todo:
+        ds = evaluate_export(run, step, context, clamp)
+        audit = json.loads(ds.attrs["audit"])
+        log(f"{run.name} @ {step}: {ds.attrs['verdict']} rho {audit['rho']['value']:.3f} cos {audit['cos_delta']['value']:.3f} "
+            f"fd(tag) {float(ds.fd.sel(guidance='tag')):.2f} fidelity {np.round(ds.fidelity_accuracy.values, 3).tolist()} "
+            f"({ds.attrs['evaluation_seconds']:.0f} s)")
+
+
+def evaluate_teacher(run: Run, context: Context) -> None:
+    """The teacher under both sampling conventions; decides the one every student is measured with."""
+    results = {}
+    for clamp in (True, False):
+        out = evaluation_path(run).with_name(f"step_{run.steps:07d}_{'clamp' if clamp else 'no_clamp'}.nc")
+        results[clamp] = _read(out) if out.exists() else evaluate_export(run, run.steps, context, clamp, out)
+        ds = results[clamp]
+        log(f"teacher, x0 clamp {clamp}: fd {np.round(ds.fd.values, 2).tolist()} (w = 1, 4, tag), fidelity "
+            f"{np.round(ds.fidelity_accuracy.values, 3).tolist()} (w = {list(FIDELITY_SCALES)})")
+    bar = TEACHER_BAR["fidelity_w4_min"]
+    w4 = {clamp: float(results[clamp].fidelity_accuracy.sel(w=4.0)) for clamp in results}
+    breaks = w4[True] < bar <= w4[False]
+    decision = {"x0_clamp": not breaks, "fidelity_w4_clamp": w4[True], "fidelity_w4_no_clamp": w4[False],
+                "fd_tag_clamp": float(results[True].fd.sel(guidance="tag")), "fd_tag_no_clamp": float(results[False].fd.sel(guidance="tag")),
+                "rule": f"DASH's clamped DDIM unless the clamp takes the teacher's fidelity at w = 4 below {bar} and no clamp does not"}
+    from guidegap.atomic import atomic_path
+
+    with atomic_path(CONVENTION) as tmp:
+        Path(tmp).write_text(json.dumps(decision, indent=2) + "\n")
+    chosen = evaluation_path(run).with_name(f"step_{run.steps:07d}_{'clamp' if decision['x0_clamp'] else 'no_clamp'}.nc")
+    _write(_read(chosen), evaluation_path(run))
+    log(f"sampling convention: x0 clamp {decision['x0_clamp']} ({decision})")
+
+
+def evaluate_all(only: list[str] | None = None) -> None:
+    context = None
+    for run in plan():
+        if only and run.name not in only:
+            continue
+        steps = [run.steps] if run.role == "teacher" else run.export_steps
+        if any(run.checkpoint(k).exists() and not evaluation_path(run, k).exists() for k in steps):
+            context = context or make_context()
+            evaluate_run(run, context)
 
 
 def _write(ds: xr.Dataset, path: Path) -> None:
     """An evaluation Dataset (not a recorder result, so not schema-checked), written atomically."""
-    from guidegap.atomic import atomic_path
+    from guidegap.atomic import write_bytes_atomic
 
-    with atomic_path(path, suffix=".nc") as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, ds.to_netcdf(engine="h5netcdf"))
 
 
 def _read(path: Path) -> xr.Dataset:
@@ -216,40 +483,80 @@ def _read(path: Path) -> xr.Dataset:
 
 
 # -- table ------------------------------------------------------------------------------------------------
-def table() -> pd.DataFrame:
-    rows = []
-    teacher_params = None
-    for name in runs():
-        path = RESULTS / f"{name}.nc"
-        if not path.exists():
-            continue
-        ds = _read(path)
-        audit, probe = json.loads(ds.attrs["audit"]), json.loads(ds.attrs["probe"])
-        params = int(ds.attrs["parameters"])
-        teacher_params = params if name == "teacher" else teacher_params
-        config = read_checkpoint(REPO / ds.attrs["checkpoint"]).metadata["config"]
-        row = {
-            "run": name, "objective": "scratch (teacher)" if name == "teacher" else config["objective"], "params": params,
-            "compression": round(teacher_params / params, 2) if teacher_params else None, "fd": round(float(ds.attrs["fd"]), 3),
-            "rho": round(audit["rho"]["value"], 4), "rho_ci_low": round(audit["rho"]["low"], 4), "rho_ci_high": round(audit["rho"]["high"], 4),
-            "cos_delta": round(audit["cos_delta"]["value"], 4), "gap_mse": audit["gap_mse"]["value"],
-            "rel_cond_error": audit["rel_cond_error"]["value"], "rel_uncond_error": audit["rel_uncond_error"]["value"],
-            "verdict": ds.attrs["verdict"], "checkpoint": ds.attrs["checkpoint"],
-            "probe_rho": round(probe["rho"]["value"], 4), "probe_cos_delta": round(probe["cos_delta"]["value"], 4),
-            "probe_gap_mse": probe["gap_mse"]["value"],
-            **{f"fidelity_w{w:g}": round(float(a), 3) for w, a in zip(ds.w.values, ds.fidelity_accuracy.values)},
-            "fidelity_tag": round(float(ds.attrs["fd_tag_accuracy"]), 3),
-            "steps": config["steps"], "paper_fid_c10": PAPER.get(name, (None, None))[0], "paper_rho_c10": PAPER.get(name, (None, None))[1],
-        }
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    TABLE.parent.mkdir(parents=True, exist_ok=True)
-    from guidegap.atomic import atomic_path
+POPULATION = HERE / "results" / "fashion_mnist_population.csv"
+CONVERGENCE = dict(cos_delta=0.03, fd_relative=0.05)  # issue 13: doubling the budget changes dash's cosine / FD by less
 
-    with atomic_path(TABLE) as tmp:
-        frame.to_csv(tmp, index=False)
-    log(f"wrote {TABLE.relative_to(REPO)} ({len(frame)} rows)")
-    _markdown(frame)
+
+def row_of(ds: xr.Dataset, teacher_params: int | None) -> dict:
+    """One evaluated checkpoint as a flat row: outcomes, audit (teacher-forced, w = 4) and data-probe statistics."""
+    row = {"run": ds.attrs["run"], "objective": ds.attrs["objective"], "steps": int(ds.attrs["step"]),
+           "params": int(ds.attrs["parameters"])}
+    row["compression"] = round(teacher_params / row["params"], 2) if teacher_params else None
+    for guidance in ds.guidance.values:
+        row[f"fd_{'w' if guidance != 'tag' else ''}{guidance}"] = round(float(ds.fd.sel(guidance=guidance)), 3)
+        row[f"fd_accuracy_{'w' if guidance != 'tag' else ''}{guidance}"] = round(float(ds.fd_accuracy.sel(guidance=guidance)), 4)
+    row.update({f"fidelity_w{w:g}": round(float(a), 4) for w, a in zip(ds.w.values, ds.fidelity_accuracy.values)})
+    if "audit" in ds.attrs:
+        audit, probe = json.loads(ds.attrs["audit"]), json.loads(ds.attrs["probe"])
+        for name, estimate in audit.items():
+            row[name] = estimate["value"]
+            if name == "rho":
+                row["rho_ci_low"], row["rho_ci_high"] = estimate["low"], estimate["high"]
+        row.update({f"probe_{name}": estimate["value"] for name, estimate in probe.items()})
+        row["verdict"] = ds.attrs["verdict"]
+    else:  # the teacher against itself
+        row.update(rho=1.0, cos_delta=1.0, verdict="reference")
+    row["x0_clamp"] = bool(ds.attrs["x0_clamp"])
+    row["checkpoint"] = ds.attrs["checkpoint"]
+    return row
+
+
+def population() -> pd.DataFrame:
+    """Every evaluated export of every run (the detector validation's real students) as rows."""
+    teacher_path = evaluation_path(find("teacher"))
+    teacher_params = int(_read(teacher_path).attrs["parameters"]) if teacher_path.exists() else None
+    rows = [row_of(_read(path), teacher_params) for run in plan() for path in sorted((RESULTS / run.name).glob("step_???????.nc"))]
+    return pd.DataFrame(rows)
+
+
+def _save_csv(frame: pd.DataFrame, path: Path) -> None:
+    from guidegap.atomic import write_bytes_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, frame.to_csv(index=False).encode())
+    log(f"wrote {relative(path)} ({len(frame)} rows)")
+
+
+def convergence(frame: pd.DataFrame) -> pd.DataFrame:
+    """For each doubled run: gap cosine and FD (TAG) at the budget and at twice it, and whether doubling changed
+    them by less than issue 13 allows."""
+    rows = []
+    indexed = frame.set_index(["run", "steps"])
+    for name in DOUBLED:
+        if (name, BUDGET) not in indexed.index or (f"{name}-x2", 2 * BUDGET) not in indexed.index:
+            continue
+        at, twice = indexed.loc[(name, BUDGET)], indexed.loc[(f"{name}-x2", 2 * BUDGET)]
+        d_cos = float(twice.cos_delta - at.cos_delta)
+        d_fd = float((twice.fd_tag - at.fd_tag) / at.fd_tag)
+        rows.append({"objective": name, "steps": BUDGET, "cos_delta": at.cos_delta, "cos_delta_x2": twice.cos_delta,
+                     "change_cos": round(d_cos, 4), "fd_tag": at.fd_tag, "fd_tag_x2": twice.fd_tag, "change_fd": round(d_fd, 4),
+                     "rho": at.rho, "rho_x2": twice.rho, "fidelity_w4": at.fidelity_w4, "fidelity_w4_x2": twice.fidelity_w4,
+                     "converged": abs(d_cos) < CONVERGENCE["cos_delta"] and abs(d_fd) < CONVERGENCE["fd_relative"]})
+    return pd.DataFrame(rows)
+
+
+def table() -> pd.DataFrame:
+    everything = population()
+    if everything.empty:
+        log("nothing evaluated yet")
+        return everything
+    _save_csv(everything, POPULATION)
+    wanted = {(run.name, run.steps) for run in table_runs()}
+    frame = everything[[(r, k) in wanted for r, k in zip(everything.run, everything.steps)]].copy()
+    frame["paper_fid_c10"] = [PAPER.get(name, (None, None))[0] for name in frame.run]
+    frame["paper_rho_c10"] = [PAPER.get(name, (None, None))[1] for name in frame.run]
+    _save_csv(frame, TABLE)
+    _markdown(frame, convergence(everything))
     return frame
 
 
@@ -266,69 +573,132 @@ def uncond_share(frame: pd.DataFrame, column: str, higher_is_better: bool = Fals
     return float(part / gain) if gain else None
 
 
-def _markdown(frame: pd.DataFrame) -> None:
-    """analyses/results/fashion_mnist.md: the measured table next to the paper's, and the unconditional share."""
-    from guidegap.atomic import atomic_path
+def _markdown(frame: pd.DataFrame, converged: pd.DataFrame) -> None:
+    """analyses/results/fashion_mnist.md: the measured table next to the paper's, the convergence check and the
+    unconditional share."""
+    from guidegap.atomic import write_bytes_atomic
 
+    clamp = "clamped" if frame.x0_clamp.iloc[0] else "unclamped"
     lines = [
         "# Fashion-MNIST reproduction of the DASH comparison (measured)",
         "",
-        f"Teacher {frame.params.iloc[0]:,} parameters, {TEACHER['steps']} steps; students {STUDENT['steps']} steps each, "
-        f"batch 64, seed {SEED}, one shared teacher cache. Audit: {AUDIT['num_samples']} samples x {AUDIT['num_steps']} DDIM "
-        f"steps at w = {AUDIT['guidance_scale']:g}, teacher-forced. FD: {FD_SAMPLES} samples at DASH's TAG guidance, "
-        f"{SAMPLE_STEPS}-step DDIM, project-classifier features vs the 10,000 test images. Fidelity: "
-        f"{10 * FIDELITY_PER_CLASS} samples per w. Produced by `python analyses/fashion_mnist.py all`.",
+        f"Teacher {int(frame.params[frame.run == 'teacher'].max()):,} parameters, {TEACHER['steps']} steps; students {BUDGET} steps each at batch 64, "
+        f"seed {SEED}, one shared teacher cache. Audit: {AUDIT['num_samples']} samples x {AUDIT['num_steps']} DDIM steps at "
+        f"w = {AUDIT['guidance_scale']:g}, teacher-forced. Data probe: the {PROBE_SAMPLES:,} test images at uniform t. "
+        f"FD: {FD_SAMPLES} samples, {SAMPLE_STEPS}-step {clamp} DDIM, project-classifier features vs the 10,000 test "
+        f"images, at DASH's TAG guidance (and w = 1, 4 in the CSV). Fidelity: {10 * FIDELITY_PER_CLASS} samples per w. "
+        "Produced by `python analyses/fashion_mnist.py all`.",
         "",
-        "| run | params | FD | rho [95% CI] | cos | fidelity w=1 / 4 | verdict | paper FID C10 | paper rho C10 |",
-        "|---|---:|---:|---|---:|---|---|---:|---:|",
+        "| run | params | FD (TAG) | rho [95% CI] | cos | probe rho / cos | fidelity w=1 / 4 | verdict | paper FID C10 | paper rho C10 |",
+        "|---|---:|---:|---|---:|---|---|---|---:|---:|",
     ]
     for row in frame.itertuples():
         paper_fid = "" if pd.isna(row.paper_fid_c10) else f"{row.paper_fid_c10:.2f}"
         paper_rho = "" if pd.isna(row.paper_rho_c10) else f"{row.paper_rho_c10:.2f}"
-        lines.append(f"| {row.run} | {row.params:,} | {row.fd:.2f} | {row.rho:.2f} [{row.rho_ci_low:.2f}, {row.rho_ci_high:.2f}] | "
-                     f"{row.cos_delta:.2f} | {row.fidelity_w1:.2f} / {row.fidelity_w4:.2f} | {row.verdict} | {paper_fid} | {paper_rho} |")
+        ci = "" if pd.isna(getattr(row, "rho_ci_low", np.nan)) else f" [{row.rho_ci_low:.2f}, {row.rho_ci_high:.2f}]"
+        probe = "" if pd.isna(getattr(row, "probe_rho", np.nan)) else f"{row.probe_rho:.2f} / {row.probe_cos_delta:.2f}"
+        lines.append(f"| {row.run} | {row.params:,} | {row.fd_tag:.2f} | {row.rho:.2f}{ci} | {row.cos_delta:.2f} | {probe} | "
+                     f"{row.fidelity_w1:.2f} / {row.fidelity_w4:.2f} | {row.verdict} | {paper_fid} | {paper_rho} |")
+    if not converged.empty:
+        lines += ["", f"Convergence: the same student trained at twice the budget ({2 * BUDGET} steps, its own LR schedule). "
+                  f"Converged when the gap cosine moves by < {CONVERGENCE['cos_delta']} and FD by < {CONVERGENCE['fd_relative']:.0%}.",
+                  "", "| objective | cos at budget / x2 | FD (TAG) at budget / x2 | rho at budget / x2 | converged |", "|---|---|---|---|---|"]
+        for row in converged.itertuples():
+            lines.append(f"| {row.objective} | {row.cos_delta:.3f} / {row.cos_delta_x2:.3f} ({row.change_cos:+.3f}) | "
+                         f"{row.fd_tag:.2f} / {row.fd_tag_x2:.2f} ({row.change_fd:+.1%}) | {row.rho:.3f} / {row.rho_x2:.3f} | "
+                         f"{'yes' if row.converged else 'no'} |")
     frame = frame.assign(abs_log_rho=np.abs(np.log(frame.rho)))
-    shares = {c: uncond_share(frame, c, hib) for c, hib in (("fd", False), ("fidelity_w4", True), ("abs_log_rho", False))}
+    shares = {c: uncond_share(frame, c, hib) for c, hib in (("fd_tag", False), ("fidelity_w4", True), ("abs_log_rho", False))}
     lines += ["", "Share of DASH's gain over cond-only distillation that comes from unconditional supervision, "
               "`(m(dash-no-uncond) - m(dash)) / (m(cond-only) - m(dash))`:",
               *[f"- {c}: {'n/a' if v is None else f'{v:.2f}'}" for c, v in shares.items()]]
-    with atomic_path(TABLE.with_suffix(".md")) as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")
-    log(f"wrote {TABLE.with_suffix('.md').relative_to(REPO)}")
+    write_bytes_atomic(TABLE.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
+    log(f"wrote {relative(TABLE.with_suffix('.md'))}")
 
 
 # -- figures ----------------------------------------------------------------------------------------------
+HIGHLIGHT = ("dash", "cond-only", "composite")
+
+
+def monitor_csv(run: Run) -> Path:
+    return RESULTS / run.name / "monitor.csv"
+
+
+def save_monitor(run: Run) -> None:
+    """The light audit logged along training (runs/.../guidance.zarr) as a small committed CSV."""
+    from guidegap.monitoring.log import load_log, log_summary
+
+    store = RUNS / run.name / "guidance.zarr"
+    if store.exists():
+        _save_csv(log_summary(load_log(store)).reset_index(), monitor_csv(run))
+
+
 def figures() -> None:
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from guidegap.atomic import atomic_path
+    from guidegap.atomic import write_bytes_atomic
     from guidegap.metrics.summary import rho_per_step
 
-    FIGURES.mkdir(exist_ok=True)
-    names = [n for n in runs() if (RESULTS / f"{n}.nc").exists()]
+    frame = population()
+    if frame.empty:
+        log("nothing evaluated yet")
+        return
+    cmap = plt.get_cmap("tab20")
+    students = [run for run in plan() if run.role == "student"]
+    color = {run.name: cmap(i) for i, run in enumerate(students)}
+
+    def style(name: str) -> dict:
+        base = name.removesuffix("-x2")
+        return dict(color=color.get(name, "k"), lw=2.4 if base in HIGHLIGHT else 1.2, ls="--" if name.endswith("-x2") or base == "pdm" else "-")
 
     def save(fig, name: str) -> None:
-        with atomic_path(FIGURES / name, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
         plt.close(fig)
+        write_bytes_atomic(FIGURES / name, buffer.getvalue())
         log(f"wrote figures/{name}")
 
-    # collapse curves of every run on one page: per-step rho and gap cosine against the teacher
+    FIGURES.mkdir(exist_ok=True)
+    # learning curves: the light audit along training (lines) and the full audit / FD of each export (markers)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    for run in students:
+        rows = frame[frame.run == run.name].sort_values("steps")
+        if rows.empty:
+            continue
+        monitored = pd.read_csv(monitor_csv(run)) if monitor_csv(run).exists() else None
+        for ax, column in zip(axes, ("rho", "cos_delta", "fd_tag")):
+            if monitored is not None and column in monitored:
+                ax.plot(monitored.training_step, monitored[column], alpha=0.45, **{**style(run.name), "lw": 0.9})
+            ax.plot(rows.steps, rows[column], marker="o", ms=3.5, label=run.name, **style(run.name))
+    for ax, label in zip(axes, ("rho = |Delta_S| / |Delta_T|", "mean cos(Delta_S, Delta_T)", "FD to the test set (TAG guidance)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+    axes[0].set_yscale("log")
+    axes[0].axhspan(0.8, 1.25, color="green", alpha=0.12)
+    axes[1].axhline(0.8, color="green", lw=0.8, ls=":")
+    axes[2].set_yscale("log")
+    axes[2].axhline(float(frame[frame.run == "teacher"].fd_tag.iloc[0]) if (frame.run == "teacher").any() else np.nan,
+                    color="k", lw=1.0, ls=":", label="teacher")
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Students along training: the light audit every {MONITOR_EVERY} steps ({MONITOR['num_samples']} samples x "
+                 f"{MONITOR['num_steps']} steps, thin) and the full audit + FD of each kept checkpoint (markers)")
+    save(fig, "fashion_mnist_learning_curves.png")
+
+    # collapse curves at the budget: per-step rho and gap cosine against the teacher
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    cmap = plt.get_cmap("tab20")
-    for i, name in enumerate(n for n in names if n != "teacher"):
-        ds = load_dataset(RESULTS / f"{name}_audit.nc")
-        t = ds.timestep.values
-        rho = rho_per_step(ds)
-        cos = ds["gap_cos"].mean("sample")
-        style = dict(color=cmap(i), lw=2.4 if name in ("dash", "cond-only", "composite") else 1.3)
-        if name == "pdm":  # with its default lam = 1, PDM's loss is the gap objective's (see the README): dashed, so both show
-            style["ls"] = "--"
-        axes[0].plot(t, rho.values, label=name, **style)
-        axes[1].plot(t, cos.values, label=name, **style)
+    for run in (r for r in table_runs() if r.role == "student"):
+        path = evaluation_path(run).with_name(f"step_{run.steps:07d}_audit.nc")
+        if not path.exists():
+            continue
+        ds = load_dataset(path)
+        axes[0].plot(ds.timestep.values, rho_per_step(ds).values, label=run.name, **style(run.name))
+        axes[1].plot(ds.timestep.values, ds["gap_cos"].mean("sample").values, label=run.name, **style(run.name))
     for ax, label in zip(axes, ("rho(t) = |Delta_S| / |Delta_T|", "cos(Delta_S, Delta_T)")):
         ax.axhline(1.0, color="k", lw=0.8, ls=":")
         ax.set_xlabel("timestep t (1000 = pure noise)")
@@ -337,49 +707,47 @@ def figures() -> None:
     axes[0].set_yscale("log")
     axes[0].axhspan(0.8, 1.25, color="green", alpha=0.15, label="healthy rho")
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Fashion-MNIST students vs teacher: guidance-gap size and direction along {AUDIT['num_steps']}-step DDIM, "
+    fig.suptitle(f"Students at {BUDGET} steps vs teacher: guidance-gap size and direction along {AUDIT['num_steps']}-step DDIM, "
                  f"w = {AUDIT['guidance_scale']:g} (teacher-forced, {AUDIT['num_samples']} samples)")
     save(fig, "fashion_mnist_collapse.png")
 
-    # guidance-fidelity curves
+    # guidance-fidelity curves at the budget
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for i, name in enumerate(names):
-        ds = _read(RESULTS / f"{name}.nc")
-        style = dict(color="k", lw=2.8) if name == "teacher" else dict(color=cmap(i - 1), lw=2.2 if name in GRID_RUNS else 1.2)
-        if name == "pdm":
-            style.update(ls="--")
-        ax.plot(ds.w.values, ds.fidelity_accuracy.values, marker="o", label=name, **style)
+    at_budget = frame[[(r, k) in {(run.name, run.steps) for run in table_runs()} for r, k in zip(frame.run, frame.steps)]]
+    scales = list(FIDELITY_SCALES)
+    for row in at_budget.itertuples():
+        values = [getattr(row, f"fidelity_w{w:g}") for w in scales]
+        ax.plot(scales, values, marker="o", label=row.run, **(dict(color="k", lw=2.8) if row.run == "teacher" else style(row.run)))
     ax.set_xlabel("guidance scale w")
     ax.set_ylabel("classifier accuracy vs requested class")
-    ax.set_title(f"Guidance fidelity ({10 * FIDELITY_PER_CLASS} samples per w, {SAMPLE_STEPS}-step DDIM)")
+    ax.set_title(f"Guidance fidelity at {BUDGET} steps ({10 * FIDELITY_PER_CLASS} samples per w, {SAMPLE_STEPS}-step DDIM)")
     ax.legend(fontsize=7, ncol=2)
     save(fig, "fashion_mnist_fidelity.png")
 
     # sample grids: per class, w = 1 vs w = 4
-    grid_names = [n for n in GRID_RUNS if n in names]
-    fig, axes = plt.subplots(len(grid_names), 2, figsize=(10, 2.2 * len(grid_names) + 0.5))
+    grid = [run for run in table_runs() if run.name in GRID_RUNS and evaluation_path(run).exists()]
+    fig, axes = plt.subplots(len(grid), 2, figsize=(10, 2.2 * len(grid) + 0.5))
     axes = np.atleast_2d(axes)
-    for row, name in enumerate(grid_names):
-        ds = _read(RESULTS / f"{name}.nc")
+    for row, run in enumerate(grid):
+        ds = _read(evaluation_path(run))
         for col, w in enumerate((1.0, 4.0)):
-            per_class = min(4, FIDELITY_PER_CLASS)
-            images = ds.samples.sel(w=w).values.reshape(10, FIDELITY_PER_CLASS, 28, 28)[:, :per_class]
-            mosaic = images.transpose(1, 2, 0, 3).reshape(per_class * 28, 10 * 28)
+            images = ds.samples.sel(grid_w=w).values.reshape(10, GRID_PER_CLASS, 28, 28)
+            mosaic = images.transpose(1, 2, 0, 3).reshape(GRID_PER_CLASS * 28, 10 * 28)
             ax = axes[row, col]
             ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{name}, w = {w:g}", fontsize=9)
-    fig.suptitle(f"Samples per class (columns: the 10 classes; {min(4, FIDELITY_PER_CLASS)} seeds each, same seeds in every panel)")
+            ax.set_title(f"{run.name}, w = {w:g}", fontsize=9)
+    fig.suptitle(f"Samples per class (columns: the 10 classes; {GRID_PER_CLASS} seeds each, same seeds in every panel)")
     save(fig, "fashion_mnist_samples.png")
 
 
 def verify() -> int:
-    """Re-audit every committed checkpoint of the table from its file, as a user would, and compare verdicts."""
+    """Re-audit every committed student checkpoint of the table from its file, as a user would, and compare verdicts."""
     frame = pd.read_csv(TABLE)
-    teacher = Memoized(as_denoiser(guidegap.load_model(REPO / frame.set_index("run").loc["teacher", "checkpoint"]).model))
+    teacher = Memoized(as_denoiser(load_model(TEACHER_FILE).model))
     mismatches = 0
-    for row in frame.itertuples():
+    for row in frame[frame.run != "teacher"].itertuples():
         report = guidegap.audit(str(REPO / row.checkpoint), teacher, **AUDIT)
         same = report.verdict == row.verdict and abs(report.summary["rho"].value - row.rho) < 1e-3
         mismatches += not same
@@ -388,15 +756,34 @@ def verify() -> int:
     return 1 if mismatches else 0
 
 
+def make_example() -> None:
+    """The package's built-in example from the converged runs: the teacher, cond-only and dash at the budget."""
+    import shutil
+
+    sources = {"teacher": TEACHER_FILE, **{name: find(name).checkpoint() for name in EXAMPLE_RUNS if name != "teacher"}}
+    missing = [name for name, path in sources.items() if not path.exists()]
+    if missing:
+        log(f"example: {missing} not trained yet, the shipped example is unchanged")
+        return
+    EXAMPLE.mkdir(parents=True, exist_ok=True)
+    for name, path in sources.items():
+        shutil.copyfile(path, EXAMPLE / f"{name}.pt")
+    log(f"example: {relative(EXAMPLE)} re-made ({sum(p.stat().st_size for p in EXAMPLE.glob('*.pt')) / 1e6:.2f} MB)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["train", "export", "evaluate", "table", "figures", "all", "verify"])
+    parser.add_argument("stage", choices=["all", "status", "train", "export", "evaluate", "table", "figures", "example", "verify"])
     parser.add_argument("--only", nargs="*", help="restrict train/evaluate to these runs")
+    parser.add_argument("--force", action="store_true", help="distil even from a teacher that misses the bar")
     args = parser.parse_args(argv)
+    if args.stage == "status":
+        status()
+        return 0
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     if args.stage in ("train", "all"):
-        train_all(args.only)
-    if args.stage in ("export", "all"):
+        train_all(args.only, args.force)
+    if args.stage == "export":
         export_all()
     if args.stage in ("evaluate", "all"):
         evaluate_all(args.only)
@@ -404,6 +791,8 @@ def main(argv: list[str] | None = None) -> int:
         table()
     if args.stage in ("figures", "all"):
         figures()
+    if args.stage in ("example", "all"):
+        make_example()
     if args.stage == "verify":
         return verify()
     return 0

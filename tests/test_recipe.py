@@ -175,3 +175,37 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_units(monkeypatch):
     assert loop.resolve_mixed_precision("auto", cuda=True) == "fp16"
     with pytest.raises(InputError, match="CUDA"):
         loop.resolve_mixed_precision("fp16", cuda=False)
+
+
+def test_export_steps_write_audit_ready_float16_ema_weights_along_training(tmp_path):
+    """Exports at steps 2 and 4 of a run: the EMA weights of that step in float16, no training state, loadable."""
+    import guidegap
+    from guidegap.cli.train import log_spaced_steps
+    from guidegap.training.loop import export_path
+
+    run = _oracle(tmp_path, "run", steps=6, export_steps=[4, 2], checkpoint_every=3)
+    train(run)
+    short = _oracle(tmp_path, "short", steps=4, lr_decay_steps=6)
+    train(short)
+    exported = read_checkpoint(export_path(run.out, 4))
+    assert run.export_steps == [2, 4] and exported.step == 4 and exported.optimizer is None and exported.ema_state_dict is None
+    ema = read_checkpoint(f"{short.out}/checkpoint.pt").ema_state_dict
+    assert all(torch.equal(exported.state_dict[k], v.half()) for k, v in ema.items())
+    assert export_path(run.out, 2).exists() and not export_path(run.out, 6).exists()
+    assert guidegap.load_model(export_path(run.out, 2)).model is not None
+    assert log_spaced_steps(250, 4000) == [250, 500, 1000, 2000, 4000] and log_spaced_steps(250, 3000) == [250, 500, 1000, 2000, 3000]
+    with pytest.raises(InputError, match="export_steps"):
+        _oracle(tmp_path, "bad", export_steps=[0])
+
+
+def test_cli_export_steps_log_spaced(tmp_path):
+    """``guidegap distill --export-steps log:2 --steps 6`` keeps steps 2, 4 and 6; a malformed list is refused."""
+    from guidegap.cli.main import build_parser, main
+
+    out = tmp_path / "run"
+    code = main(["distill", "--tier", "oracle", "--teacher", "oracle", "--steps", "6", "--batch-size", "16",
+                 "--export-steps", "log:2", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert sorted(p.name for p in (out / "exports").iterdir()) == ["step_0000002.pt", "step_0000004.pt", "step_0000006.pt"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["distill", "--teacher", "oracle", "--out", "x", "--export-steps", "two"])

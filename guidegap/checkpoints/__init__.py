@@ -1,6 +1,6 @@
 """Checkpoints as data: guidegap's own format and safe loading of models from paths."""
 
-from guidegap.checkpoints.format import Checkpoint, atomic_torch_save, build_model, save_checkpoint
+from guidegap.checkpoints.format import Checkpoint, atomic_torch_save, build_model, inference_copy, save_checkpoint
 from guidegap.checkpoints.loading import LoadedModel, load_model, load_scheduler, read_checkpoint
 
-__all__ = ["Checkpoint", "LoadedModel", "atomic_torch_save", "build_model", "load_model", "load_scheduler", "read_checkpoint", "save_checkpoint"]
+__all__ = ["Checkpoint", "LoadedModel", "atomic_torch_save", "build_model", "inference_copy", "load_model", "load_scheduler", "read_checkpoint", "save_checkpoint"]

@@ -25,7 +25,7 @@ import torch
 from guidegap.atomic import atomic_path
 from guidegap.errors import InputError
 
-__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "atomic_torch_save", "SUPPORTED_MODEL_CLASSES", "build_model"]
+__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "inference_copy", "atomic_torch_save", "SUPPORTED_MODEL_CLASSES", "build_model"]
 
 FORMAT, FORMAT_VERSION = "guidegap-checkpoint", 1
 SUPPORTED_MODEL_CLASSES = ("UNet2DModel", "DiTTransformer2DModel", "MLPDenoiser")
@@ -128,6 +128,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
     """Write ``checkpoint`` atomically."""
     return atomic_torch_save(checkpoint.to_dict(), path)
+
+
+def inference_copy(checkpoint: Checkpoint, dtype: torch.dtype = torch.float16, **metadata: Any) -> Checkpoint:
+    """What an audit or a sampler needs of a training checkpoint: its EMA weights (its weights when it has no EMA)
+    cast to ``dtype``, the noise schedule, TIRT and config; no optimizer, RNG or EMA copy. ``metadata`` is added."""
+    weights = checkpoint.ema_state_dict or checkpoint.state_dict
+    return Checkpoint(model_class=checkpoint.model_class, model_config=checkpoint.model_config,
+                      state_dict={k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()},
+                      scheduler_config=checkpoint.scheduler_config, tirt_lambda=checkpoint.tirt_lambda, step=checkpoint.step,
+                      metadata={**checkpoint.metadata, "exported": f"{'EMA ' if checkpoint.ema_state_dict else ''}weights in "
+                                f"{str(dtype).removeprefix('torch.')} (training state dropped)", **metadata})
 
 
 def build_model(model_class: str, config: dict[str, Any], source: str) -> torch.nn.Module:

@@ -26,6 +26,27 @@ def _options(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _export_steps(text: str) -> list[int] | str:
+    """``--export-steps 250,500,1000`` or ``--export-steps log:250`` (250, 500, 1000, ... up to --steps)."""
+    first = text.removeprefix("log:")
+    try:
+        steps = [int(first)] if text.startswith("log:") else [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected steps like 250,500,1000 or log:250, received {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"expected training steps >= 1, received {text!r}")
+    return f"log:{steps[0]}" if text.startswith("log:") else steps
+
+
+def log_spaced_steps(first: int, last: int) -> list[int]:
+    """``first``, twice that, four times ..., up to ``last``, and ``last`` itself."""
+    steps = []
+    while first < last:
+        steps.append(first)
+        first *= 2
+    return [*steps, last]
+
+
 def _describe(settings: dict[str, object]) -> str:
     return ", ".join(f"{name.replace('_', '-')} {value}" for name, value in settings.items())
 
@@ -88,6 +109,9 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         p.add_argument("--checkpoint-every", type=positive_int, default=200)
         p.add_argument("--log-every", type=positive_int, default=10)
         p.add_argument("--audit-every", type=int, default=0, help="light audit of the EMA student every N steps (0: off)")
+        p.add_argument("--export-steps", type=_export_steps, default=[],
+                       help="also write the EMA weights (float16, audit-ready) to OUT/exports/ at these steps: "
+                            "250,500,1000, or log:250 for 250, 500, 1000, ... up to --steps")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--no-progress", action="store_true")
 
@@ -112,6 +136,8 @@ def run_training(args: argparse.Namespace) -> int:
         label_dropout_per_batch=getattr(args, "label_dropout_per_batch", None), tirt=args.tirt, tirt_lr=args.tirt_lr, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, audit_every=args.audit_every,
         progress=not args.no_progress and sys.stderr.isatty(), teacher_cache=getattr(args, "teacher_cache", None),
+        export_steps=(log_spaced_steps(int(args.export_steps[4:]), args.steps) if isinstance(args.export_steps, str)
+                      else args.export_steps),
     )
     callbacks = []
     if args.audit_every and config.teacher:

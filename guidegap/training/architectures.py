@@ -18,7 +18,7 @@ import torch
 
 from guidegap.errors import InputError
 
-__all__ = ["TIERS", "ORACLE_MIXTURE", "oracle_mixture", "oracle_teacher", "model_spec", "build", "count_parameters"]
+__all__ = ["TIERS", "ORACLE_MIXTURE", "unet_config", "oracle_mixture", "oracle_teacher", "model_spec", "build", "count_parameters"]
 
 TIERS = ("oracle", "cpu", "paper")
 
@@ -50,7 +50,7 @@ def oracle_teacher(spec: Any, alphas_cumprod: torch.Tensor) -> Any:
     return None if seed is None else oracle_mixture(seed).denoiser(alphas_cumprod)
 
 
-def _unet(channels: tuple[int, ...], layers: int, size: int, in_channels: int, num_classes: int,
+def unet_config(channels: tuple[int, ...], layers: int, size: int, in_channels: int, num_classes: int,
           groups: int, attention_levels: tuple[int, ...] = (), head_dim: int = 64) -> dict[str, Any]:
     levels = len(channels)
     return {
@@ -99,12 +99,12 @@ def model_spec(tier: str, role: str, num_classes: int | None = None, arch: str =
     if tier == "cpu":
         k = num_classes or 10
         if role == "teacher":
-            return "UNet2DModel", _unet((48, 96, 96), 2, 28, 1, k, 8, head_dim=8)
-        return "UNet2DModel", _unet((16, 40, 40), 2, 28, 1, k, 4, head_dim=8)
+            return "UNet2DModel", unet_config((48, 96, 96), 2, 28, 1, k, 8, head_dim=8)
+        return "UNet2DModel", unet_config((16, 40, 40), 2, 28, 1, k, 4, head_dim=8)
     k = num_classes or 10
     if role == "teacher":
-        return "UNet2DModel", _unet((128, 256, 256, 256), 2, 32, 3, k, 32, attention_levels=(1,))
-    return "UNet2DModel", _unet((64, 128, 128, 128), 1, 32, 3, k, 32, attention_levels=(1,))
+        return "UNet2DModel", unet_config((128, 256, 256, 256), 2, 32, 3, k, 32, attention_levels=(1,))
+    return "UNet2DModel", unet_config((64, 128, 128, 128), 1, 32, 3, k, 32, attention_levels=(1,))
 
 
 def build(model_class: str, config: dict[str, Any]) -> torch.nn.Module:

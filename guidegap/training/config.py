@@ -58,7 +58,7 @@ LEGACY = dict(recipe=None, schedule="linear", lr_schedule="constant", lr_warmup_
               weight_decay=0.0, dropout=0.0, ema_decay=0.999, mixed_precision="no", label_dropout_per_batch=False,
               tirt_lr=1e-3)
 # Fields that may change between a run and its resumption (everything else must match).
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache", "export_steps")
 
 
 @dataclass
@@ -78,6 +78,8 @@ class TrainConfig:
     ``lr_decay_steps`` (default: the first run's ``steps``; a run resumed with more steps stays at the floor) towards the floor ``lr_min``. ``mixed_precision``: accelerate's
     autocast (``no``, ``bf16``, ``fp16``, or ``auto``); weights, loss and the model's outputs stay float32.
     ``schedule``: the noise schedule; a student takes its teacher's when not given.
+    ``export_steps``: training steps at which the EMA weights are also written, in float16 and without training
+    state, to ``out/exports/step_NNNNNNN.pt`` (audit-ready files, e.g. log-spaced to study a run along training).
     """
 
     out: str
@@ -114,6 +116,7 @@ class TrainConfig:
     audit_every: int = 0
     progress: bool = True
     teacher_cache: str | None = None
+    export_steps: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.role not in ("teacher", "student"):
@@ -154,6 +157,10 @@ class TrainConfig:
             self.data = oracle if self.tier == "oracle" else "fashion-mnist"
 
     def _check(self) -> None:
+        steps = self.export_steps
+        if not isinstance(steps, (list, tuple)) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in steps):
+            raise InputError(f"expected export_steps as a list of training steps >= 1, received {steps!r}.")
+        self.export_steps = sorted(set(steps))
         for name in ("steps", "batch_size", "num_train_timesteps"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"expected {name} >= 1, received {getattr(self, name)}.")

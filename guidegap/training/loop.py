@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from guidegap.checkpoints.format import Checkpoint, save_checkpoint
+from guidegap.checkpoints.format import Checkpoint, inference_copy, save_checkpoint
 from guidegap.denoisers import Denoiser, as_denoiser
 from guidegap.errors import InputError
 from guidegap.recording.seeding import sample_seed
@@ -33,10 +33,18 @@ from guidegap.training.run_folder import (check_resumable, check_steps, divergen
                                           trim_log)
 from guidegap.training.tirt import TIRT, LossMomentPrior
 
-__all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "load_teacher", "teacher_schedule", "resolve_mixed_precision",
+__all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "export_path", "load_teacher", "teacher_schedule", "resolve_mixed_precision",
            "cpu_has_bf16_units"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+EXPORTS = "exports"
+
+
+def export_path(out: str | os.PathLike[str], step: int) -> Path:
+    """Where a run in ``out`` writes its EMA export of training step ``step`` (``TrainConfig.export_steps``)."""
+    return Path(out) / EXPORTS / f"step_{step:07d}.pt"
+
+
 _STEP_STREAM = 7  # seeding stream of training steps (see guidegap.recording.seeding)
 
 # A callback gets (step, EMA student as a Denoiser) and returns values to log (or None); e.g. a light audit.
@@ -276,10 +284,8 @@ def train(
                  accelerator.mixed_precision, accelerator.device)
         log.info("recipe: %s", "; ".join(config.recipe_lines()))
 
-    def save(step: int) -> None:
-        if not main:
-            return
-        save_checkpoint(Checkpoint(
+    def snapshot(step: int) -> Checkpoint:
+        return Checkpoint(
             model_class=model_class, model_config=model_config, state_dict=model.state_dict(),
             ema_state_dict=ema.state_dict(), scheduler_config={"_class_name": type(scheduler).__name__, **scheduler.config},
             tirt_lambda=tirt.lambda_t.detach().cpu().clone(), optimizer=optimizer.state_dict(),
@@ -288,7 +294,15 @@ def train(
                       "teacher_parameters": teacher_params, "role": config.role},
             extras={**({"loss_moment": moments.state_dict()} if moments is not None else {}),
                     **({"grad_scaler": accelerator.scaler.state_dict()} if accelerator.scaler is not None else {})},
-        ), checkpoint_path)
+        )
+
+    def save(step: int) -> None:
+        if main:
+            save_checkpoint(snapshot(step), checkpoint_path)
+
+    def export(step: int) -> None:
+        if main:
+            save_checkpoint(inference_copy(snapshot(step)), export_path(out, step))
 
     # -- loop -----------------------------------------------------------------------------------
     per_rank = config.batch_size // world
@@ -358,6 +372,8 @@ def train(
                 jsonl.flush()
                 if bar is not None:
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
+            if done in config.export_steps:
+                export(done)  # before the checkpoint: a run killed in between repeats this step and writes it again
             if done % config.checkpoint_every == 0 or done == config.steps:
                 save(done)
                 accelerator.wait_for_everyone()
