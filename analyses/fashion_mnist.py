@@ -390,17 +390,18 @@ def _per_step_means(audit: xr.Dataset) -> xr.Dataset:
 
 
 @torch.no_grad()
-def evaluate_export(run: Run, step: int, context: Context, clamp: bool, out: Path | None = None) -> xr.Dataset:
+def evaluate_checkpoint(path: Path, *, name: str, objective: str, step: int, teacher: bool, grids: bool, context: Context,
+                        clamp: bool, out: Path, audit_out: Path | None = None) -> xr.Dataset:
+    """Outcomes of one checkpoint file and, for a student, its teacher-forced audit and DASH's data probe against the
+    teacher (per-step means kept; the whole audit Dataset written to ``audit_out`` when given)."""
     started = time.perf_counter()
-    path = run.checkpoint(step)
     loaded = load_model(path)
     scheduler = load_scheduler(loaded.scheduler_config)
     model = as_denoiser(loaded.model.to(context.device))
-    final = step == run.steps
-    ds = outcomes(context.teacher.inner if run.role == "teacher" else model, scheduler, clamp, context, grids=final)
-    attrs = {"run": run.name, "objective": run.objective, "step": step, "checkpoint": relative(path),
+    ds = outcomes(context.teacher.inner if teacher else model, scheduler, clamp, context, grids=grids)
+    attrs = {"run": name, "objective": objective, "step": step, "checkpoint": relative(path),
              "parameters": int(sum(p.numel() for p in loaded.model.parameters()))}
-    if run.role == "student":
+    if not teacher:
         report = guidegap.audit(model, context.teacher, scheduler=scheduler, **AUDIT)
         probe = guidegap.probe(context.teacher, model, context.probe_data, guidance_scale=AUDIT["guidance_scale"],
                                scheduler=scheduler, seed=0)
@@ -408,13 +409,21 @@ def evaluate_export(run: Run, step: int, context: Context, clamp: bool, out: Pat
         attrs.update(verdict=report.verdict, verdict_reason=report.finding.reason, audit_settings=json.dumps(AUDIT),
                      audit=json.dumps({k: v.to_dict() for k, v in report.summary.items()}),
                      probe=json.dumps({k: v.to_dict() for k, v in guidegap.summarize(probe).items()}), probe_samples=PROBE_SAMPLES)
-        if final:
-            evaluation_path(run, step).parent.mkdir(parents=True, exist_ok=True)
-            save_dataset(report.dataset, evaluation_path(run, step).with_name(f"step_{step:07d}_audit.nc"))
+        if audit_out is not None:
+            audit_out.parent.mkdir(parents=True, exist_ok=True)
+            save_dataset(report.dataset, audit_out)
     attrs["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     ds.attrs.update(attrs)
-    _write(ds, out or evaluation_path(run, step))
+    _write(ds, out)
     return ds
+
+
+def evaluate_export(run: Run, step: int, context: Context, clamp: bool, out: Path | None = None) -> xr.Dataset:
+    final = step == run.steps
+    target = out or evaluation_path(run, step)
+    return evaluate_checkpoint(run.checkpoint(step), name=run.name, objective=run.objective, step=step,
+                               teacher=run.role == "teacher", grids=final, context=context, clamp=clamp, out=target,
+                               audit_out=evaluation_path(run, step).with_name(f"step_{step:07d}_audit.nc") if final else None)
 
 
 def evaluate_run(run: Run, context: Context | None = None) -> None:

@@ -1,0 +1,442 @@
+"""Does the verdict predict what guidance does? Validation on real trained students (issue 17).
+
+The population: every checkpoint the Fashion-MNIST campaign kept along training (``analyses/fashion_mnist.py``,
+log-spaced EMA exports of ten objectives, two of them at twice the budget), students distilled at another guidance
+scale, failures constructed from the trained teacher (its null embedding set to the mean of the class embeddings,
+its class embeddings shrunk toward the null one, noise in one embedding branch only), and a peer teacher (the same
+recipe, another seed). Every member is scored twice, independently:
+
+- **outcome** (samples only, no gap metric; docs/design.md §6): does it guide like its teacher?
+- **evidence**: the audit's statistics, teacher-forced and free-running along 50-step DDIM at w = 4, and DASH's
+  data probe: rho, mean gap cosine, a gap-weighted cosine, the relative gap error, branch errors, overall and per
+  phase of the trajectory.
+
+Each statistic's power to separate the two outcomes is its ROC AUC; thresholds and rules are chosen on one part of
+the population and reported on the held-out part, split by objective (family), never by row.
+
+    python analyses/detector_validation.py construct   # teacher-derived failures (runs/, seconds)
+    python analyses/detector_validation.py train       # peer teacher and extra students (resumable)
+    python analyses/detector_validation.py evaluate    # outcomes + audits of every member not yet evaluated
+    python analyses/detector_validation.py analyze     # analyses/results/detector_validation.{csv,md}, figure
+    python analyses/detector_validation.py all
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fashion_mnist as campaign  # noqa: E402
+
+import guidegap  # noqa: E402
+from guidegap.checkpoints import read_checkpoint, save_checkpoint  # noqa: E402
+
+RUNS = campaign.REPO / "runs" / "detector_validation"
+CONSTRUCTED = RUNS / "constructed"
+RESULTS = campaign.HERE / "results" / "detector_validation"
+TABLE = campaign.HERE / "results" / "detector_validation.csv"
+FIGURE = campaign.FIGURES / "detector_validation.png"
+
+# -- the outcome (docs/design.md §6, written before any campaign student existed) ---------------------------
+FAITHFUL_MARGIN = 0.10  # a_S(4) >= a_T(4) - 0.10
+GUIDED_SHARE = 0.5  # gain_S >= 0.5 gain_T
+DEGRADED_FACTOR = 2.0  # FD_S(4) <= 2 FD_T(4)
+
+# -- constructed failures from the trained teacher ------------------------------------------------------------
+SHRINK_FACTORS = (0.1, 0.3, 0.5, 0.7, 0.9)  # class embeddings: e_null + s (e_y - e_null)
+NOISE_SCALES = (0.1, 0.3, 1.0)  # Gaussian noise on one embedding branch, relative to that branch's RMS
+CONSTRUCTION_SEED = 0
+
+# -- extra trained members -------------------------------------------------------------------------------------
+PEER_SEED = 1
+EXTRA_STUDENTS = (  # (name, objective, objective options, steps)
+    ("composite-w2", "composite", {"guidance_scale": 2.0}, campaign.BUDGET),
+)
+
+# -- held-out split, by family (fixed before the analysis ran) --------------------------------------------------
+HELD_OUT = ("cond-only", "dash-no-tirt", "gap", "dash-no-anchor", "null-mean", "class-noise", "composite-w2", "peer")
+FAMILY = {"pdm": "gap", "dash-x2": "dash", "cond-only-x2": "cond-only"}  # pdm's loss is gap's (README)
+
+AUDIT = campaign.AUDIT
+PHASES = {"early": (667, 1000), "middle": (333, 667), "late": (0, 333)}  # training timestep ranges [low, high)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of the population: where its file is, what produced it, and where its evaluation goes."""
+
+    name: str
+    family: str
+    checkpoint: Path
+    evaluation: Path
+    step: int | None = None
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
+
+
+# -- the population ----------------------------------------------------------------------------------------------
+def campaign_members() -> list[Member]:
+    members = []
+    for run in campaign.plan():
+        if run.role == "teacher":
+            continue
+        for step in run.export_steps:
+            path = run.checkpoint(step)
+            if path.exists():
+                members.append(Member(f"{run.name}@{step}", FAMILY.get(run.name, run.objective), path,
+                                      campaign.evaluation_path(run, step), step))
+    return members
+
+
+def constructed_members() -> list[Member]:
+    names = ["null-mean", *(f"shrink-{s:g}" for s in SHRINK_FACTORS), *(f"null-noise-{s:g}" for s in NOISE_SCALES),
+             *(f"class-noise-{s:g}" for s in NOISE_SCALES)]
+    family = {"null-mean": "null-mean", **{n: n.rsplit("-", 1)[0] for n in names if n != "null-mean"}}
+    return [Member(n, family[n], CONSTRUCTED / f"{n}.pt", RESULTS / "constructed" / f"{n}.nc") for n in names]
+
+
+def extra_members() -> list[Member]:
+    out = [Member("peer", "peer", campaign.CHECKPOINTS / "teacher-seed1.pt", RESULTS / "peer.nc")]
+    for name, *_rest, steps in EXTRA_STUDENTS:
+        out.append(Member(name, name, campaign.CHECKPOINTS / name / f"step_{steps:07d}.pt", RESULTS / name / f"step_{steps:07d}.nc", steps))
+    return out
+
+
+def members() -> list[Member]:
+    return [m for m in (*campaign_members(), *constructed_members(), *extra_members()) if m.checkpoint.exists()]
+
+
+# -- constructed failures ----------------------------------------------------------------------------------------
+def _embedding_key(state: dict[str, torch.Tensor]) -> str:
+    keys = [k for k in state if k.endswith("class_embedding.weight")]
+    if len(keys) != 1:
+        raise SystemExit(f"expected one class-embedding table in the teacher, found {keys}")
+    return keys[0]
+
+
+def construct() -> None:
+    """Teacher-derived students, each a checkpoint file with one change to the class-embedding table (rows 0..9 the
+    classes, row 10 the null label): what guidance then does is known only by measuring it."""
+    teacher = read_checkpoint(campaign.TEACHER_FILE)
+    key = _embedding_key(teacher.state_dict)
+    table = teacher.state_dict[key].float()
+    classes, null = table[:-1], table[-1]
+    generator = torch.Generator().manual_seed(CONSTRUCTION_SEED)
+    variants: dict[str, torch.Tensor] = {"null-mean": torch.cat([classes, classes.mean(0, keepdim=True)])}
+    for s in SHRINK_FACTORS:
+        variants[f"shrink-{s:g}"] = torch.cat([null + s * (classes - null), null[None]])
+    for s in NOISE_SCALES:
+        null_noise = torch.randn(null.shape, generator=generator) * s * null.pow(2).mean().sqrt()
+        variants[f"null-noise-{s:g}"] = torch.cat([classes, (null + null_noise)[None]])
+        class_noise = torch.randn(classes.shape, generator=generator) * s * classes.pow(2).mean().sqrt()
+        variants[f"class-noise-{s:g}"] = torch.cat([classes + class_noise, null[None]])
+    CONSTRUCTED.mkdir(parents=True, exist_ok=True)
+    for name, rows in variants.items():
+        state = {**teacher.state_dict, key: rows.to(teacher.state_dict[key].dtype)}
+        metadata = {**teacher.metadata, "run": name, "constructed": f"the teacher with its class embeddings changed: {name}"}
+        save_checkpoint(dataclasses.replace(teacher, state_dict=state, metadata=metadata), CONSTRUCTED / f"{name}.pt")
+    log(f"constructed {len(variants)} teacher-derived students under {campaign.relative(CONSTRUCTED)}")
+
+
+# -- extra training ------------------------------------------------------------------------------------------
+def train_extras() -> None:
+    """The peer teacher (the campaign's recipe, seed 1) and students distilled at another guidance scale."""
+    peer = campaign.Run("teacher-seed1", "scratch", campaign.TEACHER["steps"])
+    config = campaign.config_for(campaign.Run("teacher", "scratch", campaign.TEACHER["steps"]))
+    config.out, config.seed = str(campaign.RUNS / peer.name), PEER_SEED
+    target = campaign.CHECKPOINTS / "teacher-seed1.pt"
+    if not target.exists():
+        log("peer teacher: training (resumes when a checkpoint exists)")
+        campaign.train(config, resume=True)
+        from guidegap.checkpoints import inference_copy
+
+        copy = inference_copy(read_checkpoint(campaign.RUNS / peer.name / "checkpoint.pt"))
+        copy.metadata = {**copy.metadata, "config": {**copy.metadata["config"], "out": campaign.relative(campaign.RUNS / peer.name)},
+                         "run": peer.name}
+        save_checkpoint(copy, target)
+        log(f"peer teacher: exported {campaign.relative(target)}")
+    for name, objective, options, steps in EXTRA_STUDENTS:
+        run = campaign.Run(name, objective, steps)
+        if campaign.exported(run):
+            continue
+        student = campaign.config_for(run)
+        student.objective_options = dict(options)
+        from guidegap.training.callbacks import LightAudit
+
+        audit = LightAudit(str(campaign.TEACHER_FILE), schedule=campaign.STUDENT["schedule"],
+                           store=campaign.RUNS / name / "guidance.zarr", **campaign.MONITOR)
+        log(f"{name}: training to step {steps}")
+        campaign.train(student, callbacks=[audit], resume=True)
+        campaign.export_run(run)
+        campaign.save_monitor(run)
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------
+def free_running_path(member: Member) -> Path:
+    return member.evaluation.with_name(member.evaluation.stem + "_free_running.nc")
+
+
+@torch.no_grad()
+def evaluate(only: list[str] | None = None) -> None:
+    """Outcomes, teacher-forced audit and data probe (the campaign's evaluation, reused as is) for members that have
+    none yet, and the free-running audit of every member."""
+    context, clamp = None, None
+    for member in members():
+        if only and member.name not in only:
+            continue
+        if not member.evaluation.exists():
+            context = context or campaign.make_context()
+            clamp = campaign.x0_clamp() if clamp is None else clamp
+            started = time.perf_counter()
+            campaign.evaluate_checkpoint(member.checkpoint, name=member.name, objective=member.family, step=member.step or 0,
+                                         teacher=False, grids=False, context=context, clamp=clamp, out=member.evaluation)
+            log(f"{member.name}: evaluated ({time.perf_counter() - started:.0f} s)")
+        if not free_running_path(member).exists():
+            context = context or campaign.make_context()
+            loaded = guidegap.load_model(member.checkpoint)
+            from guidegap.checkpoints import load_scheduler
+
+            ds = guidegap.trace(context.teacher, guidegap.as_denoiser(loaded.model.to(context.device)),
+                                scheduler=load_scheduler(loaded.scheduler_config), mode="free-running", **AUDIT)
+            campaign._write(campaign._per_step_means(ds).assign_attrs(
+                summary=json.dumps({k: v.to_dict() for k, v in guidegap.summarize(ds).items()})), free_running_path(member))
+
+
+# -- statistics ------------------------------------------------------------------------------------------------
+def trajectory_statistics(ds: xr.Dataset, prefix: str) -> dict[str, float]:
+    """Candidate statistics from per-step sample means (``audit_*`` variables, ``timestep`` and ``model`` coords):
+    rho (ratio of mean gap norms), mean gap cosine, teacher-gap-weighted cosine, relative gap error
+    ``sqrt(mean gap_mse) / mean |Delta_T|`` and relative branch errors, over the whole trajectory and per phase."""
+    t = ds.timestep.values
+    gap = ds["audit_gap_norm"]
+    student, teacher = gap.sel(model="student").values, gap.sel(model="teacher").values
+    cos, mse = ds["audit_gap_cos"].values, ds["audit_gap_mse"].values
+    cond_t, uncond_t = ds["audit_cond_norm"].sel(model="teacher").values, ds["audit_uncond_norm"].sel(model="teacher").values
+    cond_e, uncond_e = ds["audit_cond_error"].values, ds["audit_uncond_error"].values
+    out = {}
+    for phase, (low, high) in {"all": (0, 10_000), **PHASES}.items():
+        k = (t >= low) & (t < high)
+        if not k.any():
+            continue
+        tag = f"{prefix}_{phase}"
+        out[f"{tag}_abs_log_rho"] = abs(float(np.log(student[k].mean() / teacher[k].mean())))
+        out[f"{tag}_one_minus_cos"] = 1.0 - float(cos[k].mean())
+        out[f"{tag}_one_minus_weighted_cos"] = 1.0 - float((teacher[k] * cos[k]).sum() / teacher[k].sum())
+        out[f"{tag}_rel_gap_error"] = float(np.sqrt(mse[k].mean()) / teacher[k].mean())
+        out[f"{tag}_rel_cond_error"] = float(cond_e[k].mean() / cond_t[k].mean())
+        out[f"{tag}_rel_uncond_error"] = float(uncond_e[k].mean() / uncond_t[k].mean())
+    return out
+
+
+def outcome_row(ds: xr.Dataset, teacher: xr.Dataset) -> dict[str, float | bool]:
+    """docs/design.md §6 on one member against the teacher's own outcomes."""
+    def a(d: xr.Dataset, w: str) -> float:  # the 1,000-sample accuracies of the FD sets
+        return float(d.fd_accuracy.sel(guidance=w))
+
+    gain_s, gain_t = a(ds, "4") - a(ds, "1"), a(teacher, "4") - a(teacher, "1")
+    fd_s, fd_t = float(ds.fd.sel(guidance="4")), float(teacher.fd.sel(guidance="4"))
+    faithful = a(ds, "4") >= a(teacher, "4") - FAITHFUL_MARGIN
+    guided = gain_s >= GUIDED_SHARE * gain_t
+    not_degraded = fd_s <= DEGRADED_FACTOR * fd_t
+    return {"a1": a(ds, "1"), "a4": a(ds, "4"), "gain": gain_s, "relative_gain": gain_s / gain_t if gain_t else np.nan,
+            "fd1": float(ds.fd.sel(guidance="1")), "fd4": fd_s, "fd4_over_teacher": fd_s / fd_t,
+            "faithful": faithful, "guided": guided, "not_degraded": not_degraded,
+            "guides_like_teacher": bool(faithful and guided and not_degraded)}
+
+
+def population_table() -> pd.DataFrame:
+    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
+    rows = []
+    for member in members():
+        if not member.evaluation.exists():
+            continue
+        ds = campaign._read(member.evaluation)
+        row = {"member": member.name, "family": member.family, "step": member.step,
+               "held_out": member.family in HELD_OUT, "checkpoint": campaign.relative(member.checkpoint),
+               "verdict": ds.attrs.get("verdict"), **outcome_row(ds, teacher)}
+        audit, probe = json.loads(ds.attrs["audit"]), json.loads(ds.attrs["probe"])
+        row.update({f"tf_{k}": v["value"] for k, v in audit.items()})
+        row.update({f"probe_{k}": v["value"] for k, v in probe.items()})
+        row["probe_abs_log_rho"] = abs(float(np.log(probe["rho"]["value"])))
+        row["probe_one_minus_cos"] = 1.0 - probe["cos_delta"]["value"]
+        row.update(trajectory_statistics(ds, "tf"))
+        free = free_running_path(member)
+        if free.exists():
+            row.update(trajectory_statistics(campaign._read(free), "fr"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# -- analysis ------------------------------------------------------------------------------------------------
+def roc_auc(score: np.ndarray, bad: np.ndarray) -> float:
+    """P(score of a member that does not guide like the teacher > score of one that does), ties counted half."""
+    pos, neg = score[bad], score[~bad]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def best_threshold(score: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
+    """The threshold (flag when score > it) with the best balanced accuracy, and that accuracy."""
+    candidates = np.unique(score)
+    best = (float("nan"), -1.0)
+    for c in candidates:
+        flagged = score > c
+        tpr = flagged[bad].mean() if bad.any() else 0.0
+        tnr = (~flagged[~bad]).mean() if (~bad).any() else 0.0
+        balanced = 0.5 * (tpr + tnr)
+        if balanced > best[1]:
+            best = (float(c), float(balanced))
+    return best
+
+
+def best_pair_rule(frame: pd.DataFrame, columns: list[str], bad: np.ndarray, train: np.ndarray) -> dict:
+    """The best evidence-based rule of the verdict's shape, fitted on the training part: flag a member when either of
+    two statistics exceeds its threshold (each threshold from that statistic's best single split on the training part)."""
+    thresholds = {c: best_threshold(frame[c].to_numpy(float)[train], bad[train])[0] for c in columns}
+    best = {"balanced_accuracy_train": -1.0}
+    for i, first in enumerate(columns):
+        for second in columns[i:]:
+            flagged = (frame[first].to_numpy(float) > thresholds[first]) | (frame[second].to_numpy(float) > thresholds[second])
+            tpr, tnr = flagged[train & bad].mean(), (~flagged[train & ~bad]).mean()
+            balanced = 0.5 * (tpr + tnr)
+            if balanced > best["balanced_accuracy_train"]:
+                best = {"rule": f"{first} > {thresholds[first]:.4g} or {second} > {thresholds[second]:.4g}",
+                        "balanced_accuracy_train": float(balanced), "flagged": flagged}
+    return best
+
+
+STATISTIC_PREFIXES = ("tf_all_", "tf_early_", "tf_middle_", "tf_late_", "fr_all_", "fr_early_", "fr_middle_", "fr_late_")
+
+
+def candidate_columns(frame: pd.DataFrame) -> list[str]:
+    columns = [c for c in frame.columns if c.startswith(STATISTIC_PREFIXES)]
+    return columns + [c for c in ("probe_abs_log_rho", "probe_one_minus_cos", "probe_gap_mse", "tf_gap_mse") if c in frame]
+
+
+def analyze() -> None:
+    frame = population_table()
+    if frame.empty:
+        raise SystemExit("no evaluated members yet: run `python analyses/detector_validation.py evaluate`.")
+    bad = ~frame.guides_like_teacher.to_numpy(bool)
+    train, test = ~frame.held_out.to_numpy(bool), frame.held_out.to_numpy(bool)
+    stats = []
+    for column in candidate_columns(frame):
+        score = frame[column].to_numpy(float)
+        ok = np.isfinite(score)
+        threshold, balanced_train = best_threshold(score[ok & train], bad[ok & train])
+        flagged = score > threshold
+        stats.append({"statistic": column, "auc_all": roc_auc(score[ok], bad[ok]), "auc_train": roc_auc(score[ok & train], bad[ok & train]),
+                      "auc_held_out": roc_auc(score[ok & test], bad[ok & test]), "threshold_from_train": threshold,
+                      "balanced_accuracy_train": balanced_train,
+                      "accuracy_held_out": float((flagged[ok & test] == bad[ok & test]).mean()) if (ok & test).any() else np.nan})
+    stats = pd.DataFrame(stats).sort_values("auc_train", ascending=False)
+    verdict_bad = frame.verdict.to_numpy(str) != "healthy"
+    confusion = pd.crosstab(pd.Series(np.where(bad, "does not guide like T", "guides like T"), name="outcome"),
+                            pd.Series(np.where(verdict_bad, "flagged", "healthy"), name="verdict"))
+    held = frame[test]
+    accuracy_today = float((verdict_bad[test] == bad[test]).mean()) if test.any() else float("nan")
+    usable = [c for c in stats.statistic if np.isfinite(frame[c].to_numpy(float)).all()]
+    rule = best_pair_rule(frame, usable, bad, train) if usable and train.any() else {}
+    rule_accuracy = float((rule["flagged"][test] == bad[test]).mean()) if rule and test.any() else float("nan")
+    peer = frame[frame.family == "peer"]
+    campaign._save_csv(frame, TABLE)
+    campaign._save_csv(stats, TABLE.with_name("detector_validation_statistics.csv"))
+    lines = ["# Detector validation (issue 17): does the verdict predict what guidance does?", "",
+             f"Population: {len(frame)} real models ({int((~bad).sum())} guide like the teacher, {int(bad.sum())} do not, "
+             f"by docs/design.md §6); held out by family: {sorted(set(held.family))} ({len(held)} members).", "",
+             f"Today's verdict (`healthy` vs anything else) agrees with the outcome for {accuracy_today:.0%} of the held-out "
+             f"members and {float((verdict_bad == bad).mean()):.0%} of all.", "", "Confusion matrix (all members):", "",
+             confusion.to_markdown(), "", "Candidate statistics, best first by ROC AUC on the training part:", "",
+             stats.head(25).to_markdown(index=False, floatfmt=".3f")]
+    if rule:
+        lines += ["", f"Best two-statistic rule fitted on the training part: `{rule['rule']}` (balanced accuracy "
+                  f"{rule['balanced_accuracy_train']:.0%} on the training part); it agrees with the outcome for "
+                  f"{rule_accuracy:.0%} of the held-out members."]
+    if not peer.empty:
+        shown = ["verdict", "guides_like_teacher", "tf_rho", "tf_cos_delta", "tf_rel_cond_error", "tf_rel_uncond_error",
+                 "tf_all_rel_gap_error", "probe_rho", "probe_cos_delta", "a4", "relative_gain", "fd4_over_teacher"]
+        lines += ["", "Peer reference: a second teacher of the same recipe (seed 1) audited against the first. How far apart "
+                  "two equally good models already are bounds what a threshold can ask of a student.", "",
+                  peer[[c for c in shown if c in peer]].to_markdown(index=False, floatfmt=".3f")]
+    from guidegap.atomic import write_bytes_atomic
+
+    write_bytes_atomic(TABLE.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
+    log(f"wrote {campaign.relative(TABLE.with_suffix('.md'))}")
+    figure(frame, stats)
+
+
+def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from guidegap.atomic import write_bytes_atomic
+
+    good = frame.guides_like_teacher.to_numpy(bool)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    for ax, (x, y) in zip(axes[:2], (("tf_rho", "tf_cos_delta"), ("tf_all_rel_gap_error", "relative_gain"))):
+        if x not in frame or y not in frame:
+            continue
+        for mask, label, color in ((good, "guides like teacher", "tab:green"), (~good, "does not", "tab:red")):
+            ax.scatter(frame[x][mask], frame[y][mask], s=22, c=color, label=label, alpha=0.8,
+                       marker="o" if label != "does not" else "x")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    if "tf_rho" in frame:
+        axes[0].set_xscale("log")
+        axes[0].axvspan(0.8, 1.25, color="green", alpha=0.1)
+        axes[0].axhline(0.8, color="green", lw=0.8, ls=":")
+    axes[0].legend(fontsize=8)
+    top = stats.head(12)
+    axes[2].barh(top.statistic[::-1], top.auc_train[::-1], color="tab:blue", label="train")
+    axes[2].barh(top.statistic[::-1], top.auc_held_out[::-1], color="none", edgecolor="k", label="held out")
+    axes[2].axvline(0.5, color="k", lw=0.8, ls=":")
+    axes[2].set_xlabel("ROC AUC (does not guide like teacher)")
+    axes[2].legend(fontsize=8)
+    fig.suptitle(f"Detector validation: {len(frame)} real models, outcome by docs/design.md §6")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    write_bytes_atomic(FIGURE, buffer.getvalue())
+    log(f"wrote {campaign.relative(FIGURE)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["all", "construct", "train", "evaluate", "analyze"])
+    parser.add_argument("--only", nargs="*", help="restrict evaluate to these members")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    if args.stage in ("construct", "all"):
+        construct()
+    if args.stage in ("train", "all"):
+        train_extras()
+    if args.stage in ("evaluate", "all"):
+        evaluate(args.only)
+    if args.stage in ("analyze", "all"):
+        analyze()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
