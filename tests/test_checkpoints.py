@@ -403,3 +403,33 @@ def test_saving_the_same_checkpoint_twice_gives_the_same_bytes(tmp_path):
     state = {"weight": torch.arange(6.0).reshape(2, 3), "step": 3}
     a, b = atomic_torch_save(state, tmp_path / "a.pt"), atomic_torch_save(state, tmp_path / "b.pt")
     assert a.read_bytes() == b.read_bytes()
+
+
+# -- one resolver for every model spec -------------------------------------------------------------
+def test_the_resolver_gives_denoiser_schedule_source_tirt_and_parameters_for_every_kind_of_spec(tmp_path):
+    from guidegap.checkpoints import resolve_model
+    from guidegap.denoisers import count_parameters
+    from guidegap.oracle import OracleDenoiser
+
+    model = tiny_unet(NUM_CLASSES)
+    path = save_checkpoint(make_checkpoint(model), tmp_path / "ckpt.pt")
+    from_file = resolve_model(str(path))
+    assert from_file.source == str(path) and from_file.scheduler_config == load_model(path).scheduler_config
+    torch.testing.assert_close(from_file.tirt_lambda, torch.linspace(-1, 1, 1000), rtol=0, atol=0)
+    assert from_file.num_parameters == count_parameters(model)
+    torch.testing.assert_close(outputs(from_file.denoiser.module), outputs(perturbed(model, seed=11)), rtol=0, atol=0)
+    assert resolve_model(load_model(path)).source == str(path)  # a model read once is resolved without reading it again
+
+    in_memory = resolve_model(model)
+    assert (in_memory.scheduler_config, in_memory.tirt_lambda, in_memory.num_parameters) == (None, None, count_parameters(model))
+    assert in_memory.on_schedule(load_scheduler(ddpm_config())) is in_memory  # only the oracle moves to a schedule
+
+    stored = ddpm_config()
+    oracle = resolve_model("oracle:3", schedule=stored)
+    assert isinstance(oracle.denoiser, OracleDenoiser) and oracle.num_parameters is None and oracle.source == "oracle:3"
+    assert oracle.scheduler_config == stored  # exact on any schedule: it takes the one it is compared on
+    torch.testing.assert_close(oracle.denoiser.alphas_cumprod, load_scheduler(stored).alphas_cumprod.double())
+    linear = oracle.on_schedule(load_scheduler(None))
+    assert not torch.equal(linear.denoiser.alphas_cumprod, oracle.denoiser.alphas_cumprod)
+    with pytest.raises(InputError, match=r"^teacher: no such file"):
+        resolve_model(str(tmp_path / "missing.pt"), role="teacher")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from guidegap.auditing.intrinsic import UnguidedView, single_model_dataset
 from guidegap.auditing.report import AuditReport, guidance_response_estimate, phase_findings
 from guidegap.auditing.verdicts import Thresholds, judge_pair, judge_single
-from guidegap.denoisers import Denoiser, DenoiserLike, as_denoiser
-from guidegap.errors import AdapterError, GuidegapError, InputError
+from guidegap.checkpoints.resolve import resolve_model as resolve
+from guidegap.denoisers import Denoiser, DenoiserLike
+from guidegap.errors import InputError
 from guidegap.metrics.summary import summarize
 from guidegap.recording.guidance import GuidanceLike
 from guidegap.recording.trajectory import trace
@@ -37,34 +39,11 @@ def trusts(trust_pickle: bool | str | None, role: str) -> bool:
 
 def resolve_model(model: DenoiserLike | PathLike, *, factory: str | None = None, trust_pickle: bool = False,
                   schedule: dict | None = None, role: str | None = None) -> tuple[Denoiser, dict | None, str]:
-    """A denoiser, the noise schedule stored with it (if any) and a description of where it came from.
-
-    ``"oracle"`` / ``"oracle:SEED"`` is the oracle tier's exact Gaussian-mixture teacher on ``schedule``
-    (the student's stored noise schedule; DDPM-linear when none). ``role`` ("student" / "teacher") starts
-    every error message, so a user knows which of the two models it is about.
-    """
-    try:
-        return _resolve(model, factory, trust_pickle, schedule, role)
-    except GuidegapError as error:
-        if role is None or type(error) not in (InputError, AdapterError):
-            raise
-        raise type(error)(f"{role}: {error}") from None
-
-
-def _resolve(model: DenoiserLike | PathLike, factory: str | None, trust_pickle: bool, schedule: dict | None,
-             role: str | None) -> tuple[Denoiser, dict | None, str]:
-    from guidegap.checkpoints import load_scheduler
-    from guidegap.training.architectures import oracle_teacher, parse_oracle
-
-    if parse_oracle(model) is not None:
-        return oracle_teacher(model, load_scheduler(schedule).alphas_cumprod), schedule, str(model)
-    if isinstance(model, (str, os.PathLike)):
-        from guidegap.checkpoints import load_model
-
-        loaded = load_model(model, factory=factory, trust_pickle=trust_pickle, role=role)
-        return as_denoiser(loaded.model), loaded.scheduler_config, str(model)
-    denoiser = as_denoiser(model)
-    return denoiser, None, denoiser.name
+    """Deprecated: :func:`guidegap.checkpoints.resolve_model` gives the denoiser, stored schedule and source (and more)."""
+    warnings.warn("guidegap.auditing.api.resolve_model is deprecated; use guidegap.checkpoints.resolve_model, which "
+                  "returns a ResolvedModel (.denoiser, .scheduler_config, .source).", DeprecationWarning, stacklevel=2)
+    resolved = resolve(model, schedule=schedule, factory=factory, trust_pickle=trust_pickle, role=role)
+    return resolved.denoiser, resolved.scheduler_config, resolved.source
 
 
 def audit(
@@ -112,12 +91,13 @@ def audit(
     thresholds = thresholds or Thresholds()
     from guidegap.checkpoints.loading import check_same_schedule
 
-    student_d, student_sched, student_src = resolve_model(student, factory=factory, role="student",
-                                                          trust_pickle=trusts(trust_pickle, "student"))
+    resolved = resolve(student, factory=factory, role="student", trust_pickle=trusts(trust_pickle, "student"))
+    student_d, student_sched, student_src = resolved.denoiser, resolved.scheduler_config, resolved.source
     teacher_d, teacher_sched, teacher_src = (None, None, None)
     if teacher is not None:
-        teacher_d, teacher_sched, teacher_src = resolve_model(teacher, factory=factory, trust_pickle=trusts(trust_pickle, "teacher"),
-                                                              schedule=student_sched, role="teacher")
+        resolved = resolve(teacher, factory=factory, trust_pickle=trusts(trust_pickle, "teacher"), schedule=student_sched,
+                           role="teacher")
+        teacher_d, teacher_sched, teacher_src = resolved.denoiser, resolved.scheduler_config, resolved.source
         check_same_schedule(student_sched, teacher_sched)
     sampler = _scheduler(scheduler, student_sched or teacher_sched)
     options = dict(num_samples=num_samples, num_steps=num_steps, guidance_scale=guidance_scale, labels=labels,

@@ -117,9 +117,10 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
 
 
 def _teacher_schedule(teacher: str) -> str:
-    from guidegap.training.loop import _read_teacher, teacher_schedule
+    from guidegap.checkpoints import resolve_model
+    from guidegap.training.noise import schedule_name
 
-    return teacher_schedule(_read_teacher(teacher)) or "linear"
+    return schedule_name(resolve_model(teacher).scheduler_config) or "linear"
 
 
 def run_training(args: argparse.Namespace) -> int:

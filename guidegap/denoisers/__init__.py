@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from guidegap.denoisers.base import Denoiser
+from guidegap.denoisers.base import Denoiser, count_parameters
 from guidegap.denoisers.dit import DiTDenoiser
 from guidegap.denoisers.memo import Memoized
 from guidegap.denoisers.module import ModuleDenoiser
 from guidegap.denoisers.unet2d import UNet2DDenoiser
 from guidegap.errors import AdapterError
 
-__all__ = ["Denoiser", "DiTDenoiser", "Memoized", "ModuleDenoiser", "UNet2DDenoiser", "as_denoiser", "DenoiserLike"]
+__all__ = ["Denoiser", "DiTDenoiser", "Memoized", "ModuleDenoiser", "UNet2DDenoiser", "as_denoiser", "count_parameters", "DenoiserLike"]
 
 DenoiserLike = Any  # a Denoiser, a diffusers UNet2DModel / DiTTransformer2DModel, or a module/callable(x, t, y)
 

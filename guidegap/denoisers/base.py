@@ -16,7 +16,12 @@ from torch import nn
 
 from guidegap.errors import AdapterError
 
-__all__ = ["Denoiser"]
+__all__ = ["Denoiser", "count_parameters"]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Elements of every parameter of ``module``."""
+    return int(sum(p.numel() for p in module.parameters()))
 
 
 class Denoiser:
@@ -140,7 +145,7 @@ class Denoiser:
             "sample_shape": list(self.sample_shape) if self.sample_shape is not None else None,
         }
         if self.module is not None:
-            info["num_parameters"] = int(sum(p.numel() for p in self.module.parameters()))
+            info["num_parameters"] = count_parameters(self.module)
         return info
 
     def __repr__(self) -> str:

@@ -235,16 +235,13 @@ class GuidanceMonitor:
 
 def _resolve_teacher(teacher: Any, scheduler: Any) -> tuple["Denoiser", Any, str]:
     """The teacher denoiser, the sampler (an instance, used as is; a name on the teacher's schedule) and a description."""
-    from guidegap.auditing.api import resolve_model
-    from guidegap.checkpoints import load_scheduler
+    from guidegap.checkpoints import load_scheduler, resolve_model
     from guidegap.recording.schedulers import make_scheduler
-    from guidegap.training.architectures import oracle_teacher, parse_oracle
 
-    is_oracle = parse_oracle(teacher) is not None
-    stored = None
-    if not is_oracle:
-        teacher_d, stored, source = resolve_model(teacher)
-    sampler = make_scheduler(scheduler) if scheduler is not None and not isinstance(scheduler, str) else load_scheduler(stored, scheduler)
-    if is_oracle:  # built on the sampler's schedule, which may be a caller's scheduler instance
-        teacher_d, source = oracle_teacher(teacher, sampler.alphas_cumprod), str(teacher)
-    return teacher_d, sampler, source
+    resolved = resolve_model(teacher)
+    if scheduler is not None and not isinstance(scheduler, str):
+        sampler = make_scheduler(scheduler)
+    else:
+        sampler = load_scheduler(resolved.scheduler_config, scheduler)
+    resolved = resolved.on_schedule(sampler)  # the oracle teacher, on the sampler's schedule (a caller's instance too)
+    return resolved.denoiser, sampler, resolved.source

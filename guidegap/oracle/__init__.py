@@ -9,14 +9,19 @@ from guidegap.oracle.students import (
     shifted_student,
     shrunk_student,
 )
+from guidegap.oracle.tier import ORACLE_MIXTURE, oracle_mixture, oracle_teacher, parse_oracle
 
 __all__ = [
+    "ORACLE_MIXTURE",
     "GaussianMixture",
     "GuidedOutputStudent",
     "OracleDenoiser",
     "ShiftedStudent",
     "ShrunkGapStudent",
     "collapsed_student",
+    "oracle_mixture",
+    "oracle_teacher",
+    "parse_oracle",
     "shifted_student",
     "shrunk_student",
 ]

@@ -16,38 +16,15 @@ from typing import Any
 
 import torch
 
+from guidegap.denoisers.base import count_parameters
 from guidegap.errors import InputError
+from guidegap.oracle.tier import ORACLE_MIXTURE, oracle_mixture, oracle_teacher, parse_oracle
 
-__all__ = ["TIERS", "ORACLE_MIXTURE", "unet_config", "oracle_mixture", "oracle_teacher", "model_spec", "build", "count_parameters"]
+# The oracle tier's spec lives in guidegap.oracle.tier; its names stay importable from here.
+__all__ = ["TIERS", "ORACLE_MIXTURE", "unet_config", "oracle_mixture", "oracle_teacher", "parse_oracle", "model_spec", "build",
+           "count_parameters"]
 
 TIERS = ("oracle", "cpu", "paper")
-
-# The oracle tier's data: 4 overlapping classes of 2 components in 4 dims, so that p(y | x_t) stays
-# uncertain over much of the trajectory and the guidance gap is large enough for a small student to learn.
-ORACLE_MIXTURE = {"num_classes": 4, "components_per_class": 2, "sample_shape": (1, 2, 2), "mean_scale": 0.25, "std_range": (0.5, 1.0)}
-
-
-def oracle_mixture(seed: int = 0) -> Any:
-    """The oracle tier's class-conditional Gaussian mixture (exact teacher and data source)."""
-    from guidegap.oracle import GaussianMixture
-
-    return GaussianMixture.random(seed=seed, **ORACLE_MIXTURE)
-
-
-def parse_oracle(spec: Any) -> int | None:
-    """The mixture seed of an ``"oracle"`` / ``"oracle:SEED"`` spec, else ``None``."""
-    if not isinstance(spec, str) or not (spec == "oracle" or spec.startswith("oracle:")):
-        return None
-    try:
-        return int(spec.partition(":")[2] or 0)
-    except ValueError:
-        raise InputError(f"expected 'oracle' or 'oracle:SEED', received {spec!r}.") from None
-
-
-def oracle_teacher(spec: Any, alphas_cumprod: torch.Tensor) -> Any:
-    """The exact teacher for an ``"oracle"`` / ``"oracle:SEED"`` spec on the given noise schedule, else ``None``."""
-    seed = parse_oracle(spec)
-    return None if seed is None else oracle_mixture(seed).denoiser(alphas_cumprod)
 
 
 def unet_config(channels: tuple[int, ...], layers: int, size: int, in_channels: int, num_classes: int,
@@ -116,7 +93,3 @@ def build(model_class: str, config: dict[str, Any]) -> torch.nn.Module:
     from guidegap.checkpoints.format import build_model
 
     return build_model(model_class, config, "training config")
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from guidegap.checkpoints.format import Checkpoint, inference_copy, save_checkpoint
+from guidegap.checkpoints.resolve import resolve_model
 from guidegap.denoisers import Denoiser, as_denoiser
 from guidegap.errors import InputError
 from guidegap.recording.seeding import sample_seed
@@ -61,35 +63,19 @@ class TrainResult:
 
 
 def load_teacher(spec: Any, alphas_cumprod: torch.Tensor) -> tuple[Denoiser, torch.Tensor | None, int | None]:
-    """``(teacher, its TIRT lambda or None, parameter count or None)`` from a path, a ``LoadedModel``,
-    ``"oracle[:SEED]"``, or a model."""
-    from guidegap.checkpoints import LoadedModel
-
+    """Deprecated: ``guidegap.checkpoints.resolve_model(spec, schedule=alphas_cumprod)`` (denoiser, TIRT, parameters)."""
+    warnings.warn("guidegap.training.loop.load_teacher is deprecated; use guidegap.checkpoints.resolve_model(spec, "
+                  "schedule=alphas_cumprod) (.denoiser, .tirt_lambda, .num_parameters).", DeprecationWarning, stacklevel=2)
     if spec is None:
         return None, None, None
-    oracle = architectures.oracle_teacher(spec, alphas_cumprod)
-    if oracle is not None:
-        return oracle, None, None
-    if isinstance(spec, (str, Path, LoadedModel)):
-        loaded = _read_teacher(spec) if not isinstance(spec, LoadedModel) else spec
-        tirt = loaded.checkpoint.tirt_lambda if loaded.checkpoint is not None else None
-        return as_denoiser(loaded.model), tirt, architectures.count_parameters(loaded.model)
-    denoiser = as_denoiser(spec)
-    params = architectures.count_parameters(denoiser.module) if denoiser.module is not None else None
-    return denoiser, None, params
-
-
-def _read_teacher(spec: Any) -> Any:
-    """A teacher given as a path, loaded (``LoadedModel``); anything else as given."""
-    if isinstance(spec, (str, Path)) and architectures.parse_oracle(spec) is None:
-        from guidegap.checkpoints import load_model
-
-        return load_model(spec)
-    return spec
+    resolved = resolve_model(spec, schedule=alphas_cumprod)
+    return resolved.denoiser, resolved.tirt_lambda, resolved.num_parameters
 
 
 def teacher_schedule(teacher: Any) -> str | None:
-    """The noise-schedule name a loaded teacher (``LoadedModel``) was trained on; ``None`` when unknown or not a file."""
+    """Deprecated: ``schedule_name(guidegap.checkpoints.resolve_model(teacher).scheduler_config)``."""
+    warnings.warn("guidegap.training.loop.teacher_schedule is deprecated; use schedule_name(resolve_model(teacher)"
+                  ".scheduler_config).", DeprecationWarning, stacklevel=2)
     from guidegap.checkpoints import LoadedModel
 
     return schedule_name(teacher.scheduler_config) if isinstance(teacher, LoadedModel) else None
@@ -180,9 +166,9 @@ def train(
     if checkpoint_path.exists() and not resume:
         raise InputError(f"{checkpoint_path} exists; pass --resume to continue that run, or choose another --out.")
     teacher_spec = teacher if teacher is not None else config.teacher
-    loaded_teacher = _read_teacher(teacher_spec)
+    resolved_teacher = resolve_model(teacher_spec) if teacher_spec is not None else None  # a file is read once, here
     if config.role == "student":
-        config.resolve_schedule(teacher_schedule(loaded_teacher))
+        config.resolve_schedule(schedule_name(resolved_teacher.scheduler_config) if resolved_teacher else None)
     stored = None
     if resume and checkpoint_path.exists():
         from guidegap.checkpoints import read_checkpoint
@@ -207,7 +193,11 @@ def train(
     alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)
     source = source or make_source(config.data)
     objective = make_objective(config.objective, **config.objective_options)
-    teacher_d, teacher_tirt, teacher_params = load_teacher(loaded_teacher, alphas_cumprod)
+    teacher_d, teacher_tirt, teacher_params = None, None, None
+    if resolved_teacher is not None:
+        resolved_teacher = resolved_teacher.on_schedule(alphas_cumprod)  # the oracle teacher, on the training schedule
+        teacher_d, teacher_tirt = resolved_teacher.denoiser, resolved_teacher.tirt_lambda
+        teacher_params = resolved_teacher.num_parameters
     if objective.needs_teacher and teacher_d is None:
         raise InputError(f"objective {config.objective!r} needs a teacher; pass --teacher.")
 

@@ -52,7 +52,7 @@ class MixtureSource:
 def make_source(name: str) -> DataSource:
     """``"fashion-mnist"`` (Debian package), ``"cifar10:FOLDER"`` / ``"cifar100:FOLDER"`` (train split of a local
     CIFAR folder, see :func:`guidegap.data.load_cifar`) or ``"oracle"`` / ``"oracle:SEED"`` (the oracle tier's mixture)."""
-    from guidegap.training.architectures import oracle_mixture, parse_oracle
+    from guidegap.oracle.tier import oracle_mixture, parse_oracle
 
     if name == "fashion-mnist":
         from guidegap.data import load_fashion_mnist

@@ -1,0 +1,30 @@
+"""Old names keep working, each with a DeprecationWarning that names its replacement (issue 15's moves)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from guidegap.checkpoints import resolve_model
+from guidegap.recording.schedulers import default_scheduler
+
+
+def test_resolve_model_of_the_audit_module_forwards_to_the_one_resolver():
+    from guidegap.auditing.api import resolve_model as old
+
+    with pytest.warns(DeprecationWarning, match="guidegap.checkpoints.resolve_model"):
+        denoiser, schedule, source = old("oracle:2")
+    new = resolve_model("oracle:2")
+    assert (schedule, source) == (new.scheduler_config, new.source) and denoiser.name == new.denoiser.name
+
+
+def test_load_teacher_and_teacher_schedule_of_the_loop_forward_to_the_one_resolver():
+    from guidegap.training.loop import load_teacher, teacher_schedule
+
+    alphas_cumprod = default_scheduler().alphas_cumprod
+    with pytest.warns(DeprecationWarning, match="resolve_model"):
+        teacher, tirt, params = load_teacher("oracle", alphas_cumprod)
+    assert tirt is None and params is None
+    torch.testing.assert_close(teacher.alphas_cumprod, alphas_cumprod.double())
+    with pytest.warns(DeprecationWarning, match="resolve_model"):
+        assert teacher_schedule("oracle") is None
