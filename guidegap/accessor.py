@@ -17,7 +17,6 @@ itself never imports xarray (CLI start-up), so the accessor cannot be registered
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
@@ -51,41 +50,30 @@ class GuidegapAccessor:
     @property
     def thresholds(self) -> "Thresholds":
         """The verdict thresholds stored in ``attrs['thresholds']``, else the docs/design.md §2 defaults."""
-        from guidegap.monitoring.log import thresholds_of
+        from guidegap.auditing.judge import thresholds_of
 
         return thresholds_of(self._ds)
-
-    def _seed(self) -> int:
-        try:
-            return int(json.loads(self._ds.attrs.get("config", "{}")).get("seed", 0))
-        except (TypeError, ValueError):
-            return 0
 
     # -- verdict and numbers ------------------------------------------------------------------------
     def verdict(self, thresholds: "Thresholds | None" = None, n_boot: int = 1000) -> "str | xr.DataArray":
         """The verdict recomputed from the data (a string; per check, a DataArray over ``training_step``, for a log)."""
-        from guidegap.auditing.verdicts import judge_pair, judge_single
+        from guidegap.auditing.judge import judge
         from guidegap.monitoring.log import log_verdicts
 
         th = thresholds if thresholds is not None else self.thresholds
         if self.is_log:
             return log_verdicts(self._ds, th)
-        summary = self.summary(n_boot=n_boot)
-        if self._ds.sizes.get("model", 1) > 1:
-            return judge_pair(summary, th).verdict
-        if "guidance_response" not in self._ds:
-            raise InputError("verdict: a one-model recording without 'guidance_response' cannot be judged; "
-                             "audit it with guidegap.audit(student) or record it with a teacher.")
-        return judge_single(summary, float(self._ds["guidance_response"].isel(step=-1).mean()), th).verdict
+        return judge(self._ds, th, n_boot=n_boot, phases=False).verdict
 
     def summary(self, n_boot: int = 1000, seed: int | None = None) -> "dict[str, Estimate] | pd.DataFrame":
         """``guidegap.summarize(ds)`` (Estimates with CIs); for a log, one DataFrame row per check."""
         from guidegap.metrics.summary import summarize
         from guidegap.monitoring.log import log_summary
+        from guidegap.results.schema import seed_of
 
         if self.is_log:
             return log_summary(self._ds)
-        return summarize(self._ds, n_boot=n_boot, seed=self._seed() if seed is None else seed)
+        return summarize(self._ds, n_boot=n_boot, seed=seed_of(self._ds) if seed is None else seed)
 
     def rho_per_step(self) -> xr.DataArray:
         """rho at each sampling step (``guidegap.metrics.rho_per_step``); for a log, ``(training_step, step)``."""

@@ -388,6 +388,23 @@ def test_teacher_free_report_survives_a_round_trip(tmp_path):
     assert str(again) == str(report)
 
 
+@pytest.mark.parametrize("teacher_free", [False, True])
+def test_every_report_is_the_one_judge_of_its_dataset(teacher_free, collapsed_report):
+    from guidegap.auditing.judge import audit_kind, judge
+
+    report = guidegap.audit(tiny_unet(NUM_CLASSES), None, **FAST) if teacher_free else collapsed_report
+    ds = report.dataset
+    assert audit_kind(ds) == ("teacher-free" if teacher_free else "pair")
+    judgement = judge(ds, report.thresholds, seed=json.loads(ds.attrs["config"])["seed"])
+    assert (judgement.finding, judgement.phases) == (report.finding, report.phases)
+    assert judgement.summary == report.summary
+    assert json.loads(ds.attrs["summary"]) == {k: v.to_dict() for k, v in report.summary.items()}
+    assert (ds.attrs["verdict"], ds.attrs["verdict_reason"]) == (report.verdict, report.finding.reason)
+    assert ds.guidegap.verdict() == report.verdict  # the accessor asks the same judge
+    with pytest.raises(InputError, match="teacher-free audit Dataset"):
+        judge(ds.drop_vars("guidance_response") if teacher_free else ds.isel(model=[1]))
+
+
 def test_from_dataset_refuses_a_plain_recording():
     ds = guidegap.trace(tiny_unet(NUM_CLASSES), tiny_unet(NUM_CLASSES, seed=1), num_samples=4, num_steps=4)
     with pytest.raises(InputError, match="audit Dataset"):

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from guidegap.auditing.intrinsic import UnguidedView, single_model_dataset
-from guidegap.auditing.report import AuditReport, guidance_response_estimate, phase_findings
-from guidegap.auditing.verdicts import Thresholds, judge_pair, judge_single
+from guidegap.auditing.judge import judge, stamp
+from guidegap.auditing.report import AuditReport
+from guidegap.auditing.verdicts import Thresholds
 from guidegap.checkpoints.resolve import resolve_model as resolve
 from guidegap.denoisers import Denoiser, DenoiserLike
 from guidegap.errors import InputError
-from guidegap.metrics.summary import summarize
 from guidegap.recording.guidance import GuidanceLike
 from guidegap.recording.trajectory import trace
 
@@ -104,24 +103,11 @@ def audit(
                    scheduler=sampler, seed=seed, chunk_size=chunk_size, progress=progress)
     if teacher_d is not None:
         ds = trace(teacher_d, student_d, divergence=divergence, **options)
-        summary = summarize(ds, n_boot=n_boot, seed=seed)
-        finding = judge_pair(summary, thresholds)
     else:
         ds = single_model_dataset(trace(student_d, UnguidedView(student_d), mode="free-running", **options))
-        summary = summarize(ds, n_boot=n_boot, seed=seed)
-        response = ds["guidance_response"].isel(step=-1).mean().item()
-        finding = judge_single(summary, response, thresholds)
-        summary["guidance_response"] = guidance_response_estimate(ds, n_boot, seed)
-    phases = phase_findings(ds, thresholds, teacher_d is not None, seed)
-    ds.attrs.update(
-        verdict=finding.verdict,
-        verdict_reason=finding.reason,
-        thresholds=json.dumps(thresholds.to_dict()),
-        student=student_src,
-        teacher=teacher_src or "",
-        summary=json.dumps({k: v.to_dict() for k, v in summary.items()}),
-    )
-    return AuditReport(finding=finding, summary=summary, phases=phases, dataset=ds, thresholds=thresholds)
+    judgement = judge(ds, thresholds, n_boot=n_boot, seed=seed)
+    stamp(ds, judgement, thresholds, student=student_src, teacher=teacher_src or "")
+    return AuditReport.of(judgement, ds, thresholds)
 
 
 def _scheduler(spec: Any, stored: dict | None) -> Any:

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from guidegap.auditing.verdicts import VERDICTS, Finding, Thresholds, judge_pair
+from guidegap.auditing.judge import PHASES, Judgement, guidance_response_estimate, judge, phase_findings, thresholds_of
+from guidegap.auditing.verdicts import VERDICTS, Finding, Thresholds
 from guidegap.errors import InputError
-from guidegap.metrics.summary import Estimate, summarize
+from guidegap.metrics.summary import Estimate
 
 __all__ = ["AuditReport", "phase_findings", "parse_fail_on", "guidance_response_estimate", "PHASES"]
-
-PHASES = ("early", "middle", "late")
 
 _EXPLANATIONS = {
     "healthy": (
@@ -83,41 +82,6 @@ _FIXES = {
 }
 
 
-def phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int = 0) -> list[dict[str, Any]]:
-    """Split the steps into early / middle / late thirds and judge each (where along the trajectory it breaks)."""
-    steps = ds.sizes["step"]
-    bounds = np.linspace(0, steps, len(PHASES) + 1).round().astype(int)
-    out = []
-    for name, lo, hi in zip(PHASES, bounds[:-1], bounds[1:]):
-        if hi <= lo:
-            continue
-        part = ds.isel(step=slice(int(lo), int(hi)))
-        summary = summarize(part, n_boot=200, seed=seed)
-        # Teacher-free, a phase is not judged: the gap legitimately shrinks once the class is decided.
-        finding = judge_pair(summary, thresholds) if pair else None
-        values = {k: v.value for k, v in summary.items()}
-        if "guidance_response" in part:
-            values["guidance_response"] = float(part["guidance_response"].isel(step=-1).mean())
-        timesteps = part["timestep"].values
-        out.append({
-            "phase": name,
-            "steps": [int(lo), int(hi) - 1],
-            "timesteps": [float(timesteps[0]), float(timesteps[-1])],
-            "verdict": finding.verdict if finding else "",
-            "fired": finding.fired if finding else [],
-            "summary": values,
-        })
-    return out
-
-
-def guidance_response_estimate(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> Estimate:
-    """Teacher-free: the samples' response to w at the end of the trajectory, mean over samples with a CI."""
-    from guidegap.metrics.summary import bootstrap, mean
-
-    values = np.asarray(ds["guidance_response"].isel(step=-1).values, dtype=np.float64)
-    return bootstrap(mean, values, n_boot=n_boot, seed=seed)
-
-
 def parse_fail_on(spec: str | Iterable[str] | None) -> set[str]:
     """Verdicts that fail an audit; ``None`` means every verdict but ``healthy`` (docs/design.md §3)."""
     if spec is None:
@@ -146,26 +110,16 @@ class AuditReport:
     @classmethod
     def from_dataset(cls, ds: xr.Dataset, n_boot: int = 1000) -> "AuditReport":
         """Rebuild a report from a stored audit Dataset (its thresholds; the verdict is recomputed)."""
-        from guidegap.auditing.verdicts import judge_single
-
         if "verdict" not in ds.attrs or "thresholds" not in ds.attrs:
             raise InputError("expected an audit Dataset (attrs 'verdict' and 'thresholds'), received a plain recording; write it with guidegap audit --out.")
-        if "guidance_distilled" in ds.attrs:
-            from guidegap.pipelines.distilled import distilled_report
+        thresholds = thresholds_of(ds)
+        judgement = judge(ds, thresholds, n_boot=n_boot, seed=int(json.loads(ds.attrs["config"]).get("seed", 0)))
+        return cls.of(judgement, ds, thresholds)
 
-            return distilled_report(ds, Thresholds(**json.loads(ds.attrs["thresholds"])), n_boot)
-        thresholds = Thresholds(**json.loads(ds.attrs["thresholds"]))
-        seed = int(json.loads(ds.attrs["config"]).get("seed", 0))
-        summary = summarize(ds, n_boot=n_boot, seed=seed)
-        pair = ds.sizes.get("model", 1) > 1
-        if pair:
-            finding = judge_pair(summary, thresholds)
-        else:
-            if "guidance_response" not in ds:
-                raise InputError("expected a teacher-free audit Dataset with 'guidance_response', received none; write it with guidegap audit --out.")
-            finding = judge_single(summary, float(ds["guidance_response"].isel(step=-1).mean()), thresholds)
-            summary["guidance_response"] = guidance_response_estimate(ds, n_boot, seed)
-        return cls(finding, summary, phase_findings(ds, thresholds, pair, seed), ds, thresholds)
+    @classmethod
+    def of(cls, judgement: Judgement, ds: xr.Dataset, thresholds: Thresholds) -> "AuditReport":
+        """The report of ``ds`` as :func:`guidegap.auditing.judge.judge` judged it."""
+        return cls(judgement.finding, judgement.summary, judgement.phases, ds, thresholds)
 
     @property
     def verdict(self) -> str:

@@ -33,7 +33,6 @@ killed or competing writer opens again. zarr is imported only here.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -44,6 +43,7 @@ import numpy as np
 import xarray as xr
 
 from guidegap._version import __version__
+from guidegap.auditing.judge import judge_log, thresholds_of
 from guidegap.errors import InputError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from guidegap.auditing.verdicts import Thresholds
 
 __all__ = ["TRAINING_STEP", "STEP_CURVES", "log_entry", "append_entry", "truncate_log", "repair_log", "load_log", "is_log",
-           "log_verdicts", "log_summary", "per_step_variable"]
+           "log_verdicts", "log_summary", "per_step_variable", "thresholds_of"]
 
 TRAINING_STEP = "training_step"
 STEP_CURVES = ("gap_cos", "gap_mse", "cond_error", "uncond_error", "guided_error", "amplification", "divergence")
@@ -270,22 +270,8 @@ def _require_log(ds: xr.Dataset, what: str) -> None:
 
 def log_verdicts(ds: xr.Dataset, thresholds: "Thresholds | None" = None) -> xr.DataArray:
     """The verdict of every check, recomputed from the stored summaries with ``thresholds`` (default: the log's)."""
-    from guidegap.auditing.verdicts import judge_pair
-    from guidegap.metrics.summary import Estimate
-
     _require_log(ds, "log_verdicts")
-    th = thresholds if thresholds is not None else thresholds_of(ds)
-    names = [n for n in _SUMMARY_LONG_NAMES if n in ds and f"{n}_ci" in ds]
-    verdicts = []
-    for i in range(ds.sizes[TRAINING_STEP]):
-        row = ds.isel({TRAINING_STEP: i})
-        summary = {}
-        for name in names:
-            low, high = (float(v) for v in row[f"{name}_ci"].values)
-            summary[name] = Estimate(float(row[name]), low, high, float(ds[name].attrs.get("ci_level", 0.95)))
-        verdicts.append(judge_pair(summary, th).verdict)
-    return xr.DataArray(np.array(verdicts, dtype=object), coords={TRAINING_STEP: ds[TRAINING_STEP]}, dims=TRAINING_STEP,
-                        name="verdict", attrs={"long_name": "guidegap verdict (recomputed)", "units": "1"})
+    return judge_log(ds, thresholds)
 
 
 def log_summary(ds: xr.Dataset) -> "pd.DataFrame":
@@ -308,11 +294,3 @@ def per_step_variable(ds: xr.Dataset, variable: str, model: str = "student") -> 
     if "model" in da.dims:
         da = da.sel(model=model, drop=True)
     return da.transpose("step", TRAINING_STEP)
-
-
-def thresholds_of(ds: xr.Dataset) -> "Thresholds":
-    """The thresholds stored in ``ds.attrs['thresholds']`` (JSON), else the defaults."""
-    from guidegap.auditing.verdicts import Thresholds
-
-    text = ds.attrs.get("thresholds")
-    return Thresholds(**json.loads(text)) if text else Thresholds()

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 import xarray as xr
 
-from guidegap.auditing.report import AuditReport, phase_findings
-from guidegap.auditing.verdicts import Thresholds, judge_guidance_distilled
+from guidegap.auditing.judge import judge, stamp
+from guidegap.auditing.report import AuditReport
+from guidegap.auditing.verdicts import Thresholds
 from guidegap.denoisers import Denoiser
-from guidegap.metrics.summary import bootstrap, ratio_of_means, summarize
 from guidegap.pipelines.text import TextEmbeddingDenoiser
 from guidegap.recording.trajectory import trace
 from guidegap.results.schema import VARIABLES
@@ -57,23 +57,10 @@ class GuidanceResponseView(Denoiser):
         return info
 
 
-def _summary(ds: xr.Dataset, n_boot: int, seed: int) -> dict[str, Any]:
-    summary = summarize(ds, n_boot=n_boot, seed=seed)
-    summary["response_to_w"] = summary["rel_gap"]  # the recorder's relative gap of the view is the response to w
-    if "probe_gap_norm" in ds:
-        one = ds.isel(model=0)
-        probe, norm = (one[name].mean("step").values for name in ("probe_gap_norm", "cond_norm"))
-        summary["probe_rel_gap"] = bootstrap(ratio_of_means, probe, norm, n_boot=n_boot, seed=seed)
-    return summary
-
-
 def distilled_report(ds: xr.Dataset, thresholds: Thresholds, n_boot: int = 1000) -> AuditReport:
     """The report of a guidance-distilled audit Dataset (also rebuilt from a stored one)."""
     seed = int(json.loads(ds.attrs["config"]).get("seed", 0))
-    summary = _summary(ds, n_boot, seed)
-    finding = judge_guidance_distilled(str(ds.attrs["guidance_distilled"]), summary,
-                                       float(ds.attrs["audited_guidance_scale"]), thresholds)
-    return AuditReport(finding, summary, phase_findings(ds, thresholds, False, seed), ds, thresholds)
+    return AuditReport.of(judge(ds, thresholds, n_boot=n_boot, seed=seed), ds, thresholds)
 
 
 def audit_guidance_distilled(model: TextEmbeddingDenoiser, at_one: TextEmbeddingDenoiser, reason: str, *,
@@ -96,7 +83,6 @@ def audit_guidance_distilled(model: TextEmbeddingDenoiser, at_one: TextEmbedding
     ds.attrs.update(guidance_distilled=reason, audited_guidance_scale=float(guidance_scale),
                     true_cfg_probe="on (null branch likely never trained: a probe, not a calibration)" if true_cfg else "off",
                     thresholds=json.dumps(thresholds.to_dict()))
-    report = distilled_report(ds, thresholds, n_boot)
-    ds.attrs.update(verdict=report.verdict, verdict_reason=report.finding.reason,
-                    summary=json.dumps({k: v.to_dict() for k, v in report.summary.items()}))
-    return report
+    judgement = judge(ds, thresholds, n_boot=n_boot, seed=int(json.loads(ds.attrs["config"]).get("seed", 0)))
+    stamp(ds, judgement, thresholds)
+    return AuditReport.of(judgement, ds, thresholds)

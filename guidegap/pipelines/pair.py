@@ -12,7 +12,6 @@ For local, teacher-forced errors use :func:`guidegap.trace` / :func:`guidegap.pi
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from guidegap.auditing.report import AuditReport, phase_findings
-from guidegap.auditing.verdicts import Thresholds, judge_pair
+from guidegap.auditing.judge import judge, stamp
+from guidegap.auditing.report import AuditReport
+from guidegap.auditing.verdicts import Thresholds
 from guidegap.errors import InputError
-from guidegap.metrics import divergence, pair_metrics, summarize
+from guidegap.metrics import divergence, pair_metrics
 from guidegap.pipelines.layouts import Layout
 from guidegap.pipelines.recorder import Recorder, assemble, check_recorded
 
@@ -153,15 +153,6 @@ def record_pair(
     ds = assemble([teacher, student], ["teacher", "student"], pair=comparison.arrays, extra_config=config)
     ds.attrs["history"] = f"guidegap.pipelines.record_pair (guidegap {ds.attrs['guidegap_version']})"
 
-    summary = summarize(ds, n_boot=n_boot, seed=int(seed))
-    finding = judge_pair(summary, thresholds)
-    phases = phase_findings(ds, thresholds, True, int(seed))
-    ds.attrs.update(
-        verdict=finding.verdict,
-        verdict_reason=finding.reason,
-        thresholds=json.dumps(thresholds.to_dict()),
-        student=type(student_pipe).__name__,
-        teacher=type(teacher_pipe).__name__,
-        summary=json.dumps({k: v.to_dict() for k, v in summary.items()}),
-    )
-    return AuditReport(finding=finding, summary=summary, phases=phases, dataset=ds, thresholds=thresholds)
+    judgement = judge(ds, thresholds, n_boot=n_boot, seed=int(seed))
+    stamp(ds, judgement, thresholds, student=type(student_pipe).__name__, teacher=type(teacher_pipe).__name__)
+    return AuditReport.of(judgement, ds, thresholds)

@@ -38,7 +38,7 @@ import xarray as xr
 
 from guidegap.errors import InputError
 
-__all__ = ["Variable", "VARIABLES", "COORDINATES", "MODES", "make_dataset", "validate", "config_of"]
+__all__ = ["Variable", "VARIABLES", "COORDINATES", "MODES", "make_dataset", "validate", "config_of", "seed_of"]
 
 MODES = ("teacher-forced", "free-running", "data-probe", "pipeline")
 
@@ -190,3 +190,11 @@ def config_of(ds: xr.Dataset) -> dict:
     if "config" not in ds.attrs:
         raise InputError("expected a guidegap result with attrs['config'], received a Dataset without it; write results with guidegap.")
     return _parse_config(ds.attrs["config"])
+
+
+def seed_of(ds: xr.Dataset) -> int:
+    """The seed a result was recorded with (``attrs['config']``); 0 when it names none (e.g. a caller's generator)."""
+    try:
+        return int(json.loads(ds.attrs.get("config", "{}")).get("seed", 0))
+    except (TypeError, ValueError):
+        return 0
