@@ -81,6 +81,9 @@ STUDENTS = ("dash", "cond-only", "composite", "dash-no-tirt", "scratch", "gap", 
 DOUBLED = ("dash", "cond-only")
 # EMA weights kept along every run (log-spaced): the real-student population of the detector validation (issue 17).
 EXPORT_STEPS = (250, 500, 1000, 2000, 4000, 8000)
+# The exports evaluated here (about 4 minutes each on this CPU): enough for learning curves on a log axis within the
+# 12-hour budget; analyses/detector_validation.py evaluates the others under its own.
+EVALUATED_STEPS = (250, 1000, 4000, 8000)
 # Light audit logged along training (GuidanceMonitor, zarr).
 MONITOR_EVERY = 250
 MONITOR = dict(num_samples=16, num_steps=10, guidance_scale=4.0, seed=0)
@@ -103,6 +106,11 @@ class Run:
     @property
     def export_steps(self) -> list[int]:
         return [] if self.role == "teacher" else sorted({k for k in EXPORT_STEPS if k < self.steps} | {self.steps})
+
+    @property
+    def evaluated_steps(self) -> list[int]:
+        """The exports this campaign evaluates (its learning curves); the detector validation evaluates the rest."""
+        return [self.steps] if self.role == "teacher" else [k for k in self.export_steps if k in EVALUATED_STEPS or k == self.steps]
 
     def checkpoint(self, step: int | None = None) -> Path:
         """The committed float16 export of ``step`` (default: the run's last)."""
@@ -237,7 +245,7 @@ def export_all() -> None:
 # -- status -----------------------------------------------------------------------------------------------
 DEFAULT_SECONDS_PER_STEP = {"teacher": 1.2, "cond-only": 0.25, "scratch": 0.25, "other": 0.45}
 CACHE_SECONDS_PER_STEP = 0.6  # the teacher's two branches per step, paid by the first run that reaches the step
-DEFAULT_EVALUATION_SECONDS = 120.0
+DEFAULT_EVALUATION_SECONDS = 240.0  # measured: ~4 min per student export on 2 cores
 
 
 def _progress(run: Run) -> tuple[int, float | None]:
@@ -263,7 +271,7 @@ def status() -> None:
         step, rate = _progress(run)
         kind = run.name if run.role == "teacher" else (run.objective if run.objective in ("cond-only", "scratch") else "other")
         done = exported(run)
-        wanted = [run.steps] if run.role == "teacher" else run.export_steps
+        wanted = run.evaluated_steps
         evaluated = sum(evaluation_path(run, k).exists() for k in wanted)
         seconds = (len(wanted) - evaluated) * DEFAULT_EVALUATION_SECONDS
         if not done:
@@ -345,30 +353,38 @@ def x0_clamp() -> bool:
 
 @torch.no_grad()
 def outcomes(model, scheduler, clamp: bool, context: Context, grids: bool) -> xr.Dataset:
-    """What guidance does, measured without the gap metrics: classifier accuracy of guided samples against their label
-    per w, FD to the test set at w = 1, 4 and DASH's TAG guidance (same seeds for every model and guidance)."""
+    """What guidance does, measured without the gap metrics: FD to the test set of 1,000 samples at w = 1, 4 and DASH's
+    TAG guidance, classifier accuracy of guided samples against their label per w (the FD sets' at w = 1 and 4, 200
+    more samples at each other w); the same seeds for every model and guidance."""
     from guidegap.evaluation.fidelity import guidance_fidelity
     from guidegap.evaluation.frechet import classifier_features, frechet_distance
     from guidegap.recording.sampling import sample
 
-    labels = torch.arange(10).repeat_interleave(FIDELITY_PER_CLASS)
-    accuracy, mosaics = [], []
-    for w in FIDELITY_SCALES:
-        images = sample(model, labels, guidance_scale=w, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=1, clip_x0=clamp)
-        accuracy.append(guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier))
-        if grids and w in (1.0, 4.0):
-            kept = images.reshape(10, FIDELITY_PER_CLASS, 28, 28)[:, :GRID_PER_CLASS].reshape(-1, 28, 28)
-            mosaics.append(((kept + 1) * 127.5).round().to(torch.uint8).numpy())
+    def draw(labels: torch.Tensor, scale, seed: int) -> torch.Tensor:
+        return sample(model, labels, guidance_scale=scale, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=seed, clip_x0=clamp)
+
+    def accuracy_of(images: torch.Tensor, labels: torch.Tensor) -> float:
+        return guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier)
+
     fd_labels = torch.arange(FD_SAMPLES) % 10
-    fd, fd_accuracy = [], []
+    fd, fd_accuracy, accuracy, counts, mosaics = [], [], {}, {}, []
     for guidance in FD_GUIDANCE:
-        scale = guidance if guidance == "tag" else float(guidance)
-        images = sample(model, fd_labels, guidance_scale=scale, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=2, clip_x0=clamp)
+        images = draw(fd_labels, guidance if guidance == "tag" else float(guidance), 2)
         fd.append(frechet_distance(classifier_features(images.to(context.device), context.classifier).cpu(), context.reference))
-        fd_accuracy.append(guidance_fidelity(images.to(context.device), fd_labels.to(context.device), context.classifier))
+        fd_accuracy.append(accuracy_of(images, fd_labels))
+        if guidance != "tag":
+            accuracy[float(guidance)], counts[float(guidance)] = fd_accuracy[-1], FD_SAMPLES
+        if grids and guidance in ("1", "4"):  # the first GRID_PER_CLASS samples of each class
+            kept = torch.stack([images[fd_labels == c][:GRID_PER_CLASS] for c in range(10)]).reshape(-1, 28, 28)
+            mosaics.append(((kept + 1) * 127.5).round().to(torch.uint8).numpy())
+    labels = torch.arange(10).repeat_interleave(FIDELITY_PER_CLASS)
+    for w in FIDELITY_SCALES:
+        if w not in accuracy:
+            accuracy[w], counts[w] = accuracy_of(draw(labels, w, 1), labels), len(labels)
     ds = xr.Dataset(
-        {"fidelity_accuracy": ("w", np.asarray(accuracy), {"long_name": "classifier accuracy of guided samples vs their label",
-                                                            "units": "1", "samples": len(labels)}),
+        {"fidelity_accuracy": ("w", np.asarray([accuracy[w] for w in FIDELITY_SCALES]),
+                               {"long_name": "classifier accuracy of guided samples vs their label", "units": "1"}),
+         "fidelity_samples": ("w", np.asarray([counts[w] for w in FIDELITY_SCALES]), {"long_name": "samples per w", "units": "1"}),
          "fd": ("guidance", np.asarray(fd), {"long_name": "Frechet distance to the test set, project-classifier features",
                                              "units": "1", "samples": FD_SAMPLES}),
          "fd_accuracy": ("guidance", np.asarray(fd_accuracy), {"long_name": "classifier accuracy of the FD samples", "units": "1"})},
@@ -378,7 +394,7 @@ def outcomes(model, scheduler, clamp: bool, context: Context, grids: bool) -> xr
     if mosaics:
         ds["samples"] = (("grid_w", "grid_sample", "y", "x"), np.stack(mosaics),
                          {"long_name": f"guided samples, {GRID_PER_CLASS} per class (uint8, 0 = -1, 255 = +1)", "units": "1"})
-        ds = ds.assign_coords(grid_w=[1.0, 4.0], grid_label=("grid_sample", labels.reshape(10, -1)[:, :GRID_PER_CLASS].reshape(-1).numpy()))
+        ds = ds.assign_coords(grid_w=[1.0, 4.0], grid_label=("grid_sample", np.repeat(np.arange(10), GRID_PER_CLASS)))
     return ds
 
 
@@ -427,7 +443,7 @@ def evaluate_export(run: Run, step: int, context: Context, clamp: bool, out: Pat
 
 
 def evaluate_run(run: Run, context: Context | None = None) -> None:
-    steps = [run.steps] if run.role == "teacher" else run.export_steps
+    steps = run.evaluated_steps
     todo = [k for k in steps if run.checkpoint(k).exists() and not evaluation_path(run, k).exists()]
     if not todo:
         return
@@ -473,7 +489,7 @@ def evaluate_all(only: list[str] | None = None) -> None:
     for run in plan():
         if only and run.name not in only:
             continue
-        steps = [run.steps] if run.role == "teacher" else run.export_steps
+        steps = run.evaluated_steps
         if any(run.checkpoint(k).exists() and not evaluation_path(run, k).exists() for k in steps):
             context = context or make_context()
             evaluate_run(run, context)
@@ -595,7 +611,8 @@ def _markdown(frame: pd.DataFrame, converged: pd.DataFrame) -> None:
         f"seed {SEED}, one shared teacher cache. Audit: {AUDIT['num_samples']} samples x {AUDIT['num_steps']} DDIM steps at "
         f"w = {AUDIT['guidance_scale']:g}, teacher-forced. Data probe: the {PROBE_SAMPLES:,} test images at uniform t. "
         f"FD: {FD_SAMPLES} samples, {SAMPLE_STEPS}-step {clamp} DDIM, project-classifier features vs the 10,000 test "
-        f"images, at DASH's TAG guidance (and w = 1, 4 in the CSV). Fidelity: {10 * FIDELITY_PER_CLASS} samples per w. "
+        f"images, at DASH's TAG guidance (and w = 1, 4 in the CSV). Fidelity: {FD_SAMPLES} samples at w = 1 and 4, "
+        f"{10 * FIDELITY_PER_CLASS} at w = 2, 3, 6. "
         "Produced by `python analyses/fashion_mnist.py all`.",
         "",
         "| run | params | FD (TAG) | rho [95% CI] | cos | probe rho / cos | fidelity w=1 / 4 | verdict | paper FID C10 | paper rho C10 |",
@@ -729,7 +746,7 @@ def figures() -> None:
         ax.plot(scales, values, marker="o", label=row.run, **(dict(color="k", lw=2.8) if row.run == "teacher" else style(row.run)))
     ax.set_xlabel("guidance scale w")
     ax.set_ylabel("classifier accuracy vs requested class")
-    ax.set_title(f"Guidance fidelity at {BUDGET} steps ({10 * FIDELITY_PER_CLASS} samples per w, {SAMPLE_STEPS}-step DDIM)")
+    ax.set_title(f"Guidance fidelity at {BUDGET} steps ({FD_SAMPLES} / {10 * FIDELITY_PER_CLASS} samples per w, {SAMPLE_STEPS}-step DDIM)")
     ax.legend(fontsize=7, ncol=2)
     save(fig, "fashion_mnist_fidelity.png")
 
