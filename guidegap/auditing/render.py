@@ -6,37 +6,13 @@ import json
 import textwrap
 from typing import TYPE_CHECKING, Any
 
+from guidegap.auditing.verdicts import verdict_record
+from guidegap.metrics.registry import report_rows, summaries
+
 if TYPE_CHECKING:
     from guidegap.auditing.report import AuditReport
 
 __all__ = ["render_report"]
-
-# (summary key, label, healthy range text from thresholds)
-_PAIR_ROWS = (
-    ("rho", "rho (gap size, S/T)", lambda th: f"{th.rho_low} - {th.rho_high}"),
-    ("cos_delta", "gap cosine", lambda th: f">= {th.min_cos}"),
-    ("rel_cond_error", "cond error / teacher", lambda th: f"<= {th.max_rel_branch_error}"),
-    ("rel_uncond_error", "uncond error / teacher", lambda th: f"<= {th.max_rel_branch_error}"),
-    ("gap_mse", "gap MSE", lambda th: ""),
-    ("guided_error", "guided error (RMS)", lambda th: ""),
-    ("amplification", "amplification by w", lambda th: ""),
-    ("divergence", "free-running divergence", lambda th: ""),
-)
-_SINGLE_ROWS = (
-    ("rel_gap", "gap / eps_c", lambda th: f">= {th.min_rel_gap}"),
-    ("gap_norm", "gap (RMS)", lambda th: ""),
-    ("guidance_response", "sample response to w", lambda th: f">= {th.min_guidance_response}"),
-    ("parallel_fraction", "parallel fraction", lambda th: ""),
-)
-_DISTILLED_ROWS = (
-    ("response_to_w", "response to w / eps(w)", lambda th: f">= {th.min_guidance_response}"),
-    ("gap_norm", "response to w (RMS)", lambda th: ""),
-    ("probe_rel_gap", "true-CFG: null gap / eps", lambda th: ""),
-)
-_PHASE_ROWS_DISTILLED = (("rel_gap", "response to w / eps(w)"),)
-_PHASE_ROWS_PAIR = (("rho", "rho"), ("cos_delta", "gap cosine"), ("rel_cond_error", "cond error / T"), ("rel_uncond_error", "uncond error / T"))
-_PHASE_ROWS_SINGLE = (("rel_gap", "gap / eps_c"), ("guidance_response", "response to w at phase end"))
-
 
 def _fmt(value: float) -> str:
     if value != value:
@@ -62,11 +38,16 @@ def _models(report: "AuditReport") -> list[str]:
     return lines
 
 
+def _audit(report: "AuditReport") -> str:
+    """Which of the registry's audits (:data:`guidegap.metrics.registry.AUDITS`) the report is of."""
+    if "guidance_distilled" in report.dataset.attrs:
+        return "guidance-distilled"
+    return "pair" if report.has_teacher else "teacher-free"
+
+
 def _phase_table(report: "AuditReport") -> list[str]:
     """Per-phase numbers (and, with a teacher, the rules that fire in each phase), columns sized to fit."""
-    keys = _PHASE_ROWS_PAIR if report.has_teacher else _PHASE_ROWS_SINGLE
-    if "guidance_distilled" in report.dataset.attrs:
-        keys = _PHASE_ROWS_DISTILLED
+    keys = [(entry.name, entry.phase_label) for entry in summaries(_audit(report)) if entry.phase_label]
     table = [["along the trajectory", *(f"{p['phase']} (t {_fmt(p['timesteps'][0])}-{_fmt(p['timesteps'][1])})" for p in report.phases)]]
     table += [[f"  {label}", *(_fmt(p["summary"].get(key, float("nan"))) for p in report.phases)] for key, label in keys]
     if report.has_teacher:
@@ -116,15 +97,15 @@ def render_report(report: "AuditReport") -> str:
         lines.append(f"  {len(json.loads(ds.attrs['prompts']))} prompts; null branch: "
                      + "; ".join(f"{role} {text}" for role, text in nulls.items()))
     lines.append("")
-    rows = _DISTILLED_ROWS if distilled else _PAIR_ROWS if report.has_teacher else _SINGLE_ROWS
     level = int(round(next(iter(report.summary.values())).level * 100))
     lines.append(f"  {'metric':<26}{'value':>9}  {f'{level}% CI':<20}healthy")
-    for key, label, healthy in rows:
-        if key not in report.summary:
+    for entry in report_rows(_audit(report)):
+        if entry.name not in report.summary:
             continue
-        est = report.summary[key]
+        est = report.summary[entry.name]
         ci = f"[{_fmt(est.low)}, {_fmt(est.high)}]"
-        lines.append(f"  {label:<26}{_fmt(est.value):>9}  {ci:<20}{healthy(th)}".rstrip())
+        healthy = entry.healthy(th) if entry.healthy else ""
+        lines.append(f"  {entry.label:<26}{_fmt(est.value):>9}  {ci:<20}{healthy}".rstrip())
     lines.append("")
     if "prompts" in ds.attrs:
         lines.extend(_prompt_table(report))
@@ -135,7 +116,7 @@ def render_report(report: "AuditReport") -> str:
     if report.verdict == "non-finite":
         steps = report.nonfinite_timesteps()
         where_text = f" NaN/Inf first at timestep {_fmt(steps[0])} ({len(steps)} of {ds.sizes['step']} steps)." if steps else ""
-    elif report.verdict not in ("healthy", "inconclusive") and where:
+    elif verdict_record(report.verdict).located and where:
         where_text = f" It shows in the {', '.join(where)} steps."
     else:
         where_text = ""

@@ -13,88 +13,11 @@ import numpy as np
 import xarray as xr
 
 from guidegap.auditing.judge import PHASES, Judgement, guidance_response_estimate, judge, phase_findings, thresholds_of
-from guidegap.auditing.verdicts import VERDICTS, Finding, Thresholds
+from guidegap.auditing.verdicts import Finding, Thresholds, parse_fail_on, verdict_record
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
 __all__ = ["AuditReport", "phase_findings", "parse_fail_on", "guidance_response_estimate", "PHASES"]
-
-_EXPLANATIONS = {
-    "healthy": (
-        "The student's guidance gap matches the teacher's in size (rho) and direction (gap cosine), and both "
-        "branches track the teacher's, so classifier-free guidance should act on the student as it does on the teacher."
-    ),
-    "collapsed": (
-        "The student's conditional and unconditional predictions have collapsed together: its guidance gap is a "
-        "small fraction of the teacher's, so raising w barely changes its samples. Distillation that supervises only "
-        "the conditional branch, or only the guided output at one w, leaves the unconditional branch unsupervised "
-        "and produces exactly this (guidance collapse, DASH arXiv 2606.00798)."
-    ),
-    "miscalibrated": (
-        "The student has a guidance gap, but its size or direction differs from the teacher's: at a given w the "
-        "student is guided too weakly, too strongly or towards the wrong features, and the error is multiplied by w "
-        "at every sampling step."
-    ),
-    "drifted": (
-        "The gap between the student's branches looks right, but both branches are off from the teacher's by a large "
-        "fraction of their size, drifting together. rho and the gap cosine cannot see this; the per-branch errors do. "
-        "The student's samples will differ from the teacher's at every w."
-    ),
-    "non-finite": (
-        "Some predictions contain NaN or Inf, so no other metric can be trusted. Typical causes: a diverged training "
-        "run (NaN weights), fp16 overflow, or inputs on the wrong scale."
-    ),
-    "inconclusive": (
-        "Without a teacher, guidegap can only see whether the student has a guidance gap at all and whether its samples "
-        "respond to w. It cannot judge whether the gap has the right size or direction, or whether either branch is "
-        "accurate: audit against the teacher (--teacher) for that."
-    ),
-    "guidance-distilled": (
-        "The student takes the guidance scale w as an input (a guidance embedding) instead of running a conditional and "
-        "an unconditional branch: classifier-free guidance was distilled into it, so there is no guidance gap to audit and "
-        "raising a CFG scale or adding a negative prompt is not how it is meant to be steered. Reported instead: how much "
-        "its prediction changes between w = 1 and the audited w along its own trajectory, and, with --true-cfg, the gap "
-        "to an empty-prompt branch — a branch such students were likely never trained on, so that number is a probe, "
-        "not a calibration check."
-    ),
-}
-
-# A pair audit is inconclusive only when the teacher gives nothing to compare with (its gap is zero).
-_EXPLANATION_NO_REFERENCE = (
-    "The teacher's own guidance gap (or one of its branches) is zero, so rho, the gap cosine and the relative branch "
-    "errors are undefined: there is nothing to compare the student with. The teacher is not a usable reference."
-)
-_FIX_NO_REFERENCE = ("Check that TEACHER is the class-conditional model the student was distilled from, trained with label "
-                     "dropout so that its null label differs from the classes.")
-
-_FIXES = {
-    "healthy": "Nothing to fix.",
-    "collapsed": "Re-distill with both branches supervised: guidegap distill --teacher TEACHER --objective dash "
-                 "(L_cond + L_uncond + 0.1 L_anchor, TIRT-weighted).",
-    "miscalibrated": "Supervise the unconditional branch directly (--objective dash) or match the gap (--objective gap / pdm); "
-                     "if only the size is off (cosine fine), sampling at w' = 1 + (w - 1) / rho is a stopgap.",
-    "drifted": "Distill longer or with the anchor term (--objective dash supervises each branch and anchors eps_c to the true noise); "
-               "check that the student was distilled from this teacher and with the same noise schedule.",
-    "non-finite": "Check the checkpoint for NaN weights, run in float32, and check the data scale and the noise schedule.",
-    "inconclusive": "Pass --teacher TEACHER to judge calibration; use --fail-on collapsed,non-finite to gate on what a teacher-free audit can decide.",
-    "guidance-distilled": "Nothing to fix in its guidance: steer it through its w input. Gate on it with --fail-on "
-                          "non-finite; audit the CFG teacher it was distilled from to check the guidance it learned.",
-}
-
-
-def parse_fail_on(spec: str | Iterable[str] | None) -> set[str]:
-    """Verdicts that fail an audit; ``None`` means every verdict but ``healthy`` (docs/design.md §3)."""
-    if spec is None:
-        return set(VERDICTS) - {"healthy"}
-    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    if not names:  # an empty --fail-on would silently turn the gate off; 'none' says so explicitly
-        raise InputError(f"expected --fail-on verdicts from {', '.join(VERDICTS)} (comma-separated) or 'none', received {spec!r}.")
-    if names == ["none"]:
-        return set()
-    unknown = sorted(set(names) - set(VERDICTS))
-    if unknown:
-        raise InputError(f"expected --fail-on verdicts from {', '.join(VERDICTS)} (comma-separated) or 'none', received {', '.join(unknown)}.")
-    return set(names)
 
 
 @dataclass
@@ -131,15 +54,11 @@ class AuditReport:
 
     @property
     def explanation(self) -> str:
-        if self.verdict == "inconclusive" and self.has_teacher:
-            return _EXPLANATION_NO_REFERENCE
-        return _EXPLANATIONS[self.verdict]
+        return verdict_record(self.verdict).text(self.has_teacher)[0]
 
     @property
     def suggestion(self) -> str:
-        if self.verdict == "inconclusive" and self.has_teacher:
-            return _FIX_NO_REFERENCE
-        return _FIXES[self.verdict]
+        return verdict_record(self.verdict).text(self.has_teacher)[1]
 
     def passes(self, fail_on: str | Iterable[str] | None = None) -> bool:
         return self.verdict not in parse_fail_on(fail_on)

@@ -16,19 +16,23 @@ prediction finite: that is ``inconclusive``, not ``non-finite``. Without a teach
 ``collapsed`` (a vanished gap) or ``inconclusive`` can be said. A guidance-distilled student (w is an input of the
 model, LCM / Flux-dev) has no unconditional branch: it is ``guidance-distilled`` (or ``non-finite``), never
 ``collapsed`` (:func:`judge_guidance_distilled`).
+
+Each verdict is one :class:`Verdict` record: its rule for a teacher-and-student audit (the reason when it holds),
+its place among the rules (``precedence``), the explanation and the fix the report gives, and its colour in the
+training-log figures. :func:`register_verdict` adds one; the report, the CLI's ``--fail-on``, the accessor and
+the figures follow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
-__all__ = ["VERDICTS", "Thresholds", "Finding", "judge_pair", "judge_single", "judge_guidance_distilled"]
-
-VERDICTS = ("healthy", "miscalibrated", "collapsed", "drifted", "non-finite", "inconclusive", "guidance-distilled")
+__all__ = ["VERDICTS", "VERDICT_RECORDS", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
+           "verdict_record", "parse_fail_on", "judge_pair", "judge_single", "judge_guidance_distilled"]
 
 
 @dataclass(frozen=True)
@@ -72,19 +76,223 @@ class Finding:
     fired: list[str] = field(default_factory=list)
 
 
+class Values(dict):
+    """Summary values by name (a float each) for the rules; a name the summary lacks reads as NaN."""
+
+    def __missing__(self, name: str) -> float:
+        return float("nan")
+
+
+# A pair rule: the reason (one line) when it holds for these values and thresholds, else None. NaN compares False.
+Rule = Callable[[Values, "Thresholds"], "str | None"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verdict: what the report says about it and, for teacher-and-student audits, when it holds.
+
+    ``rule`` / ``precedence``: the pair rules run in ascending precedence and the first that holds decides (every
+    rule that holds is listed as evidence); a verdict without a rule is given by the judge itself (``healthy`` when
+    none holds, ``inconclusive``, ``guidance-distilled``). ``explanation`` / ``fix``: the report's text;
+    ``with_teacher``: other text for an audit with a teacher (``inconclusive``: the teacher is no reference).
+    ``colour``: index into seaborn's ``"colorblind"`` palette. ``located``: the report says in which phases it fires.
+    """
+
+    name: str
+    explanation: str
+    fix: str
+    colour: int = 7
+    rule: Rule | None = None
+    precedence: float = 100.0
+    with_teacher: tuple[str, str] | None = None
+    located: bool = True
+
+    def text(self, has_teacher: bool) -> tuple[str, str]:
+        """``(explanation, fix)`` for an audit with or without a teacher."""
+        return self.with_teacher if has_teacher and self.with_teacher else (self.explanation, self.fix)
+
+
+def _undefined(v: Values) -> list[str]:
+    """The judged ratios that are 0/0 (NaN), by their report names."""
+    return [label for label, name in (("rho", "rho"), ("gap cosine", "cos_delta"), ("cond error", "rel_cond_error"),
+                                      ("uncond error", "rel_uncond_error")) if v[name] != v[name]]
+
+
+def _nonfinite_rule(v: Values, th: Thresholds) -> str | None:
+    if v["nonfinite"] > 0 or (bool(_undefined(v)) and "nonfinite" not in v):
+        return "some predictions contain NaN or Inf"
+    return None
+
+
+def _collapsed_rule(v: Values, th: Thresholds) -> str | None:
+    if v["rho"] < th.collapsed_rho:
+        return f"rho = {v['rho']:.3g} < {th.collapsed_rho}: the student's guidance gap has (nearly) vanished"
+    return None
+
+
+def _miscalibrated_rule(v: Values, th: Thresholds) -> str | None:
+    rho, cos = v["rho"], v["cos_delta"]
+    if rho < th.rho_low or rho > th.rho_high or cos < th.min_cos:
+        return f"rho = {rho:.3g} (healthy {th.rho_low}-{th.rho_high}), gap cosine = {cos:.3g} (healthy >= {th.min_cos})"
+    return None
+
+
+def _drifted_rule(v: Values, th: Thresholds) -> str | None:
+    rel_c, rel_u = v["rel_cond_error"], v["rel_uncond_error"]
+    if max(rel_c, rel_u) > th.max_rel_branch_error:
+        return (f"branch errors relative to the teacher: cond {rel_c:.3g}, uncond {rel_u:.3g} "
+                f"(healthy <= {th.max_rel_branch_error})")
+    return None
+
+
+# In the order the verdicts are listed (VERDICTS); the rules run in precedence order.
+VERDICT_RECORDS: dict[str, Verdict] = {v.name: v for v in (
+    Verdict(
+        "healthy",
+        "The student's guidance gap matches the teacher's in size (rho) and direction (gap cosine), and both "
+        "branches track the teacher's, so classifier-free guidance should act on the student as it does on the teacher.",
+        "Nothing to fix.",
+        colour=2, located=False,
+    ),
+    Verdict(
+        "miscalibrated",
+        "The student has a guidance gap, but its size or direction differs from the teacher's: at a given w the "
+        "student is guided too weakly, too strongly or towards the wrong features, and the error is multiplied by w "
+        "at every sampling step.",
+        "Supervise the unconditional branch directly (--objective dash) or match the gap (--objective gap / pdm); "
+        "if only the size is off (cosine fine), sampling at w' = 1 + (w - 1) / rho is a stopgap.",
+        colour=1, rule=_miscalibrated_rule, precedence=30,
+    ),
+    Verdict(
+        "collapsed",
+        "The student's conditional and unconditional predictions have collapsed together: its guidance gap is a "
+        "small fraction of the teacher's, so raising w barely changes its samples. Distillation that supervises only "
+        "the conditional branch, or only the guided output at one w, leaves the unconditional branch unsupervised "
+        "and produces exactly this (guidance collapse, DASH arXiv 2606.00798).",
+        "Re-distill with both branches supervised: guidegap distill --teacher TEACHER --objective dash "
+        "(L_cond + L_uncond + 0.1 L_anchor, TIRT-weighted).",
+        colour=3, rule=_collapsed_rule, precedence=20,
+    ),
+    Verdict(
+        "drifted",
+        "The gap between the student's branches looks right, but both branches are off from the teacher's by a large "
+        "fraction of their size, drifting together. rho and the gap cosine cannot see this; the per-branch errors do. "
+        "The student's samples will differ from the teacher's at every w.",
+        "Distill longer or with the anchor term (--objective dash supervises each branch and anchors eps_c to the true noise); "
+        "check that the student was distilled from this teacher and with the same noise schedule.",
+        colour=4, rule=_drifted_rule, precedence=40,
+    ),
+    Verdict(
+        "non-finite",
+        "Some predictions contain NaN or Inf, so no other metric can be trusted. Typical causes: a diverged training "
+        "run (NaN weights), fp16 overflow, or inputs on the wrong scale.",
+        "Check the checkpoint for NaN weights, run in float32, and check the data scale and the noise schedule.",
+        colour=7, rule=_nonfinite_rule, precedence=10,
+    ),
+    Verdict(
+        "inconclusive",
+        "Without a teacher, guidegap can only see whether the student has a guidance gap at all and whether its samples "
+        "respond to w. It cannot judge whether the gap has the right size or direction, or whether either branch is "
+        "accurate: audit against the teacher (--teacher) for that.",
+        "Pass --teacher TEACHER to judge calibration; use --fail-on collapsed,non-finite to gate on what a teacher-free "
+        "audit can decide.",
+        colour=5, located=False,
+        # A pair audit is inconclusive only when the teacher gives nothing to compare with (its gap is zero).
+        with_teacher=(
+            "The teacher's own guidance gap (or one of its branches) is zero, so rho, the gap cosine and the relative branch "
+            "errors are undefined: there is nothing to compare the student with. The teacher is not a usable reference.",
+            "Check that TEACHER is the class-conditional model the student was distilled from, trained with label "
+            "dropout so that its null label differs from the classes.",
+        ),
+    ),
+    Verdict(
+        "guidance-distilled",
+        "The student takes the guidance scale w as an input (a guidance embedding) instead of running a conditional and "
+        "an unconditional branch: classifier-free guidance was distilled into it, so there is no guidance gap to audit and "
+        "raising a CFG scale or adding a negative prompt is not how it is meant to be steered. Reported instead: how much "
+        "its prediction changes between w = 1 and the audited w along its own trajectory, and, with --true-cfg, the gap "
+        "to an empty-prompt branch — a branch such students were likely never trained on, so that number is a probe, "
+        "not a calibration check.",
+        "Nothing to fix in its guidance: steer it through its w input. Gate on it with --fail-on "
+        "non-finite; audit the CFG teacher it was distilled from to check the guidance it learned.",
+    ),
+)}
+_BUILTIN = frozenset(VERDICT_RECORDS)
+
+
+class _VerdictNames(Sequence[str]):
+    """The names of the registered verdicts, in their listed order (a live view: registered ones are included)."""
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        return tuple(VERDICT_RECORDS)[index]
+
+    def __len__(self) -> int:
+        return len(VERDICT_RECORDS)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, Sequence) else other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+VERDICTS: Sequence[str] = _VerdictNames()
+
+
+def verdict_record(name: str) -> Verdict:
+    """The record of a registered verdict."""
+    try:
+        return VERDICT_RECORDS[name]
+    except KeyError:
+        raise InputError(f"expected a verdict from {', '.join(VERDICTS)}, received {name!r}.") from None
+
+
+def register_verdict(record: Verdict) -> Verdict:
+    """Add a verdict (see :class:`Verdict`); a name that is taken is refused. Returns ``record``."""
+    if not isinstance(record, Verdict):
+        raise InputError(f"register_verdict: expected a guidegap.auditing.verdicts.Verdict, received {type(record).__name__}.")
+    if record.name in VERDICT_RECORDS or record.name == "none":
+        raise InputError(f"register_verdict: a verdict named {record.name!r} is registered already; choose another name, or "
+                         f"remove_verdict({record.name!r}) first.")
+    VERDICT_RECORDS[record.name] = record
+    return record
+
+
+def remove_verdict(name: str) -> None:
+    """Remove a verdict added with :func:`register_verdict`; the built-in verdicts stay."""
+    if name not in VERDICT_RECORDS or name in _BUILTIN:
+        raise InputError(f"remove_verdict: expected the name of a verdict added with register_verdict, received {name!r}.")
+    del VERDICT_RECORDS[name]
+
+
+def parse_fail_on(spec: str | Iterable[str] | None) -> set[str]:
+    """Verdicts that fail an audit; ``None`` means every verdict but ``healthy`` (docs/design.md §3)."""
+    if spec is None:
+        return set(VERDICTS) - {"healthy"}
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not names:  # an empty --fail-on would silently turn the gate off; 'none' says so explicitly
+        raise InputError(f"expected --fail-on verdicts from {', '.join(VERDICTS)} (comma-separated) or 'none', received {spec!r}.")
+    if names == ["none"]:
+        return set()
+    unknown = sorted(set(names) - set(VERDICTS))
+    if unknown:
+        raise InputError(f"expected --fail-on verdicts from {', '.join(VERDICTS)} (comma-separated) or 'none', received {', '.join(unknown)}.")
+    return set(names)
+
+
 def _value(summary: Mapping[str, Estimate], name: str) -> float:
     estimate = summary.get(name)
     return float("nan") if estimate is None else float(estimate.value)
 
 
 def judge_pair(summary: Mapping[str, Estimate], thresholds: Thresholds = Thresholds()) -> Finding:
-    """Verdict for a teacher + student summary (from :func:`guidegap.metrics.summarize`)."""
-    th = thresholds
-    rho, cos = _value(summary, "rho"), _value(summary, "cos_delta")
-    rel_c, rel_u = _value(summary, "rel_cond_error"), _value(summary, "rel_uncond_error")
-    undefined = [name for name, v in (("rho", rho), ("gap cosine", cos), ("cond error", rel_c), ("uncond error", rel_u)) if v != v]
-    recorded = "nonfinite" in summary
-    if recorded and undefined and not _value(summary, "nonfinite") > 0:
+    """Verdict for a teacher + student summary (from :func:`guidegap.metrics.summarize`): the first pair rule that holds."""
+    values = Values({name: float(estimate.value) for name, estimate in summary.items()})
+    undefined = _undefined(values)
+    if "nonfinite" in summary and undefined and not values["nonfinite"] > 0:
         # Every prediction is finite, yet a ratio is 0/0: the teacher has no gap (or a zero branch) to compare with.
         return Finding(
             "inconclusive",
@@ -93,21 +301,12 @@ def judge_pair(summary: Mapping[str, Estimate], thresholds: Thresholds = Thresho
             "and was trained with label dropout",
             ["inconclusive"],
         )
-    # NaN compares False, so with undefined metrics only the non-finite rule can fire.
-    rules: list[tuple[str, bool, str]] = [
-        ("non-finite", _value(summary, "nonfinite") > 0 or (bool(undefined) and not recorded),
-         "some predictions contain NaN or Inf"),
-        ("collapsed", rho < th.collapsed_rho,
-         f"rho = {rho:.3g} < {th.collapsed_rho}: the student's guidance gap has (nearly) vanished"),
-        ("miscalibrated", rho < th.rho_low or rho > th.rho_high or cos < th.min_cos,
-         f"rho = {rho:.3g} (healthy {th.rho_low}-{th.rho_high}), gap cosine = {cos:.3g} (healthy >= {th.min_cos})"),
-        ("drifted", max(rel_c, rel_u) > th.max_rel_branch_error,
-         f"branch errors relative to the teacher: cond {rel_c:.3g}, uncond {rel_u:.3g} (healthy <= {th.max_rel_branch_error})"),
-    ]
-    fired = [name for name, holds, _ in rules if holds]
-    for name, holds, reason in rules:
-        if holds:
-            return Finding(name, reason, fired)
+    rules = sorted((r for r in VERDICT_RECORDS.values() if r.rule is not None), key=lambda r: r.precedence)
+    holding = [(r.name, reason) for r in rules if (reason := r.rule(values, thresholds)) is not None]
+    fired = [name for name, _ in holding]
+    if holding:
+        return Finding(holding[0][0], holding[0][1], fired)
+    rho, cos, rel_c, rel_u = (values[n] for n in ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error"))
     return Finding("healthy", f"rho = {rho:.3g}, gap cosine = {cos:.3g}, branch errors cond {rel_c:.3g} / uncond {rel_u:.3g}", fired)
 
 

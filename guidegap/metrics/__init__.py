@@ -2,7 +2,8 @@
 
 :mod:`guidegap.metrics.functional` maps prediction tensors to ``(B,)`` metrics and is reused by the
 streaming recorder; :mod:`guidegap.metrics.summary` turns per-sample values (or a recorder Dataset) into
-estimates with confidence intervals.
+estimates with confidence intervals; :mod:`guidegap.metrics.registry` names every metric and summary once, and
+the schema, the recorders, the summaries, the training log and the report derive from it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from guidegap.metrics.functional import (
     rms,
     uncond_error,
 )
+from guidegap.metrics.registry import Metric, Summary, register_metric, remove_metric
 from guidegap.metrics.summary import Estimate, bootstrap, mean, ratio_of_means, rho, rho_per_step, summarize
 
 __all__ = [
@@ -45,6 +47,11 @@ __all__ = [
     "nonfinite",
     "pair_metrics",
     "model_metrics",
+    # registry
+    "Metric",
+    "Summary",
+    "register_metric",
+    "remove_metric",
     # summary
     "Estimate",
     "bootstrap",

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from guidegap.errors import InputError
+from guidegap.metrics.registry import summaries
 
 __all__ = ["Estimate", "bootstrap", "mean", "ratio_of_means", "rho", "rho_per_step", "summarize"]
 
@@ -118,10 +119,6 @@ def rho(
 
 
 # -- recorder Datasets -----------------------------------------------------------------------------
-_PAIR_VARIABLES = ("gap_cos", "gap_mse", "cond_error", "uncond_error", "guided_error", "amplification")
-_MODEL_VARIABLES = ("gap_norm", "cond_norm", "uncond_norm")
-
-
 def rho_per_step(ds: xr.Dataset) -> xr.DataArray:
     """``rho`` at each sampling step: mean over samples of student ``gap_norm`` / that of the teacher."""
     if "step" not in ds.dims:
@@ -142,51 +139,38 @@ def summarize(ds: xr.Dataset, n_boot: int = 1000, level: float = 0.95, seed: int
     uncond_error, rel_cond_error, rel_uncond_error, guided_error, amplification`` and, when recorded,
     ``divergence`` and ``nonfinite`` (fraction of samples with any NaN/Inf). ``rel_*_error`` is the mean
     branch error over the teacher's mean branch RMS. With one model: ``gap_norm``, ``rel_gap`` (mean
-    gap_norm / mean cond_norm), ``parallel_fraction`` and ``nonfinite`` when recorded.
+    gap_norm / mean cond_norm), ``parallel_fraction`` and ``nonfinite`` when recorded. Summaries of metrics added to
+    :mod:`guidegap.metrics.registry` follow, where the Dataset holds them.
     """
     if "sample" not in ds.dims:
         raise InputError(f"summarize: expected a Dataset with a 'sample' dim, received dims {tuple(ds.dims)}.")
     boot = {"n_boot": n_boot, "level": level, "seed": seed}
-    if _is_pair(ds):
-        return _summarize_pair(ds, boot)
-    return _summarize_single(ds, boot)
+    return _summarize(ds, "pair" if _is_pair(ds) else "teacher-free", boot)
 
 
-def _summarize_pair(ds: xr.Dataset, boot: dict[str, Any]) -> dict[str, Estimate]:
-    _require(ds, _PAIR_VARIABLES + _MODEL_VARIABLES, pair=True)
-    x = {name: _per_sample(ds[name]) for name in _PAIR_VARIABLES + ("divergence",) if name in ds}
-    student = {name: _per_sample(ds[name].sel(model="student", drop=True)) for name in ("gap_norm",)}
-    teacher = {name: _per_sample(ds[name].sel(model="teacher", drop=True)) for name in _MODEL_VARIABLES}
-    out = {
-        "rho": bootstrap(ratio_of_means, student["gap_norm"], teacher["gap_norm"], **boot),
-        "cos_delta": bootstrap(mean, x["gap_cos"], **boot),
-        "gap_mse": bootstrap(mean, x["gap_mse"], **boot),
-        "cond_error": bootstrap(mean, x["cond_error"], **boot),
-        "uncond_error": bootstrap(mean, x["uncond_error"], **boot),
-        "rel_cond_error": bootstrap(ratio_of_means, x["cond_error"], teacher["cond_norm"], **boot),
-        "rel_uncond_error": bootstrap(ratio_of_means, x["uncond_error"], teacher["uncond_norm"], **boot),
-        "guided_error": bootstrap(mean, x["guided_error"], **boot),
-        "amplification": bootstrap(mean, x["amplification"], **boot),
-    }
-    if "divergence" in x:
-        out["divergence"] = bootstrap(mean, x["divergence"], **boot)
-    if "nonfinite" in ds:
-        out["nonfinite"] = bootstrap(mean, _any_per_sample(ds["nonfinite"]), **boot)
+def _summarize(ds: xr.Dataset, audit: str, boot: dict[str, Any]) -> dict[str, Estimate]:
+    """The registered summaries of one kind of audit (:mod:`guidegap.metrics.registry`) that ``summarize`` estimates."""
+    entries = [e for e in summaries(audit) if e.statistic is not None]
+    pair = audit == "pair"
+    required = [v.partition("@")[0] for e in entries if e.required for v in e.statistic.variables]
+    _require(ds, tuple(dict.fromkeys(required)), pair=pair)
+    one = ds if pair or "model" not in ds.dims else ds.isel(model=0, drop=True)
+    out = {}
+    for entry in entries:
+        names = entry.statistic.variables
+        if not all(name.partition("@")[0] in one for name in names):
+            continue
+        values = [_values(one, name, entry.statistic.kind) for name in names]
+        statistic = ratio_of_means if entry.statistic.kind == "ratio" else mean
+        out[entry.name] = bootstrap(statistic, *values, **boot)
     return out
 
 
-def _summarize_single(ds: xr.Dataset, boot: dict[str, Any]) -> dict[str, Estimate]:
-    _require(ds, ("gap_norm", "cond_norm", "parallel_fraction"), pair=False)
-    one = ds.isel(model=0, drop=True) if "model" in ds.dims else ds
-    gap_norm, cond_norm = _per_sample(one["gap_norm"]), _per_sample(one["cond_norm"])
-    out = {
-        "gap_norm": bootstrap(mean, gap_norm, **boot),
-        "rel_gap": bootstrap(ratio_of_means, gap_norm, cond_norm, **boot),
-        "parallel_fraction": bootstrap(mean, _per_sample(one["parallel_fraction"]), **boot),
-    }
-    if "nonfinite" in one:
-        out["nonfinite"] = bootstrap(mean, _any_per_sample(one["nonfinite"]), **boot)
-    return out
+def _values(ds: xr.Dataset, name: str, kind: str) -> np.ndarray:
+    """Per-sample values of ``name`` (``"var@model"``: that model's), averaged over steps (``"any"``: 1 if any is set)."""
+    variable, _, model = name.partition("@")
+    da = ds[variable].sel(model=model, drop=True) if model else ds[variable]
+    return _any_per_sample(da) if kind == "any" else _per_sample(da)
 
 
 def _is_pair(ds: xr.Dataset) -> bool:

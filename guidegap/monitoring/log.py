@@ -45,6 +45,7 @@ import xarray as xr
 from guidegap._version import __version__
 from guidegap.auditing.judge import judge_log, thresholds_of
 from guidegap.errors import InputError
+from guidegap.metrics.registry import METRICS, Metric, summaries
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,30 +57,20 @@ __all__ = ["TRAINING_STEP", "STEP_CURVES", "log_entry", "append_entry", "truncat
            "log_verdicts", "log_summary", "per_step_variable", "thresholds_of"]
 
 TRAINING_STEP = "training_step"
-STEP_CURVES = ("gap_cos", "gap_mse", "cond_error", "uncond_error", "guided_error", "amplification", "divergence")
 
-_SUMMARY_LONG_NAMES = {
-    "rho": "rho = E|Delta_S| / E|Delta_T| (student / teacher mean guidance-gap RMS)",
-    "cos_delta": "mean cosine of student and teacher guidance gaps",
-    "gap_mse": "mean squared difference of student and teacher guidance gaps",
-    "cond_error": "mean RMS conditional-branch error",
-    "uncond_error": "mean RMS unconditional-branch error",
-    "rel_cond_error": "conditional-branch error relative to the teacher's branch RMS",
-    "rel_uncond_error": "unconditional-branch error relative to the teacher's branch RMS",
-    "guided_error": "mean RMS error of the guided prediction",
-    "amplification": "mean guided error at w over guided error at w=1",
-    "divergence": "mean RMS distance of free-running student and teacher states",
-    "nonfinite": "fraction of samples with a NaN/Inf prediction",
-}
-_CURVE_LONG_NAMES = {
-    "gap_cos": "mean over samples of the cosine between student and teacher gaps",
-    "gap_mse": "mean over samples of the squared gap difference",
-    "cond_error": "mean over samples of the RMS conditional-branch error",
-    "uncond_error": "mean over samples of the RMS unconditional-branch error",
-    "guided_error": "mean over samples of the RMS guided-prediction error",
-    "amplification": "mean over samples of guided error at w / at w=1",
-    "divergence": "mean over samples of the RMS free-running state distance",
-}
+
+def step_curves() -> list[Metric]:
+    """The per-sample variables logged as per-step curves (``<name>_per_step``): those with a curve long name."""
+    return [m for m in METRICS.values() if m.curve_long_name is not None]
+
+
+def summary_long_names() -> dict[str, str]:
+    """The long names of a pair audit's summaries, the variables of one check."""
+    return {entry.name: entry.long_name for entry in summaries("pair")}
+
+
+# The per-step curves of the built-in metrics (kept for readers of this name; a registered metric is added to the log).
+STEP_CURVES = tuple(m.name for m in step_curves())
 
 
 def _var(dims: tuple[str, ...], values: Any, long_name: str, units: str = "1") -> xr.Variable:
@@ -99,12 +90,13 @@ def log_entry(report: "AuditReport", training_step: int, seconds: float, attrs: 
                                     "student / teacher mean guidance-gap RMS at the sampling step")
         gap = ds["gap_norm"].mean("sample").transpose("model", "step").values
         data["gap_norm_per_step"] = _var(ts + ("model", "step"), gap[None], "mean over samples of RMS(eps_c - eps_u)")
-        for name in STEP_CURVES:
-            if name in ds:
-                values = ds[name].mean("sample", skipna=True).transpose("step").values
-                data[f"{name}_per_step"] = _var(ts + ("step",), values[None], _CURVE_LONG_NAMES[name])
+        for curve in step_curves():
+            if curve.name in ds:
+                values = ds[curve.name].mean("sample", skipna=True).transpose("step").values
+                data[f"{curve.name}_per_step"] = _var(ts + ("step",), values[None], curve.curve_long_name)
+    long_names = summary_long_names()
     for name, estimate in report.summary.items():
-        long_name = _SUMMARY_LONG_NAMES.get(name, name)
+        long_name = long_names.get(name, name)
         data[name] = _var(ts, np.array([estimate.value]), long_name)
         data[name].attrs["ci_level"] = float(estimate.level)
         data[f"{name}_ci"] = _var(ts + ("bound",), np.array([[estimate.low, estimate.high]]),
@@ -277,7 +269,7 @@ def log_verdicts(ds: xr.Dataset, thresholds: "Thresholds | None" = None) -> xr.D
 def log_summary(ds: xr.Dataset) -> "pd.DataFrame":
     """One row per check (index ``training_step``): the summary values and the stored verdict."""
     _require_log(ds, "log_summary")
-    names = [n for n in _SUMMARY_LONG_NAMES if n in ds] + ["verdict", "check_seconds"]
+    names = [n for n in summary_long_names() if n in ds] + ["verdict", "check_seconds"]
     frame = ds[names].reset_coords(drop=True).to_dataframe()
     frame["verdict"] = frame["verdict"].astype(str)
     return frame

@@ -23,14 +23,12 @@ from guidegap.auditing.judge import judge, stamp
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import Thresholds
 from guidegap.errors import InputError
-from guidegap.metrics import divergence, pair_metrics
+from guidegap.metrics import divergence
+from guidegap.metrics.registry import metrics_of, pair_values
 from guidegap.pipelines.layouts import Layout
 from guidegap.pipelines.recorder import Recorder, assemble, check_recorded
 
 __all__ = ["record_pair"]
-
-_PAIR_NAMES = ("gap_cos", "gap_mse", "cond_error", "uncond_error", "guided_error", "amplification")
-
 
 def _declared_guidance(pipe: Any, call_kwargs: dict[str, Any]) -> float | None:
     if "guidance_scale" in call_kwargs:
@@ -66,7 +64,7 @@ class _Comparison:
 
     def __init__(self, teacher: Recorder, num_steps: int, batch: int) -> None:
         self.teacher = teacher
-        self.arrays = {name: np.full((batch, num_steps), np.nan) for name in (*_PAIR_NAMES, "divergence")}
+        self.arrays = {name: np.full((batch, num_steps), np.nan) for name in (*(m.name for m in metrics_of("pair")), "divergence")}
         self.problems: list[str] = []
 
     def __call__(self, k: int, timestep: float, cond: torch.Tensor, uncond: torch.Tensor, state: torch.Tensor) -> None:
@@ -82,7 +80,7 @@ class _Comparison:
         if not (ref.timestep == timestep or (math.isnan(ref.timestep) and math.isnan(timestep))):
             self.problems.append(f"step {k}: teacher timestep {ref.timestep:g} vs student {timestep:g}")
         w = ref.guidance_scale if ref.guidance_scale is not None else math.nan
-        for name, values in pair_metrics(cond.float(), uncond.float(), tc.float(), tu.float(), w).items():
+        for name, values in pair_values(cond.float(), uncond.float(), tc.float(), tu.float(), w).items():
             self.arrays[name][:, k] = values.detach().cpu().double().numpy()
         if k > 0 and tx.shape == state.shape:
             self.arrays["divergence"][:, k - 1] = divergence(state.float(), tx.float()).cpu().double().numpy()

@@ -41,7 +41,7 @@ import xarray as xr
 
 from guidegap._version import __version__
 from guidegap.errors import InputError
-from guidegap.metrics import model_metrics
+from guidegap.metrics.registry import model_values
 from guidegap.pipelines.layouts import BATCHED_CONTEXTS, CONTEXT_BRANCHES, Layout, default_layout, eps_channels
 from guidegap.recording.buffers import MetricBuffers
 from guidegap.results.schema import make_dataset
@@ -283,7 +283,7 @@ class Recorder:
     def _add_step(self, timestep: float, cond: torch.Tensor, uncond: torch.Tensor, state: torch.Tensor,
                   labels: torch.Tensor | None) -> None:
         cond, uncond, state = cond.detach(), uncond.detach(), state.detach()
-        metrics = model_metrics(cond, uncond)
+        metrics = model_values(cond, uncond)
         tensors = None
         if self.keep_predictions:  # float32 on the host, as the Dataset stores them
             tensors = tuple(t.to("cpu", torch.float32, copy=True) for t in (cond, uncond, state))

@@ -13,10 +13,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["plot_training_heatmap", "plot_training_curves", "VERDICT_COLORS"]
+from guidegap.auditing.verdicts import VERDICT_RECORDS
 
-# colorblind palette indices per verdict (seaborn "colorblind")
-VERDICT_COLORS = {"healthy": 2, "miscalibrated": 1, "drifted": 4, "collapsed": 3, "non-finite": 7, "inconclusive": 5}
+__all__ = ["plot_training_heatmap", "plot_training_curves", "VERDICT_COLORS", "verdict_colors"]
+
+
+def verdict_colors() -> dict[str, int]:
+    """Colorblind palette index (seaborn "colorblind") per verdict, from the verdicts' records."""
+    return {name: record.colour for name, record in VERDICT_RECORDS.items()}
+
+
+VERDICT_COLORS = verdict_colors()  # the built-in verdicts' (kept for readers of this name)
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -32,13 +39,14 @@ def _verdict_strip(ax: Any, steps: np.ndarray, verdicts: np.ndarray, palette: An
     from matplotlib.patches import Patch
 
     edges = _edges(steps)
+    colors = verdict_colors()
     present = []
     for i, verdict in enumerate(verdicts):
-        color = palette[VERDICT_COLORS.get(str(verdict), 7)]
+        color = palette[colors.get(str(verdict), 7)]
         ax.axvspan(edges[i], edges[i + 1], color=color, linewidth=0)
         if verdict not in present:
             present.append(str(verdict))
-    handles = [Patch(color=palette[VERDICT_COLORS.get(v, 7)], label=v) for v in present]
+    handles = [Patch(color=palette[colors.get(v, 7)], label=v) for v in present]
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=len(handles), fontsize="small",
               frameon=False, title=None, borderaxespad=0)
     ax.set_yticks([])

@@ -17,7 +17,7 @@ import xarray as xr
 from guidegap._version import __version__
 from guidegap.denoisers import DenoiserLike
 from guidegap.errors import InputError
-from guidegap.metrics import model_metrics, pair_metrics
+from guidegap.metrics.registry import model_values, pair_values
 from guidegap.recording import schedulers as sched
 from guidegap.recording.buffers import MetricBuffers
 from guidegap.recording.guidance import GuidanceLike, as_guidance, describe
@@ -140,11 +140,11 @@ def probe(
                 cond, uncond = d.branches(x_t.to(d.device, d.dtype), t.to(d.device), data_labels[span].to(d.device))
                 cond, uncond = cond.float().cpu(), uncond.float().cpu()
                 preds.append((cond, uncond))
-                buffers.put(model_metrics(cond, uncond), span, None, model=m)
+                buffers.put(model_values(cond, uncond), span, None, model=m)
             if len(roles) == 2:
                 (tc, tu), (sc, su) = preds
                 w = torch.as_tensor(scales[span], dtype=torch.float32)
-                buffers.put(pair_metrics(sc, su, tc, tu, w), span, None)
+                buffers.put(pair_values(sc, su, tc, tu, w), span, None)
     buffers.arrays["guidance_scale"] = scales
     config = {
         "num_samples": n,

@@ -19,7 +19,8 @@ import xarray as xr
 from guidegap._version import __version__
 from guidegap.denoisers import Denoiser, DenoiserLike, as_denoiser
 from guidegap.errors import InputError
-from guidegap.metrics import divergence, guided, model_metrics, pair_metrics
+from guidegap.metrics import divergence, guided
+from guidegap.metrics.registry import model_values, pair_values
 from guidegap.recording import schedulers as sched
 from guidegap.recording.buffers import MetricBuffers
 from guidegap.recording.guidance import GuidanceLike, as_guidance, describe, scales_for_steps
@@ -234,12 +235,12 @@ def _record_chunk(
             owner = role if free_running else leader
             cond, uncond = _predict(role, owner.state, owner.stepper, t, labels)
             preds.append((cond, uncond))
-            buffers.put(model_metrics(cond, uncond), span, step, model=m)
+            buffers.put(model_values(cond, uncond), span, step, model=m)
             if keep_predictions:
                 buffers.put({"pred_cond": cond, "pred_uncond": uncond, "state": owner.state}, span, step, model=m)
         if len(roles) == 2:
             (tc, tu), (sc, su) = preds
-            buffers.put(pair_metrics(sc, su, tc, tu, w), span, step)
+            buffers.put(pair_values(sc, su, tc, tu, w), span, step)
         if shadow:  # the student's own guided step, from its own state
             preds[1] = _predict(roles[1], roles[1].state, roles[1].stepper, t, labels)
         for (cond, uncond), role, own in zip(preds, roles, own_path):

@@ -5,6 +5,7 @@ Dims: ``sample``; ``step`` for trajectories (absent in data-probe results); ``mo
 kept. Coordinates: ``timestep`` on ``step`` (on ``sample`` for data probes), ``label`` on ``sample``.
 Every variable carries ``long_name`` and ``units`` (``"1"`` = dimensionless, CF convention); attrs are
 netCDF-safe (str / int / float / numeric arrays; the run configuration is a JSON string in ``config``).
+The variables are those of :mod:`guidegap.metrics.registry` (the table below lists the built-in ones).
 
 =====================  ==========================  ================================================
 variable               dims                        meaning
@@ -31,12 +32,14 @@ state                  model, sample, step, c,h,w  x_t each model was evaluated 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
 from guidegap.errors import InputError
+from guidegap.metrics.registry import VariablesView
 
 __all__ = ["Variable", "VARIABLES", "COORDINATES", "MODES", "make_dataset", "validate", "config_of", "seed_of"]
 
@@ -52,30 +55,8 @@ class Variable:
     units: str
 
 
-_PER_MODEL = ("model", "sample", "step")
-_PAIR = ("sample", "step")
-_FULL = ("model", "sample", "step", "channel", "height", "width")
-
-VARIABLES: dict[str, Variable] = {
-    "gap_norm": Variable(_PER_MODEL, "RMS guidance gap RMS(eps_c - eps_u)", "1"),
-    "cond_norm": Variable(_PER_MODEL, "RMS of the conditional prediction", "1"),
-    "uncond_norm": Variable(_PER_MODEL, "RMS of the unconditional prediction", "1"),
-    "parallel_fraction": Variable(_PER_MODEL, "fraction of the gap parallel to eps_c (APG)", "1"),
-    "nonfinite": Variable(_PER_MODEL, "prediction contains NaN or Inf", "1"),
-    "gap_cos": Variable(_PAIR, "cosine between student and teacher guidance gaps", "1"),
-    "gap_mse": Variable(_PAIR, "mean squared difference of student and teacher guidance gaps", "1"),
-    "cond_error": Variable(_PAIR, "RMS conditional-branch error RMS(eps_c^S - eps_c^T)", "1"),
-    "uncond_error": Variable(_PAIR, "RMS unconditional-branch error RMS(eps_u^S - eps_u^T)", "1"),
-    "guided_error": Variable(_PAIR, "RMS error of the guided prediction at w", "1"),
-    "amplification": Variable(_PAIR, "guided error at w over guided error at w=1", "1"),
-    "divergence": Variable(_PAIR, "RMS distance of free-running student and teacher states after the step", "1"),
-    "guidance_response": Variable(_PAIR, "RMS distance of the model's guided (w) and unguided (w=1) states after the step", "1"),
-    "probe_gap_norm": Variable(_PER_MODEL, "true-CFG probe of a guidance-distilled model: RMS(eps(prompt) - eps(null prompt)) at its w embedding", "1"),
-    "guidance_scale": Variable(("step",), "classifier-free guidance scale w (1 = no guidance)", "1"),
-    "pred_cond": Variable(_FULL, "conditional prediction", "1"),
-    "pred_uncond": Variable(_FULL, "unconditional prediction", "1"),
-    "state": Variable(_FULL, "state x_t the model was evaluated at", "1"),
-}
+# Derived from the metric registry, so a metric added there is part of the schema (its dims follow its kind).
+VARIABLES: Mapping[str, Variable] = VariablesView(lambda m: Variable(m.dims, m.long_name, m.units))
 
 COORDINATES: dict[str, Variable] = {
     "sample": Variable(("sample",), "sample index", "1"),
