@@ -57,7 +57,7 @@ def stored_audit(tmp_path_factory, mixture_teacher):
 def training_log():
     """An in-memory monitor log of three checks: the teacher itself, a shrunk gap, a collapsed gap."""
     from guidegap.recording.schedulers import default_scheduler
-    from guidegap.training.architectures import oracle_mixture
+    from guidegap.oracle import oracle_mixture
 
     scheduler = default_scheduler()
     teacher = oracle_mixture(0).denoiser(scheduler)

@@ -42,7 +42,7 @@ def _one_line_exit_2(argv: list[str], capfd) -> str:
 
 
 def _mlp_checkpoint(path: Path, **fields) -> Path:
-    from guidegap.training.mlp import MLPDenoiser
+    from guidegap.oracle.mlp import MLPDenoiser
 
     torch.manual_seed(0)
     model = MLPDenoiser(sample_shape=(1, 2, 2), num_classes=10, hidden=16, depth=1, time_dim=8)
@@ -223,7 +223,7 @@ def offline_probe_factory() -> torch.nn.Module:
         socket.create_connection(("huggingface.co", 443), timeout=0.01).close()
     except OSError:
         pass
-    from guidegap.training.mlp import MLPDenoiser
+    from guidegap.oracle.mlp import MLPDenoiser
 
     return MLPDenoiser(sample_shape=(1, 2, 2), num_classes=10, hidden=16, depth=1, time_dim=8)
 
@@ -232,7 +232,7 @@ def test_loads_run_with_the_hub_offline_and_open_no_connection(tmp_path, monkeyp
     import socket
 
     from guidegap.checkpoints import load_model
-    from guidegap.training.mlp import MLPDenoiser
+    from guidegap.oracle.mlp import MLPDenoiser
 
     connections: list[object] = []
     monkeypatch.setattr(socket.socket, "connect", lambda self, address: connections.append(address))
@@ -256,7 +256,7 @@ class _Payload:
 
 
 def test_trust_pickle_is_per_file_and_the_bare_flag_trusts_the_student_only(tmp_path, capfd):
-    from guidegap.training.mlp import MLPDenoiser
+    from guidegap.oracle.mlp import MLPDenoiser
 
     marker = tmp_path / "teacher-code-ran"
     student = tmp_path / "student.pt"

@@ -18,9 +18,9 @@ from guidegap.errors import GuidegapError, InputError
 from guidegap.metrics.summary import rho_per_step
 from guidegap.monitoring import GuidanceCollapseError, GuidanceMonitor, load_log
 from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_NUM_STEPS
-from guidegap.oracle import collapsed_student, shifted_student, shrunk_student
+from guidegap.oracle import collapsed_student, oracle_mixture, shifted_student, shrunk_student
 from guidegap.testing import assert_guidance_healthy
-from guidegap.training.architectures import build, model_spec, oracle_mixture
+from guidegap.training.architectures import build, model_spec
 from guidegap.training.config import TrainConfig
 from guidegap.training.loop import train
 from guidegap.training.noise import add_noise

@@ -16,7 +16,7 @@ import guidegap
 from guidegap.denoisers import ModuleDenoiser
 from guidegap.errors import InputError
 from guidegap.oracle import collapsed_student
-from guidegap.training.mlp import MLPDenoiser
+from guidegap.oracle.mlp import MLPDenoiser
 from guidegap.training.objectives import OBJECTIVES, TeacherPreds, TrainBatch, make_objective
 
 K, B, SHAPE = 4, 6, (1, 2, 2)

@@ -146,7 +146,7 @@ def build_model(model_class: str, config: dict[str, Any], source: str) -> torch.
     if model_class not in SUPPORTED_MODEL_CLASSES:
         raise InputError(f"{source}: model class {model_class!r} is not supported; expected one of {SUPPORTED_MODEL_CLASSES}.")
     if model_class == "MLPDenoiser":  # guidegap's own oracle-tier student
-        from guidegap.training.mlp import MLPDenoiser
+        from guidegap.oracle.mlp import MLPDenoiser
 
         try:
             return MLPDenoiser.from_config(config)

@@ -118,7 +118,7 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
 
 def _teacher_schedule(teacher: str) -> str:
     from guidegap.checkpoints import resolve_model
-    from guidegap.training.noise import schedule_name
+    from guidegap.recording.noise_schedules import schedule_name
 
     return schedule_name(resolve_model(teacher).scheduler_config) or "linear"
 

@@ -1,6 +1,8 @@
-"""The oracle tier: a class-conditional Gaussian mixture with exact eps, and students with known verdicts."""
+"""The oracle tier (docs/design.md §4): a class-conditional Gaussian mixture with exact eps (the teacher), its spec
+(``"oracle[:SEED]"``), constructed students with known verdicts, and the small MLP student it trains."""
 
 from guidegap.oracle.gaussian_mixture import GaussianMixture, OracleDenoiser
+from guidegap.oracle.mlp import MLPDenoiser
 from guidegap.oracle.students import (
     GuidedOutputStudent,
     ShiftedStudent,
@@ -15,6 +17,7 @@ __all__ = [
     "ORACLE_MIXTURE",
     "GaussianMixture",
     "GuidedOutputStudent",
+    "MLPDenoiser",
     "OracleDenoiser",
     "ShiftedStudent",
     "ShrunkGapStudent",

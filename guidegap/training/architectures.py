@@ -87,7 +87,7 @@ def model_spec(tier: str, role: str, num_classes: int | None = None, arch: str =
 def build(model_class: str, config: dict[str, Any]) -> torch.nn.Module:
     """Instantiate a model class guidegap can train and store (diffusers UNet2DModel / DiT, or MLPDenoiser)."""
     if model_class == "MLPDenoiser":
-        from guidegap.training.mlp import MLPDenoiser
+        from guidegap.oracle.mlp import MLPDenoiser
 
         return MLPDenoiser.from_config(config)
     from guidegap.checkpoints.format import build_model

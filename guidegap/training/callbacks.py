@@ -26,7 +26,7 @@ class LightAudit(GuidanceMonitor):
                  seed: int = 0, schedule: str = "linear", store: str | os.PathLike[str] | None = None,
                  raise_on: str | Iterable[str] | None = None) -> None:
         from guidegap.recording.schedulers import make_scheduler
-        from guidegap.training.noise import noise_scheduler
+        from guidegap.recording.noise_schedules import noise_scheduler
 
         super().__init__(teacher, store=store, raise_on=raise_on, num_samples=num_samples, num_steps=num_steps,
                          guidance_scale=guidance_scale, seed=seed,

@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from guidegap.errors import InputError
+from guidegap.recording.noise_schedules import SCHEDULES  # the noise schedules a run can name
 
 __all__ = ["TrainConfig", "TIRT_MODES", "SCHEDULES", "RECIPES", "TIER_DEFAULTS", "LR_SCHEDULES", "MIXED_PRECISION", "RECIPE_SETTINGS"]
 
 TIRT_MODES = ("learned", "teacher", "uniform", "loss-moment")
-SCHEDULES = ("linear", "cosine", "dash-cosine")  # noise schedules, built by guidegap.training.noise
 LR_SCHEDULES = ("constant", "cosine", "linear", "polynomial", "constant_with_warmup", "cosine_with_restarts")
 MIXED_PRECISION = ("no", "bf16", "fp16", "auto")  # auto: bf16 on CPU (AMX), fp16 + GradScaler on CUDA
 # The settings a recipe or a tier decides, per role.
