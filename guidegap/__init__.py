@@ -11,9 +11,7 @@ Data flows model → recorder → metrics → Dataset → verdict / plots / repo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from guidegap._lazy import lazy_names
 from guidegap._version import __version__
 
 # Public names, imported lazily so that `import guidegap` and the CLI start fast.
@@ -40,12 +38,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'guidegap' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, also=("__version__",))

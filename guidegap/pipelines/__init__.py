@@ -13,8 +13,7 @@ Names are imported lazily, so importing this package does not import diffusers.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from guidegap._lazy import lazy_names
 
 _LAZY = {
     "Layout": "guidegap.pipelines.layouts",
@@ -35,12 +34,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'guidegap.pipelines' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -5,8 +5,7 @@ Names are imported lazily, so importing one module of this package (say, the noi
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from guidegap._lazy import lazy_names
 
 _LAZY = {
     "GuidanceSchedule": "guidegap.recording.guidance",
@@ -18,12 +17,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'guidegap.recording' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

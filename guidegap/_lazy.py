@@ -1,0 +1,28 @@
+"""Package faces that hand names on lazily (PEP 562): importing a package does not import the modules it names."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def lazy_names(package: str, names: Mapping[str, str], *, also: tuple[str, ...] = (),
+               on_first_use: Callable[[str], None] | None = None) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for ``package``'s face: ``names`` maps each public name to the module defining it.
+
+    ``also``: names the face defines itself (listed by ``dir``). ``on_first_use(name)`` runs before a name is handed
+    on (e.g. to register something its users expect).
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if on_first_use is not None:
+            on_first_use(name)
+        return getattr(importlib.import_module(names[name]), name)
+
+    def __dir__() -> list[str]:
+        return sorted([*also, *names])
+
+    return __getattr__, __dir__
