@@ -14,6 +14,7 @@ import torch
 
 import guidegap
 import guidegap.accessor  # noqa: F401  (ds.guidegap)
+import guidegap.denoisers
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import VERDICTS, Verdict, parse_fail_on, register_verdict, remove_verdict
 from guidegap.errors import InputError
@@ -137,3 +138,72 @@ def test_a_verdict_name_is_taken_once(overguided):
     with pytest.raises(InputError, match="added with register_verdict"):
         remove_verdict("healthy")
     assert json.dumps(list(VERDICTS))  # still a plain sequence of names
+
+
+# -- a model family -----------------------------------------------------------------------------------
+class ToyNet(torch.nn.Module):
+    """A family the generic adapter cannot take: it declares its classes and size only in ``config``."""
+
+    def __init__(self, classes: int = 3, size: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.config = {"classes": classes, "size": size, "seed": seed}
+        self.table = torch.nn.Embedding(classes + 1, size * size)
+        self.mix = torch.nn.Linear(size * size, size * size)
+
+    def forward(self, sample, timestep, class_id):
+        h = self.mix(sample.flatten(1)) + self.table(class_id) * (1 + timestep.float()[:, None] / 1000)
+        return (torch.tanh(h).view_as(sample),)
+
+
+class ToyDenoiser(guidegap.denoisers.Denoiser):
+    """The family's adapter: classes and sample shape from the config, the null label is the last embedding row."""
+
+    def __init__(self, model: ToyNet) -> None:
+        size, classes = model.config["size"], model.config["classes"]
+        super().__init__(num_classes=classes, null_label=classes, sample_shape=(1, size, size), module=model, name="ToyNet")
+        self.model = model
+
+    def forward(self, x, t, labels):
+        return self.model(x, t, class_id=labels)[0]
+
+
+@pytest.fixture
+def toy_family():
+    from guidegap.denoisers import Family, register_family, remove_family
+
+    register_family(Family("ToyNet", ToyDenoiser, layout=lambda m: ("cond-first", "class_id", m.config["classes"]),
+                           build=lambda config: ToyNet(**config)))
+    try:
+        yield
+    finally:
+        remove_family("ToyNet")
+
+
+def test_a_model_family_is_one_adapter_plus_its_registration(toy_family, scheduler, tmp_path):
+    from guidegap.checkpoints import Checkpoint, save_checkpoint
+
+    teacher, student = ToyNet(seed=0), ToyNet(seed=0)
+    assert isinstance(guidegap.as_denoiser(student), ToyDenoiser)
+    # an audit of models in memory: the Dataset, the report, the accessor
+    report = guidegap.audit(student, teacher, scheduler=scheduler, **FAST)
+    ds = report.dataset
+    assert report.verdict == "healthy" and report.summary["rho"].value == 1.0
+    models = json.loads(ds.attrs["config"])["models"]
+    assert models["student"]["name"] == "ToyNet" and models["student"]["num_parameters"] == sum(
+        p.numel() for p in student.parameters())
+    assert "ToyNet" in str(report) and ds.guidegap.verdict() == "healthy"
+    # checkpoints of the family are rebuilt by its registration and audited from their files
+    paths = []
+    for name, model in (("teacher", teacher), ("student", student)):
+        paths.append(save_checkpoint(Checkpoint("ToyNet", dict(model.config), model.state_dict(),
+                                                scheduler_config={"_class_name": "DDIMScheduler", **scheduler.config}),
+                                     tmp_path / f"{name}.pt"))
+    from_files = guidegap.audit(str(paths[1]), str(paths[0]), **FAST)
+    assert from_files.verdict == "healthy" and from_files.dataset.attrs["student"] == str(paths[1])
+    # a bare model of the family is recorded in the layout its registration declares (cond half first)
+    x = torch.randn(2, 1, 4, 4)
+    with guidegap.record(teacher) as rec:
+        teacher(torch.cat([x, x]), torch.full((4,), 500), class_id=torch.tensor([0, 1, 3, 3]))
+    assert rec.paired_steps == 1 and rec.dataset["gap_norm"].dims == ("model", "sample", "step")
+    np.testing.assert_array_equal(rec.dataset["label"].values, [0, 1])

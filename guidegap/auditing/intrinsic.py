@@ -7,28 +7,11 @@ the two trajectories identical. It reuses the free-running recorder with an ungu
 
 from __future__ import annotations
 
-import torch
 import xarray as xr
 
-from guidegap.denoisers import Denoiser
+from guidegap.denoisers.views import UnguidedView
 
 __all__ = ["UnguidedView", "single_model_dataset"]
-
-
-class UnguidedView(Denoiser):
-    """The same model with its unconditional branch replaced by the conditional one (guidance has no effect)."""
-
-    def __init__(self, denoiser: Denoiser) -> None:
-        super().__init__(num_classes=denoiser.num_classes, null_label=denoiser.null_label,
-                         sample_shape=denoiser.sample_shape, module=denoiser.module, name=f"{denoiser.name} (w=1)")
-        self.inner = denoiser
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.inner(x, t, labels)
-
-    def branches(self, x: torch.Tensor, t: torch.Tensor | float | int, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cond = self.inner(x, t, labels)
-        return cond, cond
 
 
 def single_model_dataset(paired: xr.Dataset) -> xr.Dataset:

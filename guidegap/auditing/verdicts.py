@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+from guidegap._registry import Registry
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
@@ -146,7 +147,7 @@ def _drifted_rule(v: Values, th: Thresholds) -> str | None:
 
 
 # In the order the verdicts are listed (VERDICTS); the rules run in precedence order.
-VERDICT_RECORDS: dict[str, Verdict] = {v.name: v for v in (
+VERDICT_RECORDS: Registry[Verdict] = Registry("verdict", ((v.name, v) for v in (
     Verdict(
         "healthy",
         "The student's guidance gap matches the teacher's in size (rho) and direction (gap cosine), and both "
@@ -216,8 +217,7 @@ VERDICT_RECORDS: dict[str, Verdict] = {v.name: v for v in (
         "Nothing to fix in its guidance: steer it through its w input. Gate on it with --fail-on "
         "non-finite; audit the CFG teacher it was distilled from to check the guidance it learned.",
     ),
-)}
-_BUILTIN = frozenset(VERDICT_RECORDS)
+)))
 
 
 class _VerdictNames(Sequence[str]):
@@ -251,21 +251,15 @@ def verdict_record(name: str) -> Verdict:
 
 
 def register_verdict(record: Verdict) -> Verdict:
-    """Add a verdict (see :class:`Verdict`); a name that is taken is refused. Returns ``record``."""
-    if not isinstance(record, Verdict):
-        raise InputError(f"register_verdict: expected a guidegap.auditing.verdicts.Verdict, received {type(record).__name__}.")
-    if record.name in VERDICT_RECORDS or record.name == "none":
-        raise InputError(f"register_verdict: a verdict named {record.name!r} is registered already; choose another name, or "
-                         f"remove_verdict({record.name!r}) first.")
-    VERDICT_RECORDS[record.name] = record
-    return record
+    """Add a verdict (see :class:`Verdict`); a name that is taken (or ``none``, which ``--fail-on`` reserves) is refused."""
+    if getattr(record, "name", None) == "none":
+        raise InputError("register_verdict: 'none' means no verdict in --fail-on; choose another name.")
+    return VERDICT_RECORDS.add(getattr(record, "name", ""), record, Verdict)
 
 
 def remove_verdict(name: str) -> None:
     """Remove a verdict added with :func:`register_verdict`; the built-in verdicts stay."""
-    if name not in VERDICT_RECORDS or name in _BUILTIN:
-        raise InputError(f"remove_verdict: expected the name of a verdict added with register_verdict, received {name!r}.")
-    del VERDICT_RECORDS[name]
+    VERDICT_RECORDS.remove(name)
 
 
 def parse_fail_on(spec: str | Iterable[str] | None) -> set[str]:

@@ -23,12 +23,14 @@ from typing import Any
 import torch
 
 from guidegap.atomic import atomic_path
+from guidegap.denoisers.families import FAMILIES, buildable
 from guidegap.errors import InputError
 
-__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "inference_copy", "atomic_torch_save", "SUPPORTED_MODEL_CLASSES", "build_model"]
+__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "inference_copy", "atomic_torch_save", "SUPPORTED_MODEL_CLASSES", "supported_model_classes",
+           "build_model"]
 
 FORMAT, FORMAT_VERSION = "guidegap-checkpoint", 1
-SUPPORTED_MODEL_CLASSES = ("UNet2DModel", "DiTTransformer2DModel", "MLPDenoiser")
+SUPPORTED_MODEL_CLASSES = ("UNet2DModel", "DiTTransformer2DModel", "MLPDenoiser")  # the built-in ones (supported_model_classes())
 
 
 @dataclass
@@ -141,10 +143,16 @@ def inference_copy(checkpoint: Checkpoint, dtype: torch.dtype = torch.float16, *
                                 f"{str(dtype).removeprefix('torch.')} (training state dropped)", **metadata})
 
 
+def supported_model_classes() -> tuple[str, ...]:
+    """Model classes a checkpoint may name: the buildable registered families and the oracle tier's MLP."""
+    return (*buildable(), "MLPDenoiser")
+
+
 def build_model(model_class: str, config: dict[str, Any], source: str) -> torch.nn.Module:
-    """Instantiate a supported diffusers model from its config (no weights)."""
-    if model_class not in SUPPORTED_MODEL_CLASSES:
-        raise InputError(f"{source}: model class {model_class!r} is not supported; expected one of {SUPPORTED_MODEL_CLASSES}.")
+    """Instantiate a supported model from its config (no weights): a registered family's build, or the MLP."""
+    supported = supported_model_classes()
+    if model_class not in supported:
+        raise InputError(f"{source}: model class {model_class!r} is not supported; expected one of {supported}.")
     if model_class == "MLPDenoiser":  # guidegap's own oracle-tier student
         from guidegap.oracle.mlp import MLPDenoiser
 
@@ -152,10 +160,7 @@ def build_model(model_class: str, config: dict[str, Any], source: str) -> torch.
             return MLPDenoiser.from_config(config)
         except (TypeError, ValueError) as error:
             raise InputError(f"{source}: cannot build MLPDenoiser from the stored config ({error}).") from None
-    import diffusers
-
-    cls = getattr(diffusers, model_class)
     try:
-        return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+        return FAMILIES[model_class].build(dict(config))
     except Exception as error:  # diffusers raises many types for a bad config
         raise InputError(f"{source}: cannot build {model_class} from the stored config ({type(error).__name__}: {error}).") from None

@@ -1,7 +1,10 @@
 """Denoiser contract and adapters: every model family becomes ``pred = denoiser(x, t, labels)``.
 
-``as_denoiser`` picks the adapter from the model's type; samplers, recorders and metrics never see a
-model family.
+``as_denoiser`` picks the adapter of the model's family (:mod:`guidegap.denoisers.families`, one registration
+per family); samplers, recorders and metrics never see a model family. Every adapter lives in this folder: the
+class-conditional diffusers models, plain modules, the text-conditioned UNets and transformers of pipelines
+(:mod:`~guidegap.denoisers.text_unet`, :mod:`~guidegap.denoisers.text_transformer`), views of one model as other
+branches (:mod:`~guidegap.denoisers.views`), and the one eps-channel helper (:mod:`~guidegap.denoisers.channels`).
 """
 
 from __future__ import annotations
@@ -10,39 +13,34 @@ from typing import Any
 
 from guidegap.denoisers.base import Denoiser, count_parameters
 from guidegap.denoisers.dit import DiTDenoiser
+from guidegap.denoisers.families import FAMILIES, Family, family_of, register_family, remove_family
 from guidegap.denoisers.memo import Memoized
 from guidegap.denoisers.module import ModuleDenoiser
 from guidegap.denoisers.unet2d import UNet2DDenoiser
 from guidegap.errors import AdapterError
 
-__all__ = ["Denoiser", "DiTDenoiser", "Memoized", "ModuleDenoiser", "UNet2DDenoiser", "as_denoiser", "count_parameters", "DenoiserLike"]
+__all__ = ["Denoiser", "DiTDenoiser", "Family", "Memoized", "ModuleDenoiser", "UNet2DDenoiser", "as_denoiser", "count_parameters",
+           "register_family", "remove_family", "DenoiserLike"]
 
-DenoiserLike = Any  # a Denoiser, a diffusers UNet2DModel / DiTTransformer2DModel, or a module/callable(x, t, y)
+DenoiserLike = Any  # a Denoiser, a model of a registered family (UNet2DModel, DiTTransformer2DModel), or a callable(x, t, y)
 
 
 def as_denoiser(model: DenoiserLike, **options: Any) -> Denoiser:
-    """Return ``model`` as a :class:`Denoiser`, choosing the adapter by type.
+    """Return ``model`` as a :class:`Denoiser`, choosing the adapter of its family (:mod:`guidegap.denoisers.families`).
 
-    ``options`` go to the adapter (e.g. ``num_classes=...`` for a plain module).
+    ``options`` go to the adapter (e.g. ``num_classes=...`` for a plain module); a model of no registered family that is
+    callable as ``forward(x, t, y)`` gets :class:`ModuleDenoiser`.
     """
     if isinstance(model, Denoiser):
         if options:
             raise AdapterError(f"options {sorted(options)} were given for a model that is already a Denoiser; drop them.")
         return model
-    kind = type(model).__name__
-    families = {cls.__name__ for cls in type(model).__mro__}  # by name, so diffusers is imported only when used
-    if "UNet2DModel" in families:
-        return UNet2DDenoiser(model, **options)
-    if "DiTTransformer2DModel" in families:
-        return DiTDenoiser(model, **options)
-    if "UNet2DConditionModel" in families:
-        raise AdapterError(
-            "UNet2DConditionModel is text-conditioned: it has no class labels; audit it with "
-            "guidegap.audit_text(teacher_unet, student_unet, prompt_embeds, null_embeds) or record its pipeline with guidegap.record."
-        )
+    family = family_of(model)
+    if family is not None:
+        if family.adapter is None:
+            raise AdapterError(family.refusal)
+        return family.adapter(model, **options)
     if callable(model):
         return ModuleDenoiser(model, **options)
-    raise AdapterError(
-        f"expected a Denoiser, a diffusers UNet2DModel / DiTTransformer2DModel, or a callable forward(x, t, y); "
-        f"received {kind}."
-    )
+    adapted = " / ".join(name for name, f in FAMILIES.items() if f.adapter is not None)
+    raise AdapterError(f"expected a Denoiser, a {adapted}, or a callable forward(x, t, y); received {type(model).__name__}.")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from guidegap.denoisers.base import Denoiser
+from guidegap.denoisers.channels import checked_eps_channels, eps_part
 from guidegap.errors import AdapterError
 
 __all__ = ["DiTDenoiser"]
@@ -34,12 +35,7 @@ class DiTDenoiser(Denoiser):
                 "received none; the model was built without class dropout and cannot do classifier-free guidance."
             )
         self.in_channels = int(config["in_channels"])
-        self.out_channels = int(config.get("out_channels") or self.in_channels)
-        if self.out_channels not in (self.in_channels, 2 * self.in_channels):
-            raise AdapterError(
-                f"{name}: expected out_channels of {self.in_channels} (eps) or {2 * self.in_channels} "
-                f"(eps + learned sigma), received {self.out_channels}."
-            )
+        self.eps = checked_eps_channels(config, name)
         size = int(config["sample_size"])
         super().__init__(
             num_classes=int(num_classes),
@@ -64,4 +60,4 @@ class DiTDenoiser(Denoiser):
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with self._labels_as_given():
             pred = self.model(x, timestep=t, class_labels=labels, return_dict=False)[0]
-        return pred[:, : self.in_channels] if self.out_channels != self.in_channels else pred
+        return eps_part(pred, self.eps)

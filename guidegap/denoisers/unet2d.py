@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from guidegap.denoisers.base import Denoiser
+from guidegap.denoisers.channels import checked_eps_channels, eps_part
 from guidegap.errors import AdapterError
 
 __all__ = ["UNet2DDenoiser"]
@@ -39,12 +40,7 @@ class UNet2DDenoiser(Denoiser):
                 "guidegap uses the last embedding row as the null label."
             )
         self.in_channels = int(config["in_channels"])
-        self.out_channels = int(config.get("out_channels") or self.in_channels)
-        if self.out_channels not in (self.in_channels, 2 * self.in_channels):
-            raise AdapterError(
-                f"{name}: expected out_channels of {self.in_channels} (eps) or {2 * self.in_channels} "
-                f"(eps + learned sigma), received {self.out_channels}."
-            )
+        self.eps = checked_eps_channels(config, name)
         super().__init__(
             num_classes=num_classes,
             null_label=num_classes,
@@ -55,5 +51,4 @@ class UNet2DDenoiser(Denoiser):
         self.model = model
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        pred = self.model(x, t, class_labels=labels, return_dict=False)[0]
-        return pred[:, : self.in_channels] if self.out_channels != self.in_channels else pred
+        return eps_part(self.model(x, t, class_labels=labels, return_dict=False)[0], self.eps)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from guidegap._registry import Registry
 from guidegap.errors import InputError
 from guidegap.metrics.functional import model_metrics, pair_metrics
 
@@ -163,7 +164,8 @@ _BUILTIN_METRICS = (
     ("pred_uncond", "full", "unconditional prediction", None),
     ("state", "full", "state x_t the model was evaluated at", None),
 )
-METRICS: dict[str, Metric] = {name: Metric(name, kind, long_name, curve=curve) for name, kind, long_name, curve in _BUILTIN_METRICS}
+METRICS: Registry[Metric] = Registry("metric", ((name, Metric(name, kind, long_name, curve=curve))
+                                             for name, kind, long_name, curve in _BUILTIN_METRICS))
 
 _BUILTIN_SUMMARIES = (
     # a teacher and a student, in the order summarize() returns them
@@ -208,24 +210,21 @@ _BUILTIN_SUMMARIES = (
     Summary("rel_gap", "guidance-distilled", "response to w relative to RMS(eps(w))", phase_label="response to w / eps(w)"),
 )
 SUMMARIES: dict[tuple[str, str], Summary] = {(s.audit, s.name): s for s in _BUILTIN_SUMMARIES}
-_BUILTIN = frozenset(METRICS)
 
 
 def register_metric(entry: Metric) -> Metric:
     """Add a metric (and, with a ``label``, its summary); a name that is taken is refused. Returns ``entry``."""
-    if not isinstance(entry, Metric):
-        raise InputError(f"register_metric: expected a guidegap.metrics.registry.Metric, received {type(entry).__name__}.")
-    if entry.name in METRICS:
-        raise InputError(f"register_metric: a metric named {entry.name!r} is registered already; choose another name, or "
-                         f"remove_metric({entry.name!r}) first.")
-    if entry.kind not in KINDS:
-        raise InputError(f"register_metric: expected kind in {sorted(KINDS)}, received {entry.kind!r}.")
-    if entry.kind in ("model", "pair") and not callable(entry.function):
-        raise InputError(f"register_metric: a {entry.kind!r} metric needs the function the recorders call; pass function=...")
+    if isinstance(entry, Metric):
+        if entry.kind not in KINDS:
+            raise InputError(f"register_metric: expected kind in {sorted(KINDS)}, received {entry.kind!r}.")
+        if entry.kind in ("model", "pair") and not callable(entry.function):
+            raise InputError(f"register_metric: a {entry.kind!r} metric needs the function the recorders call; pass function=...")
+        summary = entry.summary()
+        if summary is not None and (summary.audit, summary.name) in SUMMARIES:
+            raise InputError(f"register_metric: the {summary.audit} audits have a summary named {entry.name!r} already; "
+                             "choose another name.")
+    METRICS.add(getattr(entry, "name", ""), entry, Metric)
     summary = entry.summary()
-    if summary is not None and (summary.audit, summary.name) in SUMMARIES:
-        raise InputError(f"register_metric: the {summary.audit} audits have a summary named {entry.name!r} already; choose another name.")
-    METRICS[entry.name] = entry
     if summary is not None:
         SUMMARIES[summary.audit, summary.name] = summary
     return entry
@@ -233,11 +232,7 @@ def register_metric(entry: Metric) -> Metric:
 
 def remove_metric(name: str) -> None:
     """Remove a metric added with :func:`register_metric` (and its summary); built-in metrics stay."""
-    entry = METRICS.get(name)
-    if entry is None or name in _BUILTIN:
-        raise InputError(f"remove_metric: expected the name of a metric added with register_metric, received {name!r}.")
-    del METRICS[name]
-    summary = entry.summary()
+    summary = METRICS.remove(name).summary()
     if summary is not None:
         SUMMARIES.pop((summary.audit, summary.name), None)
 
@@ -262,7 +257,7 @@ def report_rows(audit: str) -> list[Summary]:
 
 
 def _added(kind: str) -> Iterator[Metric]:
-    return (m for m in METRICS.values() if m.kind == kind and m.name not in _BUILTIN)
+    return (m for m in METRICS.values() if m.kind == kind and m.name not in METRICS.builtin)
 
 
 def model_values(pred_cond: torch.Tensor, pred_uncond: torch.Tensor) -> dict[str, torch.Tensor]:

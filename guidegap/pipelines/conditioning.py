@@ -84,7 +84,7 @@ class Conditioning:
         return {"added": self.added, "null_added": self.null_added}
 
     def transformer_options(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`~guidegap.pipelines.text_transformer.TextTransformerDenoiser`."""
+        """Keyword arguments of :class:`~guidegap.denoisers.text_transformer.TextTransformerDenoiser`."""
         return {"inputs": self.inputs or {}, "null_inputs": self.null_inputs or {}, "added_cond": self.added_cond}
 
 

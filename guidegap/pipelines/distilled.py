@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import torch
 import xarray as xr
 
 from guidegap.auditing.judge import judge, stamp
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import Thresholds
-from guidegap.denoisers import Denoiser
-from guidegap.pipelines.text import TextEmbeddingDenoiser
+from guidegap.denoisers.text_unet import TextEmbeddingDenoiser
+from guidegap.denoisers.views import GuidanceResponseView
 from guidegap.recording.trajectory import trace
 from guidegap.results.schema import VARIABLES
 
@@ -35,26 +34,6 @@ _RESPONSE_NAMES = {
     "uncond_norm": "RMS of the prediction at w = 1",
     "parallel_fraction": "fraction of the response to w parallel to eps(w)",
 }
-
-
-class GuidanceResponseView(Denoiser):
-    """Branches ``(eps(w), eps(w = 1))`` of one guidance-embedded model: the recorder's gap is its response to w."""
-
-    def __init__(self, at_w: TextEmbeddingDenoiser, at_one: TextEmbeddingDenoiser) -> None:
-        super().__init__(num_classes=at_w.num_classes, null_label=at_w.null_label, sample_shape=at_w.sample_shape,
-                         module=at_w.module, name=at_w.name)
-        self.at_w, self.at_one = at_w, at_one
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.at_w(x, t, labels)
-
-    def branches(self, x: torch.Tensor, t: torch.Tensor | float | int, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.at_w(x, t, labels), self.at_one(x, t, labels)
-
-    def describe(self) -> dict[str, object]:
-        info = self.at_w.describe()
-        info["branches"] = "cond = eps(prompt; w embedding), uncond = eps(prompt; w = 1 embedding)"
-        return info
 
 
 def distilled_report(ds: xr.Dataset, thresholds: Thresholds, n_boot: int = 1000) -> AuditReport:

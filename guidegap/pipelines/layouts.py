@@ -22,7 +22,7 @@ UNet2DConditionModel (bare)            uncond-first      StableDiffusion's conve
 =====================================  ================  =================================================
 
 Learned-sigma models (``out_channels == 2 * in_channels``) are reduced to their eps channels, the first
-half, as the pipelines do before guidance.
+half, as the pipelines do before guidance (:mod:`guidegap.denoisers.channels`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from guidegap.denoisers.channels import eps_channels
+from guidegap.denoisers.families import family_of
 from guidegap.errors import InputError
 
 __all__ = [
@@ -115,18 +117,10 @@ PIPELINE_LAYOUTS: dict[str, Layout] = {
 
 
 def _model_layout(model: Any) -> Layout | None:
-    """The layout of a bare denoiser called directly (guidegap's conventions), by class name."""
-    families = {cls.__name__ for cls in type(model).__mro__}
-    config = getattr(model, "config", {}) or {}
-    if "DiTTransformer2DModel" in families:
-        classes = config.get("num_embeds_ada_norm")
-        return Layout("cond-first", "class_labels", int(classes)) if classes is not None else None
-    if "UNet2DModel" in families:
-        embeds = config.get("num_class_embeds")
-        return Layout("cond-first", "class_labels", int(embeds) - 1) if embeds else None
-    if "UNet2DConditionModel" in families:
-        return _UNCOND_FIRST
-    return None
+    """The layout of a bare denoiser called directly, as its family declares it (:mod:`guidegap.denoisers.families`)."""
+    family = family_of(model)
+    declared = family.layout(model) if family is not None and family.layout is not None else None
+    return Layout(*declared) if declared is not None else None
 
 
 def default_layout(pipeline: Any | None, model: Any) -> Layout:
@@ -164,15 +158,3 @@ def _check_dit_null(model: Any, layout: Layout) -> None:
             f"num_embeds_ada_norm = {classes}; the pipeline cannot do CFG with it. Use a transformer with "
             f"num_embeds_ada_norm = {layout.null_label}, or record the bare model with guidegap.record(model)."
         )
-
-
-def eps_channels(model: Any) -> int | None:
-    """Channels that hold the prediction proper: ``in_channels`` for learned-sigma models, else None (all)."""
-    config = getattr(model, "config", {}) or {}
-    try:
-        cin, cout = config.get("in_channels"), config.get("out_channels")
-    except AttributeError:
-        return None
-    if isinstance(cin, int) and isinstance(cout, int) and cout == 2 * cin:
-        return cin
-    return None

@@ -40,9 +40,10 @@ import torch
 import xarray as xr
 
 from guidegap._version import __version__
+from guidegap.denoisers.channels import eps_channels, eps_part
 from guidegap.errors import InputError
 from guidegap.metrics.registry import model_values
-from guidegap.pipelines.layouts import BATCHED_CONTEXTS, CONTEXT_BRANCHES, Layout, default_layout, eps_channels
+from guidegap.pipelines.layouts import BATCHED_CONTEXTS, CONTEXT_BRANCHES, Layout, default_layout
 from guidegap.recording.buffers import MetricBuffers
 from guidegap.results.schema import make_dataset
 
@@ -200,9 +201,7 @@ class Recorder:
         if pred is None or call.sample is None or pred.ndim == 0 or pred.shape[0] != call.sample.shape[0]:
             self.other_calls += 1
             return
-        eps = self._eps.get(id(module))
-        if eps is not None and pred.ndim > 1 and pred.shape[1] == 2 * eps:
-            pred = pred[:, :eps]
+        pred = eps_part(pred, self._eps.get(id(module)))
         context = call.context
         branch = CONTEXT_BRANCHES.get(context) if context is not None else None
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """Audit text-to-image students from their pipelines: ``guidegap audit STUDENT --teacher TEACHER --prompts FILE``.
 
 Each pipeline encodes the prompts with its own text encoder(s) (:mod:`guidegap.pipelines.conditioning`), its
-denoiser becomes a :class:`~guidegap.pipelines.text.TextEmbeddingDenoiser` batched in the pipeline's declared
+denoiser becomes a :class:`~guidegap.denoisers.text_unet.TextEmbeddingDenoiser` batched in the pipeline's declared
 CFG layout (:mod:`guidegap.pipelines.layouts`), and the class-conditional machinery does the rest
 (:func:`guidegap.audit`: teacher-forced recording on the teacher's guided trajectory, summaries, verdict).
 Latents take the denoiser's shape (``in_channels x sample_size``, the pipeline's default image size); the
@@ -25,14 +25,14 @@ import torch
 
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import Thresholds
+from guidegap.denoisers.text_transformer import TextTransformerDenoiser
+from guidegap.denoisers.text_unet import TextEmbeddingDenoiser
 from guidegap.errors import InputError
 from guidegap.pipelines.conditioning import encode_prompts, guidance_embedding, guidance_embedding_reason
 from guidegap.pipelines.distilled import audit_guidance_distilled
 from guidegap.pipelines.folders import LoadedPipeline, load_pipeline
 from guidegap.pipelines.layouts import default_layout
 from guidegap.pipelines.prompts import read_prompts
-from guidegap.pipelines.text import TextEmbeddingDenoiser
-from guidegap.pipelines.text_transformer import TextTransformerDenoiser
 from guidegap.recording.seeding import INITIAL_NOISE, sample_generators
 
 __all__ = ["audit_pipelines", "audit_generators", "prompt_denoiser", "per_prompt"]

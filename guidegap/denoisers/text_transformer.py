@@ -1,11 +1,11 @@
 """Text-conditioned diffusers transformers (PixArt, SD3) as class-conditional denoisers over prompt tables.
 
-The transformer counterpart of :class:`~guidegap.pipelines.text.TextEmbeddingDenoiser`: label ``i`` selects row ``i``
+The transformer counterpart of :class:`~guidegap.denoisers.text_unet.TextEmbeddingDenoiser`: label ``i`` selects row ``i``
 of every conditioning table (``encoder_hidden_states`` and the family's other forward inputs, e.g. PixArt's
 ``encoder_attention_mask`` or SD3's ``pooled_projections``) and the null label ``P`` the null condition's row. The
 call is the pipelines' own, ``transformer(hidden_states=x, timestep=t, encoder_hidden_states=..., **inputs)``;
 learned-sigma outputs (PixArt: ``out_channels == 2 * in_channels``) are reduced to their eps channels by
-:func:`~guidegap.pipelines.layouts.eps_channels`, as the pipelines do before stepping. For flow-matching
+:func:`~guidegap.denoisers.channels.eps_channels`, as the pipelines do before stepping. For flow-matching
 transformers (SD3) the prediction is a velocity and the gap ``v_c - v_u`` is what CFG combines.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from guidegap.denoisers.base import Denoiser
+from guidegap.denoisers.channels import eps_channels, eps_part
+from guidegap.denoisers.text_unet import conditioning_tables
 from guidegap.errors import AdapterError
-from guidegap.pipelines.layouts import eps_channels
-from guidegap.pipelines.text import _added_tables
 
 __all__ = ["TextTransformerDenoiser"]
 
@@ -42,7 +42,7 @@ class TextTransformerDenoiser(Denoiser):
             raise AdapterError(f"{label}: expected a diffusers transformer with config.sample_size and config.in_channels, "
                                f"received {type(transformer).__name__}.")
         num_prompts = int(prompt_embeds.shape[0])
-        self.tables = _added_tables({"encoder_hidden_states": prompt_embeds, **(inputs or {})},
+        self.tables = conditioning_tables({"encoder_hidden_states": prompt_embeds, **(inputs or {})},
                                     {"encoder_hidden_states": null_embeds, **(null_inputs or {})}, num_prompts, label)
         size, channels = int(config["sample_size"]), int(config["in_channels"])
         super().__init__(num_classes=num_prompts, null_label=num_prompts, sample_shape=(channels, size, size),
@@ -64,7 +64,7 @@ class TextTransformerDenoiser(Denoiser):
                 for key, row in self.added_cond.items()
             }
         pred = self.transformer(hidden_states=x, timestep=t, return_dict=False, **kwargs)[0]
-        return pred[:, : self.eps] if self.eps is not None else pred
+        return eps_part(pred, self.eps)
 
     def describe(self) -> dict[str, object]:
         info = super().describe()
