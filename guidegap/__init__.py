@@ -30,7 +30,7 @@ _LAZY = {
     "GuidanceMonitor": "guidegap.monitoring",
     "GuidanceCollapseError": "guidegap.monitoring",
     "load_log": "guidegap.monitoring",
-    "record": "guidegap.pipelines.recorder",
+    "record": "guidegap.recording.pipeline",
     "record_pair": "guidegap.pipelines.pair",
     "audit_text": "guidegap.pipelines.text",
     "audit_pipelines": "guidegap.pipelines.text_audit",

@@ -28,3 +28,19 @@ def test_load_teacher_and_teacher_schedule_of_the_loop_forward_to_the_one_resolv
     torch.testing.assert_close(teacher.alphas_cumprod, alphas_cumprod.double())
     with pytest.warns(DeprecationWarning, match="resolve_model"):
         assert teacher_schedule("oracle") is None
+
+
+@pytest.mark.parametrize("old, new, name", [
+    ("guidegap.pipelines.recorder", "guidegap.recording.pipeline", "record"),
+    ("guidegap.pipelines.hooks", "guidegap.recording.hooks", "HookError"),
+    ("guidegap.pipelines.layouts", "guidegap.recording.layouts", "Layout"),
+    ("guidegap.recording.sampling", "guidegap.recording.sampler", "sample"),
+])
+def test_moved_modules_still_import_and_say_where_they_went(old, new, name, monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
+        module = importlib.import_module(old)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)

@@ -15,7 +15,7 @@ import guidegap
 from guidegap.errors import GuidegapError, InputError
 from guidegap.metrics import gap_norm as gap_norm_fn
 from guidegap.pipelines import Layout, record, record_pair
-from guidegap.pipelines.hooks import HOOK_NAME, HookError
+from guidegap.recording.hooks import HOOK_NAME, HookError
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import torch
 
 from guidegap.errors import InputError
 from guidegap.oracle import GaussianMixture, collapsed_student
-from guidegap.recording.sampling import sample
+from guidegap.recording.sampler import sample
 from guidegap.recording.schedulers import default_scheduler
 
 

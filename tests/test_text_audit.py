@@ -21,7 +21,7 @@ from guidegap.cli.main import main  # noqa: E402
 from guidegap.pipelines import audit_generators, audit_pipelines  # noqa: E402
 from guidegap.pipelines.prompts import default_prompts  # noqa: E402
 from guidegap.pipelines.text_audit import prompt_denoiser  # noqa: E402
-from guidegap.recording.sampling import sample  # noqa: E402
+from guidegap.recording.sampler import sample  # noqa: E402
 from guidegap.results import load_dataset  # noqa: E402
 
 torch.set_num_threads(1)

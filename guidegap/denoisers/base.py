@@ -36,7 +36,7 @@ class Denoiser:
         sample_shape: shape of one sample ``(C, H, W)``, or ``None`` when the model does not declare it.
         name: short description used in messages and Dataset attrs.
         batch_order: how :meth:`branches` batches the two branches: ``"cond-first"`` (guidegap's convention),
-            ``"uncond-first"`` (StableDiffusion pipelines) or ``"separate"`` calls (see ``guidegap.pipelines.layouts``).
+            ``"uncond-first"`` (StableDiffusion pipelines) or ``"separate"`` calls (see ``guidegap.recording.layouts``).
     """
 
     batch_order: str = "cond-first"

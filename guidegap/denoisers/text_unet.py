@@ -36,7 +36,7 @@ class TextEmbeddingDenoiser(Denoiser):
 
     ``added`` / ``null_added``: SDXL's added inputs per prompt ``(P, ...)`` and for the null condition ``(1, ...)``;
     ``timestep_cond``: a guidance-scale embedding ``(1, D)`` for UNets with ``time_cond_proj_dim``; ``batch_order``:
-    the pipeline's declared CFG batch layout (:data:`guidegap.pipelines.layouts.PIPELINE_LAYOUTS`; StableDiffusion
+    the pipeline's declared CFG batch layout (:data:`guidegap.recording.layouts.PIPELINE_LAYOUTS`; StableDiffusion
     puts the uncond half first). Learned-sigma UNets (``out_channels == 2 * in_channels``) are reduced to their eps
     channels (:func:`~guidegap.denoisers.channels.eps_channels`).
     """

@@ -25,8 +25,8 @@ from guidegap.auditing.verdicts import Thresholds
 from guidegap.errors import InputError
 from guidegap.metrics import divergence
 from guidegap.metrics.registry import metrics_of, pair_values
-from guidegap.pipelines.layouts import Layout
-from guidegap.pipelines.recorder import Recorder, assemble, check_recorded
+from guidegap.recording.layouts import Layout
+from guidegap.recording.pipeline import Recorder, assemble, check_recorded
 
 __all__ = ["record_pair"]
 

@@ -2,7 +2,7 @@
 
 Each pipeline encodes the prompts with its own text encoder(s) (:mod:`guidegap.pipelines.conditioning`), its
 denoiser becomes a :class:`~guidegap.denoisers.text_unet.TextEmbeddingDenoiser` batched in the pipeline's declared
-CFG layout (:mod:`guidegap.pipelines.layouts`), and the class-conditional machinery does the rest
+CFG layout (:mod:`guidegap.recording.layouts`), and the class-conditional machinery does the rest
 (:func:`guidegap.audit`: teacher-forced recording on the teacher's guided trajectory, summaries, verdict).
 Latents take the denoiser's shape (``in_channels x sample_size``, the pipeline's default image size); the
 sampler is the teacher's folder scheduler (``scheduler`` names another class on the same noise schedule).
@@ -31,7 +31,7 @@ from guidegap.errors import InputError
 from guidegap.pipelines.conditioning import encode_prompts, guidance_embedding, guidance_embedding_reason
 from guidegap.pipelines.distilled import audit_guidance_distilled
 from guidegap.pipelines.folders import LoadedPipeline, load_pipeline
-from guidegap.pipelines.layouts import default_layout
+from guidegap.recording.layouts import default_layout
 from guidegap.pipelines.prompts import read_prompts
 from guidegap.recording.seeding import INITIAL_NOISE, sample_generators
 

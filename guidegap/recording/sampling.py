@@ -1,85 +1,10 @@
-"""Guided sampling with one model: final images for evaluation (guidance fidelity, Fréchet distance, grids).
+"""Moved to :mod:`guidegap.recording.sampler` (the one sampler loop; this module recorded nothing); deprecated."""
 
-Uses the recorder's seeding: sample ``i`` starts from the same initial noise as trajectory ``i`` of
-:func:`guidegap.trace` with the same ``seed``, whatever the chunking, so two models (or two guidance scales)
-sampled with one seed differ only through the model (or ``w``).
-"""
+import warnings
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-import torch
-
-from guidegap.denoisers import DenoiserLike, as_denoiser
-from guidegap.errors import InputError
-from guidegap.metrics import guided
-from guidegap.recording import schedulers as sched
-from guidegap.recording.guidance import GuidanceLike, as_guidance, scales_for_steps
-from guidegap.recording.seeding import INITIAL_NOISE, SCHEDULER_NOISE, sample_generators, sample_noise
+from guidegap.recording.sampler import sample
 
 __all__ = ["sample"]
 
-
-@torch.inference_mode()
-def sample(
-    model: DenoiserLike,
-    labels: Sequence[int] | np.ndarray | torch.Tensor,
-    *,
-    guidance_scale: GuidanceLike = 1.0,
-    num_steps: int = 50,
-    scheduler: Any = None,
-    seed: int = 0,
-    chunk_size: int = 128,
-    clip: bool = True,
-    clip_x0: bool = False,
-) -> torch.Tensor:
-    """Draw one guided sample per label: ``eps = eps_u + w (eps_c - eps_u)`` at every step (CFG, Ho & Salimans 2022).
-
-    Args:
-        model: anything :func:`guidegap.as_denoiser` accepts.
-        labels: requested class of each sample.
-        guidance_scale: ``w`` (1 = no guidance): a number, ``"tag"`` (DASH), a per-step list or ``fn(t, T)``.
-        num_steps, scheduler: sampler settings (default 50-step DDIM, as the audit).
-        seed: every random draw derives from it per sample.
-        chunk_size: samples per forward batch (the model sees ``2 * chunk_size`` rows).
-        clip: clamp the final images to [-1, 1].
-        clip_x0: clamp the x0 estimate to [-1, 1] at every step (DASH's DDIM evaluation; DDIM / DDPM only).
-
-    Returns:
-        Float32 CPU tensor ``(N, *sample_shape)``.
-    """
-    denoiser = as_denoiser(model)
-    labels = torch.as_tensor(np.asarray(labels)).long().reshape(-1)
-    if len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= denoiser.num_classes:
-        raise InputError(f"expected a non-empty list of labels in [0, {denoiser.num_classes - 1}], received "
-                         f"{labels.tolist()[:8]}{'...' if len(labels) > 8 else ''}.")
-    for name, value in (("num_steps", num_steps), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InputError(f"expected {name} to be an integer >= 1, received {value!r}.")
-    if denoiser.sample_shape is None:
-        raise InputError("the model does not declare its sample shape; wrap it with as_denoiser(..., sample_shape=(C, H, W)).")
-    scheduler = sched.make_scheduler(scheduler)
-    if clip_x0:
-        scheduler = sched.with_x0_clamp(scheduler)
-    timesteps = sched.fresh_copy(scheduler, num_steps).timesteps
-    scales = scales_for_steps(as_guidance(guidance_scale), timesteps.cpu().numpy(), sched.num_train_timesteps(scheduler))
-    images = []
-    with denoiser.evaluating():
-        for start in range(0, len(labels), chunk_size):
-            rows = range(start, min(start + chunk_size, len(labels)))
-            chunk_labels = labels[rows.start:rows.stop].to(denoiser.device)
-            stepper = sched.SchedulerStepper(scheduler, num_steps, denoiser.device)
-            state = sample_noise(sample_generators(seed, rows, INITIAL_NOISE), denoiser.sample_shape).to(denoiser.device)
-            state = state * stepper.init_noise_sigma
-            generators = sample_generators(seed, rows, SCHEDULER_NOISE)
-            for step, t in enumerate(stepper.timesteps):
-                model_input = stepper.scale(state, t).to(denoiser.device, denoiser.dtype)
-                cond, uncond = denoiser.branches(model_input, t.to(denoiser.device), chunk_labels)
-                pred = guided(cond.float(), uncond.float(), float(scales[step]))
-                state = stepper.step(pred, t, state, generators)
-            images.append(state.float().cpu())
-    out = torch.cat(images)
-    return out.clamp(-1.0, 1.0) if clip else out
+warnings.warn("guidegap.recording.sampling moved to guidegap.recording.sampler; import sample from there.", DeprecationWarning,
+              stacklevel=2)

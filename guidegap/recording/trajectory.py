@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,28 +18,18 @@ import xarray as xr
 from guidegap._version import __version__
 from guidegap.denoisers import Denoiser, DenoiserLike, as_denoiser
 from guidegap.errors import InputError
-from guidegap.metrics import divergence, guided
+from guidegap.metrics import divergence
 from guidegap.metrics.registry import model_values, pair_values
 from guidegap.recording import schedulers as sched
 from guidegap.recording.buffers import MetricBuffers
 from guidegap.recording.guidance import GuidanceLike, as_guidance, describe, scales_for_steps
-from guidegap.recording.seeding import INITIAL_NOISE, SCHEDULER_NOISE, sample_generators, sample_noise
+from guidegap.recording.sampler import run_paths, start_path
+from guidegap.recording.seeding import INITIAL_NOISE, sample_generators, sample_noise
 from guidegap.results.schema import make_dataset
 
 __all__ = ["trace", "MODES", "resolve_pair", "resolve_labels"]
 
 MODES = ("teacher-forced", "free-running")
-
-
-@dataclass
-class _Role:
-    """One recorded model: its role name, its denoiser, and (free-running) its own scheduler and state."""
-
-    name: str
-    denoiser: Denoiser
-    stepper: sched.SchedulerStepper | None = None
-    state: torch.Tensor | None = None
-    generators: list[torch.Generator] | None = None
 
 
 def resolve_pair(teacher: DenoiserLike | None, student: DenoiserLike | None) -> list[tuple[str, Denoiser]]:
@@ -88,11 +77,11 @@ def _sample_shape(denoisers: list[Denoiser], sample_shape: Sequence[int] | None)
     return declared
 
 
-def _predict(role: _Role, state: torch.Tensor, stepper: sched.SchedulerStepper, t: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _predict(denoiser: Denoiser, state: torch.Tensor, stepper: sched.SchedulerStepper, t: torch.Tensor,
+             labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Both branches of one model at ``state`` (scaled for the scheduler), as float32 on the state's device."""
-    d = role.denoiser
-    model_input = stepper.scale(state, t).to(d.device, d.dtype)
-    cond, uncond = d.branches(model_input, t.to(d.device), labels.to(d.device))
+    model_input = stepper.scale(state, t).to(denoiser.device, denoiser.dtype)
+    cond, uncond = denoiser.branches(model_input, t.to(denoiser.device), labels.to(denoiser.device))
     return cond.to(state.device, torch.float32), uncond.to(state.device, torch.float32)
 
 
@@ -149,10 +138,9 @@ def trace(
     for name, value, least in (("num_samples", num_samples, 1), ("num_steps", num_steps, 1), ("chunk_size", chunk_size, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise InputError(f"expected {name} to be an integer >= {least}, received {value!r}.")
-    roles = [_Role(name, d) for name, d in resolve_pair(teacher, student)]
-    leader = roles[0]
-    labels_all = resolve_labels(labels, num_samples, leader.denoiser)
-    shape = _sample_shape([r.denoiser for r in roles], sample_shape)
+    roles = resolve_pair(teacher, student)
+    labels_all = resolve_labels(labels, num_samples, roles[0][1])
+    shape = _sample_shape([d for _, d in roles], sample_shape)
     scheduler = sched.make_scheduler(scheduler)
     guidance = as_guidance(guidance_scale)
     timesteps = sched.fresh_copy(scheduler, num_steps).timesteps
@@ -164,11 +152,11 @@ def trace(
     buffers.arrays["guidance_scale"] = scales
 
     bar = _progress_bar(progress, num_samples * len(timesteps))
-    with _evaluating([r.denoiser for r in roles]), torch.inference_mode():
+    with _evaluating([d for _, d in roles]), torch.inference_mode():
         for start in range(0, num_samples, chunk_size):
             rows = range(start, min(start + chunk_size, num_samples))
-            _record_chunk(roles, rows, labels_all[rows.start : rows.stop], shape, scheduler, num_steps, scales,
-                          seed, free_running, shadow, keep_predictions, buffers, bar)
+            _record_chunk([d for _, d in roles], rows, labels_all[rows.start : rows.stop], shape, scheduler, num_steps,
+                          scales, seed, free_running, shadow, keep_predictions, buffers, bar)
     if bar is not None:
         bar.close()
 
@@ -185,7 +173,7 @@ def trace(
         # Private diffusers keys (e.g. _use_default_values, a set) vary between processes: leave them out.
         "scheduler": {"class": type(scheduler).__name__,
                       **{k: _json_safe(v) for k, v in dict(scheduler.config).items() if not k.startswith("_")}},
-        "models": {r.name: r.denoiser.describe() for r in roles},
+        "models": {name: d.describe() for name, d in roles},
     }
     attrs = {
         "guidegap_version": __version__,
@@ -194,12 +182,12 @@ def trace(
         "prediction_type": sched.prediction_type(scheduler),
         "history": f"guidegap.trace (guidegap {__version__})",
     }
-    return make_dataset(buffers.arrays, models=[r.name for r in roles], labels=labels_all.numpy(),
+    return make_dataset(buffers.arrays, models=[name for name, _ in roles], labels=labels_all.numpy(),
                         timesteps=timesteps.cpu().numpy(), attrs=attrs)
 
 
 def _record_chunk(
-    roles: list[_Role],
+    models: list[Denoiser],
     rows: range,
     labels: torch.Tensor,
     shape: tuple[int, ...],
@@ -213,43 +201,39 @@ def _record_chunk(
     buffers: MetricBuffers,
     bar: Any,
 ) -> None:
-    """Run one chunk's trajectories through every step, writing per-sample metrics into ``buffers``.
+    """Run one chunk's trajectories through the sampler loop, writing per-sample metrics into ``buffers``.
 
-    ``shadow``: teacher-forced metrics, plus the student on its own trajectory (for ``divergence`` only).
+    The leader (``models[0]``) follows its own guided path; the student follows its own too when ``free_running``
+    or ``shadow`` (teacher-forced metrics, plus the student on its own trajectory for ``divergence`` only).
     """
-    device = roles[0].denoiser.device
+    device = models[0].device
     span = slice(rows.start, rows.stop)
     noise = sample_noise(sample_generators(seed, rows, INITIAL_NOISE), shape).to(device)
-    own_path = [m == 0 or free_running or shadow for m in range(len(roles))]
-    for role, own in zip(roles, own_path):
-        if own:
-            role.stepper = sched.SchedulerStepper(scheduler, num_steps, device)
-            role.state = noise * role.stepper.init_noise_sigma
-            # Same per-sample seeds for every model: stochastic schedulers draw the same noise.
-            role.generators = sample_generators(seed, rows, SCHEDULER_NOISE)
-    leader = roles[0]
-    for step, t in enumerate(leader.stepper.timesteps):
-        w = float(scales[step])
+    paths = [start_path(scheduler, num_steps, noise, seed, rows, device) for _ in (range(2) if free_running or shadow else range(1))]
+
+    def branches_at(step: int, t: torch.Tensor, states: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         preds = []
-        for m, role in enumerate(roles):
-            owner = role if free_running else leader
-            cond, uncond = _predict(role, owner.state, owner.stepper, t, labels)
+        for m, denoiser in enumerate(models):
+            owner = m if free_running else 0  # teacher-forced: every model at the leader's state
+            cond, uncond = _predict(denoiser, states[owner], paths[owner].stepper, t, labels)
             preds.append((cond, uncond))
             buffers.put(model_values(cond, uncond), span, step, model=m)
             if keep_predictions:
-                buffers.put({"pred_cond": cond, "pred_uncond": uncond, "state": owner.state}, span, step, model=m)
-        if len(roles) == 2:
+                buffers.put({"pred_cond": cond, "pred_uncond": uncond, "state": states[owner]}, span, step, model=m)
+        if len(models) == 2:
             (tc, tu), (sc, su) = preds
-            buffers.put(pair_values(sc, su, tc, tu, w), span, step)
+            buffers.put(pair_values(sc, su, tc, tu, float(scales[step])), span, step)
         if shadow:  # the student's own guided step, from its own state
-            preds[1] = _predict(roles[1], roles[1].state, roles[1].stepper, t, labels)
-        for (cond, uncond), role, own in zip(preds, roles, own_path):
-            if own:
-                role.state = role.stepper.step(guided(cond, uncond, w), t, role.state, role.generators)
-        if free_running or shadow:
-            buffers.put({"divergence": divergence(roles[1].state, roles[0].state)}, span, step)
+            preds[1] = _predict(models[1], states[1], paths[1].stepper, t, labels)
+        return preds[: len(paths)]
+
+    def after_step(step: int, states: list[torch.Tensor]) -> None:
+        if len(states) == 2:
+            buffers.put({"divergence": divergence(states[1], states[0])}, span, step)
         if bar is not None:
             bar.update(len(rows))
+
+    run_paths(paths, scales, branches_at, after_step)
 
 
 class _evaluating:
