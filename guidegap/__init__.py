@@ -26,10 +26,10 @@ _LAZY = {
     "load_dataset": "guidegap.results.io",
     "save_dataset": "guidegap.results.io",
     "load_model": "guidegap.checkpoints.loading",
-    "plot_collapse": "guidegap.plots.collapse",
+    "plot_collapse": "guidegap.auditing.figure",
     "GuidanceMonitor": "guidegap.monitoring",
     "GuidanceCollapseError": "guidegap.monitoring",
-    "load_log": "guidegap.monitoring",
+    "load_log": "guidegap.results.training_log",
     "record": "guidegap.recording.pipeline",
     "record_pair": "guidegap.pipelines.pair",
     "audit_text": "guidegap.pipelines.text",
@@ -38,4 +38,7 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-__getattr__, __dir__ = lazy_names(__name__, _LAZY, also=("__version__",))
+# The one place that registers the ds.guidegap accessor: the first use of a name that makes or reads Datasets
+# (guidegap.accessor imports xarray, which `import guidegap` must not). `import guidegap.accessor` registers it too.
+_DATASETS = frozenset(_LAZY) - {"Thresholds", "as_denoiser", "load_model", "GuidanceCollapseError"}
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, also=("__version__",), first=("guidegap.accessor", _DATASETS))

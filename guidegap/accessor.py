@@ -3,16 +3,18 @@
 Works on audit / recording Datasets (dims ``sample``, ``step``, ``model``; e.g. ``guidegap.load_dataset``)
 and on GuidanceMonitor training logs (a ``training_step`` dim; ``guidegap.load_log``)::
 
-    import guidegap.accessor            # registers ds.guidegap (guidegap.monitoring and guidegap.plots do too)
-    ds = guidegap.load_dataset("audit.nc")
+    import guidegap
+    ds = guidegap.load_dataset("audit.nc")   # any guidegap.<name> that makes or reads Datasets registers ds.guidegap
     ds.guidegap.verdict()               # 'collapsed'   (thresholds from ds.attrs, else the defaults)
     ds.guidegap.summary()["rho"]        # Estimate(value, low, high, level)
     ds.guidegap.plot_collapse()
     log = guidegap.load_log("runs/x/guidance.zarr")
     log.guidegap.plot_training_heatmap()   # rho per sampling step x training step
 
-Registration happens on import of this module, which imports only xarray and numpy: ``import guidegap``
-itself never imports xarray (CLI start-up), so the accessor cannot be registered there.
+Registration happens on import of this module, which imports only xarray; it is imported from one place, the
+``guidegap`` face, the first time a name that makes or reads Datasets is used (``guidegap.audit``, ``.trace``,
+``.load_dataset``, ``.load_log``, ...): ``import guidegap`` itself never imports xarray (CLI start-up). Code that
+imports the submodules directly (``from guidegap.results import load_dataset``) imports ``guidegap.accessor`` too.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class GuidegapAccessor:
     @property
     def is_log(self) -> bool:
         """True for a GuidanceMonitor training log (``training_step`` dim)."""
-        from guidegap.monitoring.log import is_log
+        from guidegap.results.training_log import is_log
 
         return is_log(self._ds)
 
@@ -57,19 +59,18 @@ class GuidegapAccessor:
     # -- verdict and numbers ------------------------------------------------------------------------
     def verdict(self, thresholds: "Thresholds | None" = None, n_boot: int = 1000) -> "str | xr.DataArray":
         """The verdict recomputed from the data (a string; per check, a DataArray over ``training_step``, for a log)."""
-        from guidegap.auditing.judge import judge
-        from guidegap.monitoring.log import log_verdicts
+        from guidegap.auditing.judge import judge, judge_log
 
         th = thresholds if thresholds is not None else self.thresholds
         if self.is_log:
-            return log_verdicts(self._ds, th)
+            return judge_log(self._ds, th)
         return judge(self._ds, th, n_boot=n_boot, phases=False).verdict
 
     def summary(self, n_boot: int = 1000, seed: int | None = None) -> "dict[str, Estimate] | pd.DataFrame":
         """``guidegap.summarize(ds)`` (Estimates with CIs); for a log, one DataFrame row per check."""
         from guidegap.metrics.summary import summarize
-        from guidegap.monitoring.log import log_summary
         from guidegap.results.schema import seed_of
+        from guidegap.results.training_log import log_summary
 
         if self.is_log:
             return log_summary(self._ds)
@@ -85,14 +86,16 @@ class GuidegapAccessor:
 
     def verdicts(self, thresholds: "Thresholds | None" = None) -> xr.DataArray:
         """Alias of :meth:`verdict` for a log (one per check)."""
-        from guidegap.monitoring.log import log_verdicts
+        from guidegap.auditing.judge import judge_log
+        from guidegap.results.training_log import require_log
 
-        return log_verdicts(self._ds, thresholds)
+        require_log(self._ds, "verdicts")
+        return judge_log(self._ds, thresholds)
 
     # -- plots (each returns a matplotlib Figure) -----------------------------------------------------
     def plot_collapse(self, title: str | None = None) -> Any:
         """Collapse curves of an audit (:func:`guidegap.plot_collapse`)."""
-        from guidegap.plots.collapse import plot_collapse
+        from guidegap.auditing.figure import plot_collapse
 
         if self.is_log:
             raise InputError("plot_collapse: this is a training log (means over samples per check), not an audit; use "

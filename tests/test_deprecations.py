@@ -35,6 +35,7 @@ def test_load_teacher_and_teacher_schedule_of_the_loop_forward_to_the_one_resolv
     ("guidegap.pipelines.hooks", "guidegap.recording.hooks", "HookError"),
     ("guidegap.pipelines.layouts", "guidegap.recording.layouts", "Layout"),
     ("guidegap.recording.sampling", "guidegap.recording.sampler", "sample"),
+    ("guidegap.plots.collapse", "guidegap.auditing.figure", "plot_collapse"),
 ])
 def test_moved_modules_still_import_and_say_where_they_went(old, new, name, monkeypatch):
     import importlib

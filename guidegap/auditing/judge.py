@@ -21,12 +21,12 @@ from guidegap.auditing.verdicts import Finding, Thresholds, judge_guidance_disti
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate, bootstrap, mean, ratio_of_means, summarize
 from guidegap.results.schema import seed_of
+from guidegap.results.training_log import TRAINING_STEP
 
 __all__ = ["Judgement", "PHASES", "audit_kind", "judge", "stamp", "phase_findings", "guidance_response_estimate",
            "thresholds_of", "judge_log"]
 
 PHASES = ("early", "middle", "late")
-TRAINING_STEP = "training_step"  # the dim of a GuidanceMonitor log (guidegap.monitoring.log)
 
 
 @dataclass

@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from guidegap.auditing.verdicts import verdict_record
+import numpy as np
+import xarray as xr
+
+from guidegap.auditing.verdicts import Finding, Thresholds, verdict_record
 from guidegap.metrics.registry import report_rows, summaries
+from guidegap.metrics.summary import Estimate
 
-if TYPE_CHECKING:
-    from guidegap.auditing.report import AuditReport
+__all__ = ["Report", "render_report", "per_prompt"]
 
-__all__ = ["render_report"]
+
+class Report(Protocol):
+    """What the text needs of a :class:`guidegap.AuditReport`, which renders itself with this module."""
+
+    finding: Finding
+    summary: dict[str, Estimate]
+    phases: list[dict[str, Any]]
+    dataset: xr.Dataset
+    thresholds: Thresholds
+    verdict: str
+    has_teacher: bool
+    explanation: str
+    suggestion: str
+
+    def where(self, verdict: str | None = None) -> list[str]: ...
+
+    def nonfinite_timesteps(self) -> list[float]: ...
+
 
 def _fmt(value: float) -> str:
     if value != value:
@@ -20,7 +40,7 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _models(report: "AuditReport") -> list[str]:
+def _models(report: Report) -> list[str]:
     config = json.loads(report.dataset.attrs["config"])
     lines = []
     for role in ("student", "teacher"):
@@ -38,14 +58,14 @@ def _models(report: "AuditReport") -> list[str]:
     return lines
 
 
-def _audit(report: "AuditReport") -> str:
+def _audit(report: Report) -> str:
     """Which of the registry's audits (:data:`guidegap.metrics.registry.AUDITS`) the report is of."""
     if "guidance_distilled" in report.dataset.attrs:
         return "guidance-distilled"
     return "pair" if report.has_teacher else "teacher-free"
 
 
-def _phase_table(report: "AuditReport") -> list[str]:
+def _phase_table(report: Report) -> list[str]:
     """Per-phase numbers (and, with a teacher, the rules that fire in each phase), columns sized to fit."""
     keys = [(entry.name, entry.phase_label) for entry in summaries(_audit(report)) if entry.phase_label]
     table = [["along the trajectory", *(f"{p['phase']} (t {_fmt(p['timesteps'][0])}-{_fmt(p['timesteps'][1])})" for p in report.phases)]]
@@ -59,10 +79,8 @@ def _phase_table(report: "AuditReport") -> list[str]:
 _MAX_PROMPT_ROWS = 10  # the lowest and highest five of longer prompt sets
 
 
-def _prompt_table(report: "AuditReport") -> list[str]:
+def _prompt_table(report: Report) -> list[str]:
     """One line per prompt, lowest value first: the report names prompts where class audits name classes."""
-    from guidegap.pipelines.text_audit import per_prompt
-
     label = "rho" if report.has_teacher else "gap / eps_c"
     if "guidance_distilled" in report.dataset.attrs:
         label = "response to w / eps(w)"
@@ -74,7 +92,27 @@ def _prompt_table(report: "AuditReport") -> list[str]:
     return lines + [""]
 
 
-def render_report(report: "AuditReport") -> str:
+def per_prompt(report: Report) -> list[tuple[str, float]]:
+    """``(prompt, value)`` per audited prompt: rho with a teacher, else the gap (or response) relative to eps_c."""
+    ds = report.dataset
+    prompts = json.loads(ds.attrs["prompts"])
+    labels = np.asarray(ds["label"].values)
+    out = []
+    for index, prompt in enumerate(prompts):
+        rows = ds.isel(sample=np.flatnonzero(labels == index))
+        if rows.sizes["sample"] == 0:
+            continue
+        if report.has_teacher:
+            gap = rows["gap_norm"].mean(("sample", "step"))
+            value = float(gap.sel(model="student") / gap.sel(model="teacher"))
+        else:
+            one = rows.isel(model=0)
+            value = float(one["gap_norm"].mean() / one["cond_norm"].mean())
+        out.append((prompt, value))
+    return out
+
+
+def render_report(report: Report) -> str:
     ds, th = report.dataset, report.thresholds
     config = json.loads(ds.attrs["config"])
     guidance = config["guidance"]

@@ -99,7 +99,7 @@ class AuditReport:
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """The collapse-curve figure; written to ``path`` when given. Returns the matplotlib Figure."""
-        from guidegap.plots import plot_collapse
+        from guidegap.auditing.figure import plot_collapse
 
         title = "guidegap audit (guidance-distilled: gap = eps(w) - eps(w=1))" if "guidance_distilled" in self.dataset.attrs else None
         fig = plot_collapse(self.dataset, self.thresholds, title)

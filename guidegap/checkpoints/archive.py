@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from guidegap.checkpoints.limits import human_bytes
 from guidegap.errors import InputError
+from guidegap.files import human_bytes
 
 __all__ = ["check_torch_archive", "pickle_allocation", "MAX_UNBACKED_BYTES"]
 

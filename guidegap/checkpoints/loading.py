@@ -23,9 +23,10 @@ import torch
 
 from guidegap.checkpoints.archive import check_torch_archive
 from guidegap.checkpoints.format import FORMAT, Checkpoint, build_model
-from guidegap.checkpoints.limits import check_implied_size, require_regular_file, state_numel
+from guidegap.checkpoints.limits import check_implied_size, state_numel
 from guidegap.checkpoints.offline import hub_offline
 from guidegap.errors import InputError
+from guidegap.files import require_regular_file
 
 __all__ = ["LoadedModel", "load_model", "read_checkpoint", "load_scheduler", "read_json", "check_same_schedule"]
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from guidegap.cli.main import EXIT_FAILED, EXIT_OK
+from guidegap.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from guidegap.errors import InputError
 
 __all__ = ["run_audit", "run_plot"]

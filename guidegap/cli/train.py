@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from guidegap.cli.main import EXIT_OK
+from guidegap.cli.exit_codes import EXIT_OK
 from guidegap.errors import InputError
 from guidegap.training.config import LR_SCHEDULES, MIXED_PRECISION, RECIPES, SCHEDULES, TIER_DEFAULTS
 

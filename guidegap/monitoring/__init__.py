@@ -1,9 +1,5 @@
-"""Guidance regression checks during training: :class:`GuidanceMonitor` and its zarr training log.
+"""Guidance regression checks during training: :class:`GuidanceMonitor` and the zarr store of its training log."""
 
-Importing this package registers the ``ds.guidegap`` xarray accessor (:mod:`guidegap.accessor`).
-"""
-
-import guidegap.accessor  # noqa: F401  (registers ds.guidegap on the logs this package writes)
 from guidegap.monitoring.log import load_log, log_summary, log_verdicts
 from guidegap.monitoring.monitor import GuidanceCollapseError, GuidanceMonitor, is_main_process
 

@@ -20,9 +20,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
+from guidegap.auditing.render import per_prompt  # the report's table by prompt; named here before it moved
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import Thresholds
 from guidegap.denoisers.text_transformer import TextTransformerDenoiser
@@ -31,8 +31,8 @@ from guidegap.errors import InputError
 from guidegap.pipelines.conditioning import encode_prompts, guidance_embedding, guidance_embedding_reason
 from guidegap.pipelines.distilled import audit_guidance_distilled
 from guidegap.pipelines.folders import LoadedPipeline, load_pipeline
-from guidegap.recording.layouts import default_layout
 from guidegap.pipelines.prompts import read_prompts
+from guidegap.recording.layouts import default_layout
 from guidegap.recording.seeding import INITIAL_NOISE, sample_generators
 
 __all__ = ["audit_pipelines", "audit_generators", "prompt_denoiser", "per_prompt"]
@@ -235,23 +235,3 @@ def audit_pipelines(
         pipeline=type(pipe).__name__,
     )
     return report
-
-
-def per_prompt(report: AuditReport) -> list[tuple[str, float]]:
-    """``(prompt, value)`` per audited prompt: rho with a teacher, else the gap (or response) relative to eps_c."""
-    ds = report.dataset
-    prompts = json.loads(ds.attrs["prompts"])
-    labels = np.asarray(ds["label"].values)
-    out = []
-    for index, prompt in enumerate(prompts):
-        rows = ds.isel(sample=np.flatnonzero(labels == index))
-        if rows.sizes["sample"] == 0:
-            continue
-        if report.has_teacher:
-            gap = rows["gap_norm"].mean(("sample", "step"))
-            value = float(gap.sel(model="student") / gap.sel(model="teacher"))
-        else:
-            one = rows.isel(model=0)
-            value = float(one["gap_norm"].mean() / one["cond_norm"].mean())
-        out.append((prompt, value))
-    return out

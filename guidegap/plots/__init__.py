@@ -1,7 +1,6 @@
-"""Figures drawn from result Datasets (matplotlib/seaborn imported lazily). Also registers ``ds.guidegap``."""
+"""Figures drawn from result Datasets (matplotlib/seaborn imported lazily); the audit's own figure is handed on."""
 
-import guidegap.accessor  # noqa: F401  (ds.guidegap forwards to these functions)
-from guidegap.plots.collapse import plot_collapse
+from guidegap.auditing.figure import plot_collapse
 from guidegap.plots.fidelity import plot_fidelity
 from guidegap.plots.training import plot_training_curves, plot_training_heatmap
 

@@ -66,7 +66,8 @@ def plot_training_heatmap(ds: xr.Dataset, variable: str = "rho", *, model: str =
     import seaborn as sns
     from matplotlib.colors import TwoSlopeNorm
 
-    from guidegap.monitoring.log import TRAINING_STEP, per_step_variable, thresholds_of
+    from guidegap.auditing.judge import thresholds_of
+    from guidegap.results.training_log import TRAINING_STEP, per_step_variable
 
     da = per_step_variable(ds, variable, model=model)
     values = np.asarray(da.values, dtype=float)
@@ -117,9 +118,10 @@ def plot_training_curves(ds: xr.Dataset, title: str | None = None) -> Any:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from guidegap.monitoring.log import TRAINING_STEP, _require_log, thresholds_of
+    from guidegap.auditing.judge import thresholds_of
+    from guidegap.results.training_log import TRAINING_STEP, require_log
 
-    _require_log(ds, "plot_training_curves")
+    require_log(ds, "plot_training_curves")
     th = thresholds_of(ds)
     x = np.asarray(ds[TRAINING_STEP].values)
     palette = sns.color_palette("colorblind")

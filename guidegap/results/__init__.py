@@ -1,6 +1,5 @@
-"""Results as xarray Datasets: the schema and atomic netCDF I/O."""
+"""Results as xarray Datasets: the schema, atomic netCDF I/O, and the training log's schema and readers."""
 
-import guidegap.accessor  # noqa: F401  (registers ds.guidegap wherever results are produced or read)
 from guidegap.results.io import load_dataset, save_dataset
 from guidegap.results.schema import COORDINATES, VARIABLES, config_of, make_dataset, validate
 

@@ -62,7 +62,7 @@ def declared_bytes(path: str | os.PathLike[str]) -> int:
 
 def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a result written by :func:`save_dataset` fully into memory (the file is closed on return)."""
-    from guidegap.checkpoints.limits import human_bytes, require_regular_file
+    from guidegap.files import human_bytes, require_regular_file
 
     path = Path(path)
     if not path.exists() or path.is_dir():
