@@ -22,7 +22,7 @@ import torch
 
 import guidegap
 from guidegap.auditing.report import AuditReport, parse_fail_on
-from guidegap.auditing.verdicts import VERDICTS, Thresholds, judge_pair, judge_single
+from guidegap.auditing.verdicts import VERDICTS, Thresholds, judge_pair, judge_teacher_free
 from guidegap.denoisers import ModuleDenoiser, as_denoiser
 from guidegap.errors import GuidegapError, InputError
 from guidegap.metrics.summary import Estimate
@@ -285,15 +285,15 @@ def test_invalid_thresholds_raise(kwargs):
         Thresholds(**kwargs)
 
 
-def test_judge_single_can_only_call_collapse():
+def test_judge_teacher_free_can_only_call_collapse():
     one = {"rel_gap": Estimate(0.2, 0.1, 0.3, 0.95), "nonfinite": Estimate(0.0, 0.0, 0.0, 0.95)}
-    assert judge_single(one, guidance_response=5.0).verdict == "inconclusive"
-    assert judge_single(one, guidance_response=0.0).verdict == "collapsed"
+    assert judge_teacher_free(one, guidance_response=5.0).verdict == "inconclusive"
+    assert judge_teacher_free(one, guidance_response=0.0).verdict == "collapsed"
     vanished = {**one, "rel_gap": Estimate(0.0, 0.0, 0.0, 0.95)}
-    assert judge_single(vanished, guidance_response=5.0).verdict == "collapsed"
+    assert judge_teacher_free(vanished, guidance_response=5.0).verdict == "collapsed"
     broken = {**one, "nonfinite": Estimate(0.5, 0.0, 1.0, 0.95)}
-    assert judge_single(broken, guidance_response=5.0).verdict == "non-finite"
-    assert judge_single(one, 0.5, Thresholds(min_guidance_response=1.0)).verdict == "collapsed"
+    assert judge_teacher_free(broken, guidance_response=5.0).verdict == "non-finite"
+    assert judge_teacher_free(one, 0.5, Thresholds(min_guidance_response=1.0)).verdict == "collapsed"
 
 
 # -- teacher-free audits --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,3 +46,35 @@ def test_moved_modules_still_import_and_say_where_they_went(old, new, name, monk
     with pytest.warns(DeprecationWarning, match=new.replace(".", r"\.")):
         module = importlib.import_module(old)
     assert getattr(module, name) is getattr(importlib.import_module(new), name)
+
+
+def test_judge_single_is_judge_teacher_free():
+    from guidegap.auditing.verdicts import judge_single, judge_teacher_free
+    from guidegap.metrics.summary import Estimate
+
+    summary = {"rel_gap": Estimate(0.5, 0.4, 0.6, 0.95)}
+    with pytest.warns(DeprecationWarning, match="judge_teacher_free"):
+        assert judge_single(summary, 0.0) == judge_teacher_free(summary, 0.0)
+
+
+def test_teacher_free_audits_stored_before_the_rename_still_load_and_name_the_student(oracle, scheduler):
+    import json
+
+    import guidegap
+    from guidegap.auditing.intrinsic import single_model_dataset
+    from guidegap.auditing.judge import judge, stamp
+    from guidegap.auditing.report import AuditReport
+    from guidegap.denoisers.views import UnguidedView
+    from guidegap.recording.trajectory import trace_teacher_free
+
+    options = dict(num_samples=4, num_steps=4, scheduler=scheduler)
+    with pytest.warns(DeprecationWarning, match="trace_teacher_free"):
+        old = single_model_dataset(guidegap.trace(oracle, UnguidedView(oracle), mode="free-running", **options))
+    new = trace_teacher_free(oracle, **options)
+    for name in ("gap_norm", "cond_norm", "guidance_response"):  # the same recording, without the relabelling
+        np.testing.assert_array_equal(old[name].values, new[name].values)
+    assert list(json.loads(new.attrs["config"])["models"]) == ["student"]
+    assert json.loads(old.attrs["config"])["models"]["student"]["name"] == "oracle (w=1)"
+    stamp(old, judge(old), guidegap.Thresholds(), student="old.nc", teacher="")
+    text = str(AuditReport.from_dataset(old))
+    assert "student  old.nc (oracle)" in text and "(w=1)" not in text

@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from guidegap.auditing.intrinsic import UnguidedView, single_model_dataset
 from guidegap.auditing.judge import judge, stamp
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import Thresholds
@@ -15,7 +14,7 @@ from guidegap.checkpoints.resolve import resolve_model as resolve
 from guidegap.denoisers import Denoiser, DenoiserLike
 from guidegap.errors import InputError
 from guidegap.recording.guidance import GuidanceLike
-from guidegap.recording.trajectory import trace
+from guidegap.recording.trajectory import trace, trace_teacher_free
 
 __all__ = ["audit", "resolve_model"]
 
@@ -63,7 +62,7 @@ def audit(
     progress: bool = False,
     divergence: bool = True,
 ) -> AuditReport:
-    """Audit a student's classifier-free guidance against its teacher (or intrinsically, without one).
+    """Audit a student's classifier-free guidance against its teacher (or teacher-free, without one).
 
     With a teacher: teacher-forced recording of both branches of both models plus the student's own
     free-running path (``divergence``), bootstrap summaries, and the docs/design.md §2 verdict with per-phase
@@ -104,7 +103,7 @@ def audit(
     if teacher_d is not None:
         ds = trace(teacher_d, student_d, divergence=divergence, **options)
     else:
-        ds = single_model_dataset(trace(student_d, UnguidedView(student_d), mode="free-running", **options))
+        ds = trace_teacher_free(student_d, **options)
     judgement = judge(ds, thresholds, n_boot=n_boot, seed=seed)
     stamp(ds, judgement, thresholds, student=student_src, teacher=teacher_src or "")
     return AuditReport.of(judgement, ds, thresholds)

@@ -1,11 +1,10 @@
-"""Teacher-free quantities: the gap relative to eps_c, and how far guidance moves the samples.
-
-The response to guidance is measured by running the model twice from the same noise, guided at ``w`` and
-unguided (``w = 1``), and taking the RMS distance of the states: a model whose guidance does nothing keeps
-the two trajectories identical. It reuses the free-running recorder with an unguided view of the model.
+"""Deprecated: teacher-free recording is :func:`guidegap.recording.trajectory.trace_teacher_free`, its view of the model
+:class:`guidegap.denoisers.views.UnguidedView`. Teacher-free audits no longer record the model in the teacher's seat.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import xarray as xr
 
@@ -15,12 +14,17 @@ __all__ = ["UnguidedView", "single_model_dataset"]
 
 
 def single_model_dataset(paired: xr.Dataset) -> xr.Dataset:
-    """Turn a (model guided, model unguided) free-running Dataset into the model's own intrinsic Dataset.
+    """Deprecated: :func:`guidegap.recording.trajectory.trace_teacher_free` records the teacher-free Dataset directly.
+
+    Turned a (model guided, model unguided) free-running Dataset into the model's teacher-free Dataset.
 
     Keeps the guided model's per-model variables under ``model = "student"`` and renames ``divergence`` to
     ``guidance_response``.
     """
     from guidegap.results.schema import VARIABLES
+
+    warnings.warn("single_model_dataset is deprecated; record teacher-free Datasets with "
+                  "guidegap.recording.trajectory.trace_teacher_free.", DeprecationWarning, stacklevel=2)
 
     per_model = [n for n in paired.data_vars if VARIABLES.get(n) and VARIABLES[n].dims[0] == "model"]
     ds = paired[per_model + ["guidance_scale"]].sel(model=["teacher"]).assign_coords(model=["student"])

@@ -4,7 +4,7 @@
 and the audits of guidance-distilled students all judge a Dataset through :func:`judge` and stamp it with
 :func:`stamp`; a GuidanceMonitor's training log, which stores summaries rather than recordings, through
 :func:`judge_log`. Which rules apply follows from the Dataset (:func:`audit_kind`): a teacher and a student
-(``judge_pair``), one model with its response to guidance (teacher-free, ``judge_single``), or a model that takes w as
+(``judge_pair``), one model with its response to guidance (teacher-free, ``judge_teacher_free``), or a model that takes w as
 an input (``judge_guidance_distilled``). The phases split the sampling steps into thirds and judge each.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from guidegap.auditing.verdicts import Finding, Thresholds, judge_guidance_distilled, judge_pair, judge_single
+from guidegap.auditing.verdicts import Finding, Thresholds, judge_guidance_distilled, judge_pair, judge_teacher_free
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate, bootstrap, mean, ratio_of_means, summarize
 from guidegap.results.schema import seed_of
@@ -82,7 +82,7 @@ def judge(ds: xr.Dataset, thresholds: Thresholds | None = None, *, n_boot: int =
         finding = judge_guidance_distilled(str(ds.attrs["guidance_distilled"]), summary,
                                            float(ds.attrs["audited_guidance_scale"]), thresholds)
     else:
-        finding = judge_single(summary, float(ds["guidance_response"].isel(step=-1).mean()), thresholds)
+        finding = judge_teacher_free(summary, float(ds["guidance_response"].isel(step=-1).mean()), thresholds)
         summary["guidance_response"] = guidance_response_estimate(ds, n_boot, seed)
     found = phase_findings(ds, thresholds, kind == "pair", seed) if phases else []
     return Judgement(finding, summary, found)

@@ -45,12 +45,13 @@ def _models(report: Report) -> list[str]:
     lines = []
     for role in ("student", "teacher"):
         source = report.dataset.attrs.get(role) or ""
-        desc: dict[str, Any] = config["models"].get(role if report.has_teacher or role == "teacher" else "teacher", {})
         if role == "teacher" and not report.has_teacher:
             lines.append(f"  teacher  {source} (not compared: the student is guidance-distilled)" if source
                          else "  teacher  none (teacher-free audit)")
             continue
-        desc = desc or config["models"].get(role, {})
+        models: dict[str, Any] = config["models"]
+        # Teacher-free audits stored before guidegap recorded them as such list the student under "teacher".
+        desc = models.get("teacher" if not report.has_teacher and "teacher" in models else role, {})
         params = desc.get("num_parameters")
         name = desc.get("name", "?")
         details = ", ".join(([name] if source and source != name else []) + ([f"{params / 1e6:.2f}M parameters"] if params else []))

@@ -25,6 +25,7 @@ the figures follow.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -33,7 +34,7 @@ from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
 __all__ = ["VERDICTS", "VERDICT_RECORDS", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
-           "verdict_record", "parse_fail_on", "judge_pair", "judge_single", "judge_guidance_distilled"]
+           "verdict_record", "parse_fail_on", "judge_pair", "judge_teacher_free", "judge_guidance_distilled", "judge_single"]
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def judge_pair(summary: Mapping[str, Estimate], thresholds: Thresholds = Thresho
     return Finding("healthy", f"rho = {rho:.3g}, gap cosine = {cos:.3g}, branch errors cond {rel_c:.3g} / uncond {rel_u:.3g}", fired)
 
 
-def judge_single(summary: Mapping[str, Estimate], guidance_response: float, thresholds: Thresholds = Thresholds()) -> Finding:
+def judge_teacher_free(summary: Mapping[str, Estimate], guidance_response: float, thresholds: Thresholds = Thresholds()) -> Finding:
     """Teacher-free verdict: only a vanished gap (or NaN/Inf) can be called; the rest is ``inconclusive``."""
     th = thresholds
     rel_gap = _value(summary, "rel_gap")
@@ -340,3 +341,9 @@ def judge_guidance_distilled(reason: str, summary: Mapping[str, Estimate], guida
     if probe == probe:
         text += f"; true-CFG probe: the null-prompt branch differs by {probe:.3g} of the prediction's RMS"
     return Finding("guidance-distilled", text, ["guidance-distilled"])
+
+
+def judge_single(summary: Mapping[str, Estimate], guidance_response: float, thresholds: Thresholds = Thresholds()) -> Finding:
+    """Deprecated name of :func:`judge_teacher_free`."""
+    warnings.warn("judge_single is deprecated; use judge_teacher_free.", DeprecationWarning, stacklevel=2)
+    return judge_teacher_free(summary, guidance_response, thresholds)

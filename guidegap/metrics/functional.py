@@ -283,7 +283,7 @@ def pair_metrics(
 
 
 def model_metrics(pred_cond: torch.Tensor, pred_uncond: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The intrinsic metrics of one model with shared intermediates, each ``(B,)``.
+    """The metrics of one model's two branches with shared intermediates, each ``(B,)``.
 
     Keys: ``gap_norm, parallel_fraction, cond_norm`` (RMS of ``pred_cond``), ``uncond_norm`` (RMS of
     ``pred_uncond``), ``nonfinite`` (bool); the values equal those of the single functions bit for bit.

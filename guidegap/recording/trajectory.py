@@ -1,4 +1,4 @@
-"""Record both guidance branches of a teacher and a student along sampling trajectories.
+"""Record both guidance branches of a teacher and a student (or, teacher-free, of one model) along sampling trajectories.
 
 Per chunk of samples, per sampling step: both branches of each model in one batch of 2B, per-sample
 metrics (docs/design.md §2) reduced on the fly into :class:`~guidegap.recording.buffers.MetricBuffers`.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from guidegap.recording.sampler import run_paths, start_path
 from guidegap.recording.seeding import INITIAL_NOISE, sample_generators, sample_noise
 from guidegap.results.schema import make_dataset
 
-__all__ = ["trace", "MODES", "resolve_pair", "resolve_labels"]
+__all__ = ["trace", "trace_teacher_free", "MODES", "resolve_pair", "resolve_labels"]
 
 MODES = ("teacher-forced", "free-running")
 
@@ -135,17 +136,10 @@ def trace(
     """
     if mode not in MODES:
         raise InputError(f"expected mode in {MODES}, received {mode!r}; use guidegap.probe() for the data-probe mode.")
-    for name, value, least in (("num_samples", num_samples, 1), ("num_steps", num_steps, 1), ("chunk_size", chunk_size, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise InputError(f"expected {name} to be an integer >= {least}, received {value!r}.")
-    roles = resolve_pair(teacher, student)
-    labels_all = resolve_labels(labels, num_samples, roles[0][1])
-    shape = _sample_shape([d for _, d in roles], sample_shape)
-    scheduler = sched.make_scheduler(scheduler)
-    guidance = as_guidance(guidance_scale)
-    timesteps = sched.fresh_copy(scheduler, num_steps).timesteps
-    train_steps = sched.num_train_timesteps(scheduler)
-    scales = scales_for_steps(guidance, timesteps.cpu().numpy(), train_steps)
+    plan = _plan(resolve_pair(teacher, student), labels, num_samples, num_steps, guidance_scale, scheduler, seed, chunk_size,
+                 sample_shape)
+    roles, labels_all, shape, scheduler, timesteps, scales = (plan.roles, plan.labels, plan.shape, plan.scheduler,
+                                                              plan.timesteps, plan.scales)
     free_running = mode == "free-running" and len(roles) == 2
     shadow = divergence and not free_running and len(roles) == 2
     buffers = MetricBuffers(len(roles), num_samples, len(timesteps))
@@ -160,30 +154,119 @@ def trace(
     if bar is not None:
         bar.close()
 
+    config = {"mode": mode if len(roles) == 2 else "single-model", "keep_predictions": keep_predictions,
+              "divergence": bool(free_running or shadow)}
+    return _dataset(plan, buffers, config, "free-running" if free_running else "teacher-forced", "guidegap.trace")
+
+
+def trace_teacher_free(
+    model: DenoiserLike,
+    *,
+    num_samples: int = 64,
+    num_steps: int = 50,
+    guidance_scale: GuidanceLike = 4.0,
+    labels: Sequence[int] | np.ndarray | torch.Tensor | int | None = None,
+    scheduler: Any = None,
+    seed: int = 0,
+    chunk_size: int = 64,
+    sample_shape: Sequence[int] | None = None,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Record one model without a teacher: both branches along its guided path, and how far guidance moves it.
+
+    From the same noise the model runs twice, guided at ``w`` and unguided (``w = 1``: its conditional branch alone,
+    :class:`~guidegap.denoisers.views.UnguidedView`); ``guidance_response`` is the RMS distance of the two states after
+    each step (a model whose guidance does nothing keeps them identical). The Dataset has ``model = ["student"]``,
+    the model's per-sample metrics on its guided path and ``guidance_response``; the options are :func:`trace`'s.
+    """
+    from guidegap.denoisers.views import UnguidedView
+
+    plan = _plan([("student", as_denoiser(model))], labels, num_samples, num_steps, guidance_scale, scheduler, seed,
+                 chunk_size, sample_shape)
+    guided_model = plan.roles[0][1]
+    unguided = UnguidedView(guided_model)
+    buffers = MetricBuffers(1, num_samples, len(plan.timesteps))
+    buffers.arrays["guidance_scale"] = plan.scales
+    bar = _progress_bar(progress, num_samples * len(plan.timesteps))
+    with _evaluating([guided_model, unguided]), torch.inference_mode():
+        for start in range(0, num_samples, chunk_size):
+            rows = range(start, min(start + chunk_size, num_samples))
+            span, chunk_labels = slice(rows.start, rows.stop), plan.labels[rows.start : rows.stop]
+            noise = sample_noise(sample_generators(seed, rows, INITIAL_NOISE), plan.shape).to(guided_model.device)
+            paths = [start_path(plan.scheduler, num_steps, noise, seed, rows, guided_model.device) for _ in range(2)]
+
+            def branches_at(step: int, t: torch.Tensor, states: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                cond, uncond = _predict(guided_model, states[0], paths[0].stepper, t, chunk_labels)
+                buffers.put(model_values(cond, uncond), span, step, model=0)
+                return [(cond, uncond), _predict(unguided, states[1], paths[1].stepper, t, chunk_labels)]
+
+            def after_step(step: int, states: list[torch.Tensor]) -> None:
+                buffers.put({"guidance_response": divergence(states[1], states[0])}, span, step)
+                if bar is not None:
+                    bar.update(len(rows))
+
+            run_paths(paths, plan.scales, branches_at, after_step)
+    if bar is not None:
+        bar.close()
+    config = {"mode": "teacher-free", "keep_predictions": False, "divergence": True}
+    return _dataset(plan, buffers, config, "free-running", "guidegap.trace_teacher_free")
+
+
+@dataclass
+class _Plan:
+    """What a recording was asked for, checked: the models by role, every sample's label, the steps and their w."""
+
+    roles: list[tuple[str, Denoiser]]
+    labels: torch.Tensor
+    shape: tuple[int, ...]
+    scheduler: Any
+    guidance: Any
+    timesteps: torch.Tensor
+    scales: np.ndarray
+    num_samples: int
+    num_steps: int
+    seed: int
+    chunk_size: int
+
+
+def _plan(roles: list[tuple[str, Denoiser]], labels: Any, num_samples: int, num_steps: int, guidance_scale: GuidanceLike,
+          scheduler: Any, seed: int, chunk_size: int, sample_shape: Sequence[int] | None) -> _Plan:
+    for name, value, least in (("num_samples", num_samples, 1), ("num_steps", num_steps, 1), ("chunk_size", chunk_size, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise InputError(f"expected {name} to be an integer >= {least}, received {value!r}.")
+    labels_all = resolve_labels(labels, num_samples, roles[0][1])
+    shape = _sample_shape([d for _, d in roles], sample_shape)
+    scheduler = sched.make_scheduler(scheduler)
+    guidance = as_guidance(guidance_scale)
+    timesteps = sched.fresh_copy(scheduler, num_steps).timesteps
+    scales = scales_for_steps(guidance, timesteps.cpu().numpy(), sched.num_train_timesteps(scheduler))
+    return _Plan(roles, labels_all, shape, scheduler, guidance, timesteps, scales, num_samples, num_steps, seed, chunk_size)
+
+
+def _dataset(plan: _Plan, buffers: MetricBuffers, config: dict[str, Any], mode: str, history: str) -> xr.Dataset:
+    """The recording as a Dataset: ``config`` (what differs between recordings) joins the plan's settings in attrs."""
     config = {
-        "num_samples": num_samples,
-        "num_steps": num_steps,
-        "guidance": json.loads(describe(guidance)),
-        "mode": mode if len(roles) == 2 else "single-model",
-        "seed": seed,
-        "chunk_size": chunk_size,
-        "keep_predictions": keep_predictions,
-        "divergence": bool(free_running or shadow),
-        "sample_shape": list(shape),
+        "num_samples": plan.num_samples,
+        "num_steps": plan.num_steps,
+        "guidance": json.loads(describe(plan.guidance)),
+        "seed": plan.seed,
+        "chunk_size": plan.chunk_size,
+        "sample_shape": list(plan.shape),
         # Private diffusers keys (e.g. _use_default_values, a set) vary between processes: leave them out.
-        "scheduler": {"class": type(scheduler).__name__,
-                      **{k: _json_safe(v) for k, v in dict(scheduler.config).items() if not k.startswith("_")}},
-        "models": {name: d.describe() for name, d in roles},
+        "scheduler": {"class": type(plan.scheduler).__name__,
+                      **{k: _json_safe(v) for k, v in dict(plan.scheduler.config).items() if not k.startswith("_")}},
+        "models": {name: d.describe() for name, d in plan.roles},
+        **config,
     }
     attrs = {
         "guidegap_version": __version__,
-        "mode": "free-running" if free_running else "teacher-forced",
+        "mode": mode,
         "config": json.dumps(config, sort_keys=True),
-        "prediction_type": sched.prediction_type(scheduler),
-        "history": f"guidegap.trace (guidegap {__version__})",
+        "prediction_type": sched.prediction_type(plan.scheduler),
+        "history": f"{history} (guidegap {__version__})",
     }
-    return make_dataset(buffers.arrays, models=[name for name, _ in roles], labels=labels_all.numpy(),
-                        timesteps=timesteps.cpu().numpy(), attrs=attrs)
+    return make_dataset(buffers.arrays, models=[name for name, _ in plan.roles], labels=plan.labels.numpy(),
+                        timesteps=plan.timesteps.cpu().numpy(), attrs=attrs)
 
 
 def _record_chunk(
