@@ -78,3 +78,15 @@ def test_teacher_free_audits_stored_before_the_rename_still_load_and_name_the_st
     stamp(old, judge(old), guidegap.Thresholds(), student="old.nc", teacher="")
     text = str(AuditReport.from_dataset(old))
     assert "student  old.nc (oracle)" in text and "(w=1)" not in text
+
+
+def test_uses_tirt_is_weighted():
+    from guidegap.training.objectives import Objective, make_objective
+
+    dash = make_objective("dash")
+    with pytest.warns(DeprecationWarning, match="weighted"):
+        assert dash.uses_tirt is True
+    with pytest.warns(DeprecationWarning, match="set weighted"):
+        class Old(Objective):  # a subclass written against the old name still declares its weighting
+            uses_tirt = True
+    assert Old.weighted is True and Old().weighted is True

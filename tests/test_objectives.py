@@ -161,8 +161,8 @@ def test_tirt_weights_matter_only_where_declared():
             flat.generator, batch.generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
         weighted, _ = objective(student, teacher, batch)
         uniform, _ = objective(student, teacher, flat)
-        assert objective.uses_tirt == (name in ("dash", "dash-no-uncond", "dash-no-anchor"))
-        assert (abs(weighted.item() - uniform.item()) > 1e-4) == objective.uses_tirt, name
+        assert objective.weighted == (name in ("dash", "dash-no-uncond", "dash-no-anchor"))
+        assert (abs(weighted.item() - uniform.item()) > 1e-4) == objective.weighted, name
 
 
 def test_multi_w_draws_uniform_scales_deterministically_per_seed():
@@ -191,7 +191,7 @@ def test_scratch_matches_cfg_training_and_drops_about_ten_percent():
     cond, uncond = by_hand(module, batch)
     keep = make_objective("scratch", label_dropout=0.0)
     drop = make_objective("scratch", label_dropout=1.0, tirt=True)
-    assert not keep.needs_teacher and not keep.uses_tirt and drop.uses_tirt
+    assert not keep.needs_teacher and not keep.weighted and drop.weighted
     assert keep(ModuleDenoiser(module), None, batch)[0].item() == pytest.approx(mse(cond - batch.noise).mean().item(), rel=1e-5)
     want = (batch.weights * mse(uncond - batch.noise)).mean().item()
     assert drop(ModuleDenoiser(module), None, batch)[0].item() == pytest.approx(want, rel=1e-5)

@@ -209,3 +209,22 @@ def test_cli_export_steps_log_spaced(tmp_path):
     assert sorted(p.name for p in (out / "exports").iterdir()) == ["step_0000002.pt", "step_0000004.pt", "step_0000006.pt"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["distill", "--teacher", "oracle", "--out", "x", "--export-steps", "two"])
+
+
+@pytest.mark.parametrize("objective", ["cond-only", "composite", "gap", "dash-no-tirt"])
+def test_a_chosen_weighting_that_the_objective_would_ignore_is_refused(objective, tmp_path, capsys):
+    """--tirt loss-moment with an objective that takes no batch weights used to compute them and drop them silently."""
+    from guidegap.cli.main import main
+
+    with pytest.raises(InputError, match=rf"--tirt loss-moment weights the loss .* objective '{objective}' takes no batch weights"):
+        _oracle(tmp_path, objective=objective, tirt="loss-moment")
+    args = ["distill", "--tier", "oracle", "--teacher", "oracle", "--objective", objective, "--tirt", "loss-moment",
+            "--out", str(tmp_path / "cli"), "--steps", "1", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "would ignore them" in err
+    # what a weighted objective takes, and every objective's own default, stay accepted (stored runs resume as written)
+    assert _oracle(tmp_path, objective="dash", tirt="loss-moment").tirt == "loss-moment"
+    assert _oracle(tmp_path, objective=objective).tirt in ("uniform", "teacher")
+    stored = _oracle(tmp_path, objective="dash", tirt="loss-moment").to_dict()
+    assert TrainConfig.from_dict({**stored, "objective": objective}).tirt == "loss-moment"

@@ -8,7 +8,7 @@ before a setting existed resolve it to what the trainer did then (:data:`LEGACY`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import InitVar, asdict, dataclass, field, fields
 from typing import Any
 
 from guidegap.errors import InputError
@@ -117,8 +117,10 @@ class TrainConfig:
     progress: bool = True
     teacher_cache: str | None = None
     export_steps: list[int] = field(default_factory=list)
+    from_storage: InitVar[bool] = False  # read back by from_dict: a stored run is checked as it was written
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, from_storage: bool = False) -> None:
+        tirt_chosen = self.tirt is not None
         if self.role not in ("teacher", "student"):
             raise InputError(f"expected role 'teacher' or 'student', received {self.role!r}.")
         if self.recipe is not None and self.recipe not in RECIPES:
@@ -128,7 +130,7 @@ class TrainConfig:
         if self.role == "teacher" and self.objective == "dash":
             self.objective = "scratch"  # a teacher trains on data (label dropout), DASH distils
         if self.tirt is None:
-            self.tirt = "learned" if self.role == "teacher" else ("teacher" if self.objective.startswith("dash") else "uniform")
+            self.tirt = self._default_tirt()
         if self.tirt not in TIRT_MODES:
             raise InputError(f"expected tirt in {TIRT_MODES}, received {self.tirt!r}.")
         if self.role == "student" and self.objective != "scratch" and not self.teacher:
@@ -149,6 +151,8 @@ class TrainConfig:
                 options["tirt"] = self.tirt in ("learned", "loss-moment")
             self.objective_options = {**options, **self.objective_options}
         self._check()
+        if tirt_chosen and not from_storage:
+            self._check_weighting()
         if self.data is None:
             oracle = self.teacher if isinstance(self.teacher, str) and self.teacher.startswith("oracle") else "oracle"
             if self.tier == "paper":
@@ -178,6 +182,20 @@ class TrainConfig:
             if not ok:
                 raise InputError(f"expected a valid {name} (lr > 0, 0 <= lr_min <= lr, 0 <= dropout < 1, 0 <= ema_decay < 1, "
                                  f"grad_clip > 0, steps >= 1), received {name}={value!r}.")
+
+    def _default_tirt(self) -> str:
+        return "learned" if self.role == "teacher" else ("teacher" if self.objective.startswith("dash") else "uniform")
+
+    def _check_weighting(self) -> None:
+        """Refuse a chosen timestep weighting that the objective would ignore (one that takes no batch weights)."""
+        from guidegap.training.objectives import make_objective, weighted_objectives
+
+        if self.tirt == "uniform" or self.tirt == self._default_tirt():
+            return
+        if not make_objective(self.objective, **self.objective_options).weighted:
+            raise InputError(f"--tirt {self.tirt} weights the loss per timestep, but objective {self.objective!r} takes no batch "
+                             f"weights and would ignore them; drop --tirt (or pass uniform), or use a weighted objective "
+                             f"({', '.join(weighted_objectives())}).")
 
     def resolve_schedule(self, teacher_schedule: str | None) -> None:
         """A student without ``schedule`` takes its teacher's noise schedule; a different one is refused.
@@ -211,7 +229,7 @@ class TrainConfig:
         stored = {k: v for k, v in values.items() if k in known}
         if "recipe" not in values:  # stored before recipes existed
             stored = {**{k: v for k, v in LEGACY.items() if k not in values}, **stored}
-        return cls(**stored)
+        return cls(**stored, from_storage=True)
 
     def resume_mismatch(self, stored: "TrainConfig") -> list[str]:
         """Names of settings that differ from a stored run's and may not change on resume."""

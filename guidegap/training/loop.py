@@ -316,7 +316,7 @@ def train(
             x_t = add_noise(x0, noise, t, alphas_cumprod)
             if moments is not None:
                 weights = moments.weights(t)
-            elif objective.uses_tirt:
+            elif objective.weighted:
                 weights = tirt(t)
             else:
                 weights = torch.ones_like(t, dtype=torch.float32)

@@ -7,8 +7,8 @@ two branches (one no-grad ``2B`` batch) only for objectives with ``needs_teacher
 
 Notation: ``e_c = eps_c^S - eps_c^T``, ``e_u = eps_u^S - eps_u^T``, ``Delta = eps_c - eps_u``,
 guided ``g = eps_u + w (eps_c - eps_u)``. Per-sample loss = mean over non-batch dims of the squared error;
-a term = batch mean of ``weights * per-sample loss``, with ``weights = batch.weights`` (TIRT) only for
-objectives with ``uses_tirt`` and ones otherwise. Logged parts are the terms before their coefficients.
+a term = batch mean of ``weights * per-sample loss``, with ``weights = batch.weights`` (TIRT, or the
+loss-moment prior) only for ``weighted`` objectives and ones otherwise. Logged parts are the terms before their coefficients.
 
 | name | loss | student call |
 |---|---|---|
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from guidegap._deprecation import renamed_attribute
 from guidegap.denoisers.base import Denoiser
 from guidegap.errors import InputError
 
@@ -50,6 +52,7 @@ __all__ = [
     "TrainBatch",
     "make_objective",
     "per_sample_mse",
+    "weighted_objectives",
 ]
 
 
@@ -107,7 +110,16 @@ class Objective:
 
     name: str = "objective"
     needs_teacher: bool = True
-    uses_tirt: bool = False
+    weighted: bool = False  # the loss takes the batch's per-timestep weights (TIRT); otherwise they are ones
+
+    uses_tirt = renamed_attribute("uses_tirt", "weighted")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "uses_tirt" in vars(cls) and not isinstance(vars(cls)["uses_tirt"], property):  # a subclass of the old name
+            warnings.warn(f"{cls.__name__}.uses_tirt is deprecated; set weighted.", DeprecationWarning, stacklevel=2)
+            cls.weighted = bool(vars(cls)["uses_tirt"])
+            del cls.uses_tirt
 
     def __init__(self) -> None:
         self.options: dict[str, Any] = {}
@@ -117,7 +129,7 @@ class Objective:
         if self.needs_teacher and teacher is None:
             raise InputError(f"objective {self.name!r} needs the teacher's branches; pass TeacherPreds(cond=..., uncond=...).")
         batch_size = batch.x_t.shape[0]
-        if self.uses_tirt:
+        if self.weighted:
             weights = batch.weights
             if tuple(weights.shape) != (batch_size,):
                 raise InputError(
@@ -161,10 +173,10 @@ class DASHObjective(Objective):
         self.w_cond = _number("dash", "w_cond", w_cond, low=0.0)
         self.w_uncond = _number("dash", "w_uncond", w_uncond, low=0.0)
         self.w_anchor = _number("dash", "w_anchor", w_anchor, low=0.0)
-        self.uncond, self.anchor, self.uses_tirt = bool(uncond), bool(anchor), bool(tirt)
+        self.uncond, self.anchor, self.weighted = bool(uncond), bool(anchor), bool(tirt)
         self.name = "dash" + "".join(f"-no-{n}" for n, on in (("uncond", uncond), ("anchor", anchor), ("tirt", tirt)) if not on)
         self.options = dict(w_cond=self.w_cond, w_uncond=self.w_uncond, w_anchor=self.w_anchor, uncond=self.uncond,
-                            anchor=self.anchor, tirt=self.uses_tirt)
+                            anchor=self.anchor, tirt=self.weighted)
 
     def terms(self, student, teacher, batch, weights):
         if self.uncond:
@@ -277,9 +289,9 @@ class ScratchObjective(Objective):
     def __init__(self, label_dropout: float = 0.1, tirt: bool = False, label_dropout_per_batch: bool = False) -> None:
         super().__init__()
         self.label_dropout = _number(self.name, "label_dropout", label_dropout, low=0.0, high=1.0)
-        self.uses_tirt = bool(tirt)
+        self.weighted = bool(tirt)
         self.per_batch = bool(label_dropout_per_batch)
-        self.options = dict(label_dropout=self.label_dropout, tirt=self.uses_tirt, label_dropout_per_batch=self.per_batch)
+        self.options = dict(label_dropout=self.label_dropout, tirt=self.weighted, label_dropout_per_batch=self.per_batch)
 
     def drop_labels(self, student: Denoiser, batch: TrainBatch) -> Tensor:
         """The batch's labels with each (or, per batch, all) replaced by ``student.null_label`` with probability ``label_dropout``."""
@@ -323,3 +335,8 @@ def make_objective(name: str, **options: Any) -> Objective:
     if unknown:
         raise InputError(f"objective {name!r}: unknown options {unknown}; valid options are {valid}.")
     return OBJECTIVES[name](**options)
+
+
+def weighted_objectives() -> list[str]:
+    """The registered objectives whose loss takes the batch weights at their default options."""
+    return [name for name in OBJECTIVES if make_objective(name).weighted]
