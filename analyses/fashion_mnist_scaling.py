@@ -54,7 +54,7 @@ def extend(run: str, steps: int) -> Path:
             raise SystemExit(f"{source}/checkpoint.pt is missing; run python analyses/fashion_mnist.py train --only {run} first.")
         shutil.copytree(source, folder)
     stored = TrainConfig.from_dict(read_checkpoint(folder / "checkpoint.pt").metadata["config"])
-    config = dataclasses.replace(stored, out=str(folder), steps=steps, progress=False,
+    config = dataclasses.replace(stored, out=str(folder), train_steps=steps, progress=False,
                                  teacher_cache=str(repro.RUNS / "teacher_cache"))
     started = time.perf_counter()
     train(config, resume=True)

@@ -19,7 +19,7 @@ def renamed_keywords(**old_to_new: str) -> Callable[[F], F]:
 
     def wrap(target: F) -> F:
         function = target.__init__ if isinstance(target, type) else target
-        where = target.__qualname__
+        where = target.__qualname__.removesuffix(".__init__")
 
         @functools.wraps(function)
         def call(*args: Any, **kwargs: Any) -> Any:

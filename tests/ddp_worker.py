@@ -32,7 +32,7 @@ def main() -> None:
         return x0, labels
 
     sources.MixtureSource.sample = recording_sample
-    config = TrainConfig(out=sys.argv[1], tier="oracle", teacher="oracle", objective="dash", steps=4, batch_size=32,
+    config = TrainConfig(out=sys.argv[1], tier="oracle", teacher="oracle", objective="dash", train_steps=4, batch_size=32,
                          checkpoint_every=4, progress=False, mixed_precision="bf16", lr_schedule="cosine",
                          lr_warmup_steps=1, lr_min=1e-5)  # ranks stay identical under bf16 autocast and an LR schedule
     loop.train(config)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from guidegap.checkpoints import resolve_model
+from guidegap.errors import InputError
 from guidegap.recording.schedulers import default_scheduler
 
 
@@ -90,3 +91,32 @@ def test_uses_tirt_is_weighted():
         class Old(Objective):  # a subclass written against the old name still declares its weighting
             uses_tirt = True
     assert Old.weighted is True and Old().weighted is True
+
+
+def test_train_steps_and_sampling_steps_keep_their_old_names(tmp_path, capsys):
+    import dataclasses
+
+    from guidegap.cli.main import build_parser
+    from guidegap.monitoring import GuidanceMonitor
+    from guidegap.training.callbacks import LightAudit
+    from guidegap.training.config import TrainConfig
+
+    with pytest.warns(DeprecationWarning, match=r"TrainConfig\(steps=...\) is deprecated; use train_steps="):
+        config = TrainConfig(out=str(tmp_path), tier="oracle", teacher="oracle", steps=7)
+    assert config.train_steps == 7 and "steps" not in config.to_dict()
+    with pytest.warns(DeprecationWarning, match="train_steps"):
+        assert config.steps == 7
+    assert dataclasses.replace(config, train_steps=9).train_steps == 9
+    with pytest.raises(InputError, match="pass train_steps= only"):
+        TrainConfig(out=str(tmp_path), tier="oracle", teacher="oracle", steps=7, train_steps=8)
+    # configs and checkpoints written before the rename store "steps": they load (and resume) as train_steps
+    stored = {k: v for k, v in config.to_dict().items() if k != "train_steps"} | {"steps": 11}
+    assert TrainConfig.from_dict(stored).train_steps == 11
+    with pytest.warns(DeprecationWarning, match="--train-steps"):
+        args = build_parser().parse_args(["distill", "--teacher", "oracle", "--out", "x", "--steps", "12"])
+    assert args.train_steps == 12 and "--steps is deprecated; use --train-steps" in capsys.readouterr().err
+    with pytest.warns(DeprecationWarning, match=r"GuidanceMonitor\(num_steps=...\) is deprecated; use sampling_steps="):
+        monitor = GuidanceMonitor("oracle", num_steps=5)
+    assert monitor.options["num_steps"] == 5 and "sampling_steps=5" in repr(monitor)
+    with pytest.warns(DeprecationWarning, match="sampling_steps"):
+        assert LightAudit("oracle", num_steps=6).options["num_steps"] == 6

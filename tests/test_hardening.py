@@ -501,7 +501,7 @@ def test_out_on_a_full_disk_is_refused_before_the_audit_and_keeps_the_old_file(t
 def _monitor(store: Path):
     from guidegap.monitoring import GuidanceMonitor
 
-    return GuidanceMonitor("oracle", store=store, num_samples=2, num_steps=3, n_boot=10, raise_on=None)
+    return GuidanceMonitor("oracle", store=store, num_samples=2, sampling_steps=3, n_boot=10, raise_on=None)
 
 
 def test_a_log_whose_snapshot_lists_conflicting_sizes_is_repaired_before_the_append(tmp_path):
@@ -525,7 +525,7 @@ def test_a_log_whose_snapshot_lists_conflicting_sizes_is_repaired_before_the_app
 OTHER_WRITER = textwrap.dedent("""
     import sys
     from guidegap.monitoring import GuidanceMonitor
-    monitor = GuidanceMonitor("oracle", store=sys.argv[1], num_samples=2, num_steps=3, n_boot=10, raise_on=None)
+    monitor = GuidanceMonitor("oracle", store=sys.argv[1], num_samples=2, sampling_steps=3, n_boot=10, raise_on=None)
     monitor.check(10, monitor.teacher)
     print("ready", flush=True)
     sys.stdin.read()  # stay alive until the test closes our stdin

@@ -17,7 +17,7 @@ from guidegap.auditing.verdicts import VERDICTS
 from guidegap.errors import GuidegapError, InputError
 from guidegap.metrics.summary import rho_per_step
 from guidegap.monitoring import GuidanceCollapseError, GuidanceMonitor, load_log
-from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_NUM_STEPS
+from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_STEPS
 from guidegap.oracle import collapsed_student, oracle_mixture, shifted_student, shrunk_student
 from guidegap.testing import assert_guidance_healthy
 from guidegap.training.architectures import build, model_spec
@@ -34,13 +34,13 @@ def mixture_teacher(scheduler):
 def test_monitor_in_the_trainer_logs_one_entry_per_check_equal_to_an_audit_of_the_student(tmp_path):
     store = tmp_path / "run" / "guidance.zarr"
     monitor = GuidanceMonitor("oracle", store=store)
-    config = TrainConfig(out=str(tmp_path / "run"), tier="oracle", teacher="oracle", objective="dash", steps=30,
+    config = TrainConfig(out=str(tmp_path / "run"), tier="oracle", teacher="oracle", objective="dash", train_steps=30,
                          batch_size=128, audit_every=10, checkpoint_every=30, log_every=10, progress=False)
     result = train(config, callbacks=[monitor])
 
     log = load_log(store)
     assert log["training_step"].values.tolist() == [10, 20, 30]
-    assert log["rho_per_step"].dims == ("training_step", "step") and log.sizes["step"] == DEFAULT_NUM_STEPS
+    assert log["rho_per_step"].dims == ("training_step", "step") and log.sizes["step"] == DEFAULT_SAMPLING_STEPS
     assert log["gap_norm_per_step"].dims == ("training_step", "model", "step")
     assert set(log["verdict"].values) <= set(VERDICTS)
     for name, var in log.variables.items():
@@ -51,7 +51,7 @@ def test_monitor_in_the_trainer_logs_one_entry_per_check_equal_to_an_audit_of_th
     assert [e["audit_rho"] for e in jsonl] == log["rho"].values.tolist()
     assert [e["audit_verdict"] for e in jsonl] == log["verdict"].values.tolist()
     # same seed and settings: the last entry is exactly the audit of the stored EMA student
-    report = guidegap.audit(str(result.checkpoint), "oracle", num_samples=DEFAULT_NUM_SAMPLES, num_steps=DEFAULT_NUM_STEPS, n_boot=200)
+    report = guidegap.audit(str(result.checkpoint), "oracle", num_samples=DEFAULT_NUM_SAMPLES, num_steps=DEFAULT_SAMPLING_STEPS, n_boot=200)
     last = log.isel(training_step=-1)
     assert float(last["rho"]) == report.summary["rho"].value
     assert float(last["cos_delta"]) == report.summary["cos_delta"].value
@@ -172,7 +172,7 @@ def test_a_resumed_run_replaces_the_entries_it_repeats_and_other_settings_are_re
     log = load_log(store)
     assert log["training_step"].values.tolist() == [10, 20]
     assert log["verdict"].values.tolist() == ["healthy", "miscalibrated"]
-    other = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, num_steps=5)
+    other = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, sampling_steps=5)
     with pytest.raises(InputError, match="other monitor settings"):
         other.check(40, mixture_teacher)
     assert load_log(store)["training_step"].values.tolist() == [10, 20]

@@ -18,7 +18,7 @@ from guidegap.training.noise import dash_cosine_betas, noise_scheduler, schedule
 
 
 def _oracle(tmp_path, name="run", **overrides) -> TrainConfig:
-    values = dict(out=str(tmp_path / name), tier="oracle", teacher="oracle", objective="dash", steps=12, batch_size=32,
+    values = dict(out=str(tmp_path / name), tier="oracle", teacher="oracle", objective="dash", train_steps=12, batch_size=32,
                   checkpoint_every=100, log_every=1, progress=False)
     return TrainConfig(**{**values, **overrides})
 
@@ -68,16 +68,16 @@ def test_a_teacher_module_is_called_in_eval_mode_and_restored(tmp_path):
     modes: list[bool] = []
     teacher.register_forward_pre_hook(lambda module, args: modes.append(module.training))
     teacher.train()
-    train(_oracle(tmp_path, objective="cond-only", tirt="uniform", steps=3), teacher=teacher)
+    train(_oracle(tmp_path, objective="cond-only", tirt="uniform", train_steps=3), teacher=teacher)
     assert modes and not any(modes)
     assert teacher.training  # handed back as it came
 
 
 def test_tirt_lambda_shares_the_model_group_as_dash_unless_given_its_own_lr(tmp_path):
-    shared = _oracle(tmp_path, "shared", role="teacher", objective="scratch", steps=2)
+    shared = _oracle(tmp_path, "shared", role="teacher", objective="scratch", train_steps=2)
     train(shared)
     assert len(read_checkpoint(f"{shared.out}/checkpoint.pt").optimizer["param_groups"]) == 1
-    separate = _oracle(tmp_path, "separate", role="teacher", objective="scratch", steps=2, tirt_lr=1e-3)
+    separate = _oracle(tmp_path, "separate", role="teacher", objective="scratch", train_steps=2, tirt_lr=1e-3)
     train(separate)
     groups = read_checkpoint(f"{separate.out}/checkpoint.pt").optimizer["param_groups"]
     assert [g["lr"] for g in groups][1] == pytest.approx(1e-3) and groups[1]["weight_decay"] == 0.0
@@ -102,14 +102,14 @@ def test_configs_stored_before_recipes_resume_with_what_the_trainer_did_then():
 
 
 def test_student_takes_its_teachers_schedule_and_refuses_another(tmp_path):
-    teacher = _oracle(tmp_path, "teacher", role="teacher", objective="scratch", steps=2, schedule="dash-cosine")
+    teacher = _oracle(tmp_path, "teacher", role="teacher", objective="scratch", train_steps=2, schedule="dash-cosine")
     train(teacher)
     path = f"{teacher.out}/checkpoint.pt"
-    student = _oracle(tmp_path, "student", teacher=path, objective="cond-only", steps=2)
+    student = _oracle(tmp_path, "student", teacher=path, objective="cond-only", train_steps=2)
     train(student)
     assert read_checkpoint(f"{student.out}/checkpoint.pt").metadata["config"]["schedule"] == "dash-cosine"
     with pytest.raises(InputError, match="dash-cosine"):
-        train(_oracle(tmp_path, "wrong", teacher=path, objective="cond-only", steps=2, schedule="linear"))
+        train(_oracle(tmp_path, "wrong", teacher=path, objective="cond-only", train_steps=2, schedule="linear"))
 
 
 def _state(path) -> dict[str, torch.Tensor]:
@@ -124,13 +124,13 @@ def _state(path) -> dict[str, torch.Tensor]:
 def test_resume_is_bitwise_identical_with_an_lr_schedule_and_bf16(tmp_path):
     """Interrupted at step 7 (its checkpoint) and resumed: same weights, EMA and optimizer state as one run; the
     resumed run gets bf16, the schedule and the lr from the checkpoint although it does not pass them again."""
-    settings = dict(steps=14, lr=2e-3, lr_schedule="cosine", lr_warmup_steps=3, lr_min=1e-5, mixed_precision="bf16",
+    settings = dict(train_steps=14, lr=2e-3, lr_schedule="cosine", lr_warmup_steps=3, lr_min=1e-5, mixed_precision="bf16",
                     checkpoint_every=7)
     whole = _oracle(tmp_path, "whole", **settings)
     train(whole)
-    part = _oracle(tmp_path, "part", **{**settings, "steps": 7, "lr_decay_steps": 14})  # a run stopped half-way
+    part = _oracle(tmp_path, "part", **{**settings, "train_steps": 7, "lr_decay_steps": 14})  # a run stopped half-way
     train(part)
-    resumed = _oracle(tmp_path, "part", steps=14, checkpoint_every=7)
+    resumed = _oracle(tmp_path, "part", train_steps=14, checkpoint_every=7)
     train(resumed, resume=True)
     assert resumed.mixed_precision == "bf16" and resumed.lr == 2e-3 and resumed.lr_schedule == "cosine"
     a, b = _state(f"{whole.out}/checkpoint.pt"), _state(f"{part.out}/checkpoint.pt")
@@ -140,9 +140,9 @@ def test_resume_is_bitwise_identical_with_an_lr_schedule_and_bf16(tmp_path):
 
 
 def test_resume_refuses_a_changed_recipe_setting(tmp_path):
-    train(_oracle(tmp_path, "run", steps=2, lr=1e-3))
+    train(_oracle(tmp_path, "run", train_steps=2, lr=1e-3))
     with pytest.raises(InputError, match="lr"):
-        train(_oracle(tmp_path, "run", steps=4, lr=2e-3), resume=True)
+        train(_oracle(tmp_path, "run", train_steps=4, lr=2e-3), resume=True)
 
 
 def test_bf16_autocast_runs_the_student_in_bf16_and_keeps_float32_weights(tmp_path, monkeypatch):
@@ -157,7 +157,7 @@ def test_bf16_autocast_runs_the_student_in_bf16_and_keeps_float32_weights(tmp_pa
         return model
 
     monkeypatch.setattr(loop.architectures, "build", build_with_spy)
-    config = _oracle(tmp_path, steps=2, mixed_precision="bf16")
+    config = _oracle(tmp_path, train_steps=2, mixed_precision="bf16")
     train(config)
     assert seen and all(dtype == torch.bfloat16 for dtype in seen)  # the student's layers ran under autocast
     assert all(v.dtype == torch.float32 for v in read_checkpoint(f"{config.out}/checkpoint.pt").state_dict.values())
@@ -183,9 +183,9 @@ def test_export_steps_write_audit_ready_float16_ema_weights_along_training(tmp_p
     from guidegap.cli.train import log_spaced_steps
     from guidegap.training.loop import export_path
 
-    run = _oracle(tmp_path, "run", steps=6, export_steps=[4, 2], checkpoint_every=3)
+    run = _oracle(tmp_path, "run", train_steps=6, export_steps=[4, 2], checkpoint_every=3)
     train(run)
-    short = _oracle(tmp_path, "short", steps=4, lr_decay_steps=6)
+    short = _oracle(tmp_path, "short", train_steps=4, lr_decay_steps=6)
     train(short)
     exported = read_checkpoint(export_path(run.out, 4))
     assert run.export_steps == [2, 4] and exported.step == 4 and exported.optimizer is None and exported.ema_state_dict is None
@@ -199,11 +199,11 @@ def test_export_steps_write_audit_ready_float16_ema_weights_along_training(tmp_p
 
 
 def test_cli_export_steps_log_spaced(tmp_path):
-    """``guidegap distill --export-steps log:2 --steps 6`` keeps steps 2, 4 and 6; a malformed list is refused."""
+    """``guidegap distill --export-steps log:2 --train-steps 6`` keeps steps 2, 4 and 6; a malformed list is refused."""
     from guidegap.cli.main import build_parser, main
 
     out = tmp_path / "run"
-    code = main(["distill", "--tier", "oracle", "--teacher", "oracle", "--steps", "6", "--batch-size", "16",
+    code = main(["distill", "--tier", "oracle", "--teacher", "oracle", "--train-steps", "6", "--batch-size", "16",
                  "--export-steps", "log:2", "--out", str(out), "--no-progress"])
     assert code == 0
     assert sorted(p.name for p in (out / "exports").iterdir()) == ["step_0000002.pt", "step_0000004.pt", "step_0000006.pt"]
@@ -219,7 +219,7 @@ def test_a_chosen_weighting_that_the_objective_would_ignore_is_refused(objective
     with pytest.raises(InputError, match=rf"--tirt loss-moment weights the loss .* objective '{objective}' takes no batch weights"):
         _oracle(tmp_path, objective=objective, tirt="loss-moment")
     args = ["distill", "--tier", "oracle", "--teacher", "oracle", "--objective", objective, "--tirt", "loss-moment",
-            "--out", str(tmp_path / "cli"), "--steps", "1", "--no-progress"]
+            "--out", str(tmp_path / "cli"), "--train-steps", "1", "--no-progress"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "would ignore them" in err

@@ -40,7 +40,7 @@ def checkpoint_file(tmp_path_factory):
     from guidegap.training.loop import train
 
     out = tmp_path_factory.mktemp("ckpt") / "run"
-    return train(TrainConfig(out=str(out), tier="oracle", teacher="oracle", objective="dash", steps=2, batch_size=8,
+    return train(TrainConfig(out=str(out), tier="oracle", teacher="oracle", objective="dash", train_steps=2, batch_size=8,
                              checkpoint_every=2, progress=False)).checkpoint
 
 

@@ -70,7 +70,7 @@ def test_resume_refuses_foreign_checkpoints_and_fewer_steps(tmp_path):
     with pytest.raises(InputError, match="stores no training state"):
         check_resumable({"parameters": 3}, tmp_path / "checkpoint.pt")  # was KeyError: 'config'
     check_resumable({"config": {"steps": 100}, "ema_updates": 100}, tmp_path / "checkpoint.pt")
-    with pytest.raises(InputError, match="--steps 50: it is already at step 100"):
+    with pytest.raises(InputError, match="--train-steps 50: it is already at step 100"):
         check_steps(50, 100, tmp_path / "checkpoint.pt")
     check_steps(100, 100, tmp_path / "checkpoint.pt")
 
@@ -110,7 +110,7 @@ def test_the_lock_file_does_not_count_as_content(tmp_path):
 def _config(out, **overrides):
     from guidegap.training.config import TrainConfig
 
-    values = dict(out=str(out), tier="oracle", teacher="oracle", objective="dash", steps=30, batch_size=8,
+    values = dict(out=str(out), tier="oracle", teacher="oracle", objective="dash", train_steps=30, batch_size=8,
                   checkpoint_every=20, log_every=10, progress=False)
     return TrainConfig(**{**values, **overrides})
 
@@ -139,14 +139,14 @@ def test_resume_logs_each_step_once_and_a_fresh_run_starts_a_fresh_log(tmp_path)
     assert _steps(out) == [10, 20, 30]
     with (out / "log.jsonl").open("a") as log:  # a run that went on to step 40 and was killed before checkpointing
         log.write('{"step": 40, "loss": 1.0}\n')
-    train(_config(out, steps=50), resume=True)
+    train(_config(out, train_steps=50), resume=True)
     assert _steps(out) == [10, 20, 30, 40, 50]
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path, capfd):
     from guidegap.training.loop import train
 
-    result = train(_config(tmp_path / "mistyped", steps=10), resume=True)
+    result = train(_config(tmp_path / "mistyped", train_steps=10), resume=True)
     assert result.step == 10
     err = capfd.readouterr().err
     assert "--resume: there is no run folder" in err and "starting a new run at step 0" in err
@@ -157,14 +157,14 @@ def test_resume_refusals_at_the_training_loop(tmp_path):
     from guidegap.training.loop import train
 
     out = tmp_path / "run"
-    train(_config(out, steps=20))
-    with pytest.raises(InputError, match="--steps 10: it is already at step 20"):
-        train(_config(out, steps=10), resume=True)
+    train(_config(out, train_steps=20))
+    with pytest.raises(InputError, match="--train-steps 10: it is already at step 20"):
+        train(_config(out, train_steps=10), resume=True)
     stored = read_checkpoint(out / "checkpoint.pt")
     stored.metadata = {}  # an exported checkpoint: no training state
     save_checkpoint(stored, out / "checkpoint.pt")
     with pytest.raises(InputError, match="stores no training state"):
-        train(_config(out, steps=30), resume=True)
+        train(_config(out, train_steps=30), resume=True)
 
 
 class _TurnsNaN:
@@ -188,9 +188,9 @@ def test_a_diverged_run_keeps_the_last_good_checkpoint(tmp_path):
 
     out = tmp_path / "run"
     with pytest.raises(InputError, match="the loss became nan at step 25.*last good checkpoint \\(step 20\\)"):
-        train(_config(out, steps=40, checkpoint_every=10), source=_TurnsNaN(after=25))
+        train(_config(out, train_steps=40, checkpoint_every=10), source=_TurnsNaN(after=25))
     assert read_checkpoint(out / "checkpoint.pt").step == 20  # not the state that produced the NaN
     exploded = tmp_path / "lr"
     with pytest.raises(InputError, match="the loss became .*no checkpoint was written"):
-        train(_config(exploded, steps=200, checkpoint_every=1000, lr=1e10))
+        train(_config(exploded, train_steps=200, checkpoint_every=1000, lr=1e10))
     assert not (exploded / "checkpoint.pt").exists()  # was: weights of magnitude 1e10 saved as the run's checkpoint

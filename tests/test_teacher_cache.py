@@ -14,7 +14,7 @@ from guidegap.training.loop import train
 
 
 def _run(tmp_path, name: str, objective: str = "dash", cache: str | None = None, seed: int = 0, steps: int = 12):
-    config = TrainConfig(out=str(tmp_path / name), tier="oracle", teacher="oracle", objective=objective, steps=steps,
+    config = TrainConfig(out=str(tmp_path / name), tier="oracle", teacher="oracle", objective=objective, train_steps=steps,
                          batch_size=32, checkpoint_every=steps, progress=False, seed=seed, teacher_cache=cache)
     return read_checkpoint(train(config).checkpoint)
 

@@ -25,7 +25,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _oracle_run(tmp_path: Path, objective: str, steps: int = 800, **overrides) -> Path:
-    config = TrainConfig(out=str(tmp_path / objective), tier="oracle", teacher="oracle", objective=objective, steps=steps,
+    config = TrainConfig(out=str(tmp_path / objective), tier="oracle", teacher="oracle", objective=objective, train_steps=steps,
                          checkpoint_every=steps, log_every=100, progress=False, **overrides)
     return train(config).checkpoint
 
@@ -79,8 +79,8 @@ def test_resume_after_sigkills_at_random_points_is_bitwise_identical(tmp_path):
     """Killed (SIGKILL) twice at seeded-random points, mid-step or mid-write alike, then resumed to the end: the
     weights, EMA, TIRT and optimizer state equal an uninterrupted run's bit for bit."""
     steps = 300
-    common = ["--tier", "oracle", "--steps", str(steps), "--batch-size", "64", "--checkpoint-every", "20", "--no-progress"]
-    reference = TrainConfig(out=str(tmp_path / "reference"), role="teacher", tier="oracle", steps=steps, batch_size=64,
+    common = ["--tier", "oracle", "--train-steps", str(steps), "--batch-size", "64", "--checkpoint-every", "20", "--no-progress"]
+    reference = TrainConfig(out=str(tmp_path / "reference"), role="teacher", tier="oracle", train_steps=steps, batch_size=64,
                             checkpoint_every=steps, progress=False)
     train(reference)
     killed = tmp_path / "killed"
@@ -133,7 +133,7 @@ def test_teacher_training_on_fashion_mnist_writes_an_auditable_checkpoint(tmp_pa
             "down_block_types": ["DownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"],
             "norm_num_groups": 4, "num_class_embeds": 11}
     config = TrainConfig(out=str(tmp_path / "teacher"), role="teacher", tier="cpu", model_class="UNet2DModel",
-                         model_config=tiny, steps=3, batch_size=8, checkpoint_every=2, log_every=1, progress=False)
+                         model_config=tiny, train_steps=3, batch_size=8, checkpoint_every=2, log_every=1, progress=False)
     result = train(config)
     stored = read_checkpoint(result.checkpoint)
     assert stored.step == 3 and stored.metadata["role"] == "teacher"
@@ -150,9 +150,9 @@ def test_teacher_training_on_fashion_mnist_writes_an_auditable_checkpoint(tmp_pa
 def test_light_audit_hook_logs_verdicts_with_the_step(tmp_path):
     from guidegap.training.callbacks import LightAudit
 
-    config = TrainConfig(out=str(tmp_path / "audited"), tier="oracle", teacher="oracle", objective="dash", steps=20,
+    config = TrainConfig(out=str(tmp_path / "audited"), tier="oracle", teacher="oracle", objective="dash", train_steps=20,
                          batch_size=64, audit_every=10, checkpoint_every=20, log_every=5, progress=False)
-    train(config, callbacks=[LightAudit("oracle", num_samples=8, num_steps=5)])
+    train(config, callbacks=[LightAudit("oracle", num_samples=8, sampling_steps=5)])
     audits = [json.loads(line) for line in (tmp_path / "audited" / "log.jsonl").read_text().splitlines() if "audit_verdict" in line]
     assert [entry["step"] for entry in audits] == [10, 20]
     assert all(entry["audit_verdict"] in VERDICTS for entry in audits)
@@ -170,7 +170,7 @@ def test_bad_runs_fail_clearly(tmp_path):
     with pytest.raises(GuidegapError, match="--resume"):
         _oracle_run(tmp_path, "dash", steps=2)
     with pytest.raises(GuidegapError, match="differ"):
-        train(TrainConfig(out=str(tmp_path / "dash"), tier="oracle", teacher="oracle", objective="dash", steps=4,
+        train(TrainConfig(out=str(tmp_path / "dash"), tier="oracle", teacher="oracle", objective="dash", train_steps=4,
                           checkpoint_every=4, progress=False, lr=0.5), resume=True)
     with pytest.raises(GuidegapError, match="teacher"):
         TrainConfig(out=str(tmp_path / "x"), objective="composite")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from guidegap.cli.exit_codes import EXIT_OK
 from guidegap.errors import InputError
@@ -27,7 +28,7 @@ def _options(pairs: list[str]) -> dict[str, object]:
 
 
 def _export_steps(text: str) -> list[int] | str:
-    """``--export-steps 250,500,1000`` or ``--export-steps log:250`` (250, 500, 1000, ... up to --steps)."""
+    """``--export-steps 250,500,1000`` or ``--export-steps log:250`` (250, 500, 1000, ... up to --train-steps)."""
     first = text.removeprefix("log:")
     try:
         steps = [int(first)] if text.startswith("log:") else [int(k) for k in text.split(",") if k.strip()]
@@ -49,6 +50,17 @@ def log_spaced_steps(first: int, last: int) -> list[int]:
 
 def _describe(settings: dict[str, object]) -> str:
     return ", ".join(f"{name.replace('_', '-')} {value}" for name, value in settings.items())
+
+
+class _Renamed(argparse.Action):
+    """An old flag that still works: it sets the new one's value and says once, on stderr, which flag to use."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        new = "--" + self.dest.replace("_", "-")
+        warnings.warn(f"{option_string} is deprecated; use {new}.", DeprecationWarning, stacklevel=2)
+        print(f"guidegap: note: {option_string} is deprecated; use {new}.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def add_training_commands(commands: argparse._SubParsersAction, positive_int) -> None:
@@ -79,7 +91,8 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
                             help="noise schedule: dash-cosine (Nichol & Dhariwal cosine, betas clipped to [1e-4, 0.9999], as DASH), "
                                  "cosine (diffusers' squaredcos_cap_v2), linear (DDPM); "
                                  + ("a student takes its teacher's" if role == "student" else "cpu/paper tier default dash-cosine"))
-        p.add_argument("--steps", type=positive_int, default=1000)
+        p.add_argument("--train-steps", type=positive_int, default=1000, help="training steps of the run (default 1000)")
+        p.add_argument("--steps", type=positive_int, dest="train_steps", action=_Renamed, help=argparse.SUPPRESS)
         recipe.add_argument("--batch-size", type=positive_int, help="default per tier: oracle 512, cpu 64, paper 128")
         recipe.add_argument("--lr", type=float, help="peak AdamW learning rate; cpu tier default: "
                             + f"{TIER_DEFAULTS['cpu'][role]['lr']:g}")
@@ -88,7 +101,7 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         recipe.add_argument("--lr-warmup-steps", type=int, metavar="N", help="linear warm-up steps")
         recipe.add_argument("--lr-min", type=float, help="floor the schedule decays to (DASH: 1e-6)")
         recipe.add_argument("--lr-decay-steps", type=positive_int, metavar="N",
-                            help="steps the schedule decays over (default: --steps of the first run; past them the lr stays at the floor)")
+                            help="steps the schedule decays over (default: --train-steps of the first run; past them the lr stays at the floor)")
         recipe.add_argument("--weight-decay", type=float, help="AdamW weight decay (DASH: 0.01 teacher, 1e-3 student)")
         recipe.add_argument("--dropout", type=float, help="ResBlock / transformer dropout of the trained model (DASH: 0.1)")
         recipe.add_argument("--ema-decay", type=float, help="EMA decay (with warm-up min(decay, (1+n)/(10+n)); DASH: 0.9999 teacher, 0.9995 student)")
@@ -111,7 +124,7 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         p.add_argument("--audit-every", type=int, default=0, help="light audit of the EMA student every N steps (0: off)")
         p.add_argument("--export-steps", type=_export_steps, default=[],
                        help="also write the EMA weights (float16, audit-ready) to OUT/exports/ at these steps: "
-                            "250,500,1000, or log:250 for 250, 500, 1000, ... up to --steps")
+                            "250,500,1000, or log:250 for 250, 500, 1000, ... up to --train-steps")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--no-progress", action="store_true")
 
@@ -130,14 +143,14 @@ def run_training(args: argparse.Namespace) -> int:
     config = TrainConfig(
         out=args.out, role=args.role, objective=getattr(args, "objective", "scratch") if args.role == "student" else "scratch",
         objective_options=_options(args.objective_option), teacher=getattr(args, "teacher", None), tier=args.tier, arch=args.arch,
-        data=args.data, recipe=args.recipe, schedule=args.schedule, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        data=args.data, recipe=args.recipe, schedule=args.schedule, train_steps=args.train_steps, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, lr_warmup_steps=args.lr_warmup_steps, lr_min=args.lr_min,
         lr_decay_steps=args.lr_decay_steps, weight_decay=args.weight_decay, dropout=args.dropout,
         ema_decay=args.ema_decay, grad_clip=args.grad_clip, mixed_precision=args.mixed_precision,
         label_dropout_per_batch=getattr(args, "label_dropout_per_batch", None), tirt=args.tirt, tirt_lr=args.tirt_lr, seed=args.seed,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, audit_every=args.audit_every,
         progress=not args.no_progress and sys.stderr.isatty(), teacher_cache=getattr(args, "teacher_cache", None),
-        export_steps=(log_spaced_steps(int(args.export_steps[4:]), args.steps) if isinstance(args.export_steps, str)
+        export_steps=(log_spaced_steps(int(args.export_steps[4:]), args.train_steps) if isinstance(args.export_steps, str)
                       else args.export_steps),
     )
     callbacks = []

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guidegap._deprecation import renamed_keywords
 from guidegap.errors import GuidegapError, InputError
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from guidegap.auditing.verdicts import Thresholds
     from guidegap.denoisers import Denoiser
 
-__all__ = ["GuidanceMonitor", "GuidanceCollapseError", "is_main_process", "describe_failure", "callback_values"]
+__all__ = ["GuidanceMonitor", "GuidanceCollapseError", "is_main_process", "describe_failure", "callback_values", "DEFAULT_NUM_SAMPLES",
+           "DEFAULT_SAMPLING_STEPS"]
 
 
 class GuidanceCollapseError(GuidegapError):
@@ -108,7 +110,8 @@ def _unwrap(student: Any) -> Any:
 
 # Measured in analyses/bench_detector.py; see GuidanceMonitor's docstring.
 DEFAULT_NUM_SAMPLES = 16
-DEFAULT_NUM_STEPS = 25
+DEFAULT_SAMPLING_STEPS = 25
+DEFAULT_NUM_STEPS = DEFAULT_SAMPLING_STEPS  # its name before training steps and sampling steps met in one name
 
 
 class GuidanceMonitor:
@@ -118,7 +121,8 @@ class GuidanceMonitor:
         teacher: a model, a checkpoint / diffusers folder, or ``"oracle[:SEED]"`` (oracle tier).
         every: check when ``step % every == 0`` in :meth:`maybe_check` / ``__call__`` (``None``: every call).
         store: the zarr log folder (e.g. ``"runs/x/guidance.zarr"``); ``None`` keeps the log in memory.
-        num_samples, num_steps, guidance_scale, seed, labels: the audit (same every check). The defaults, 16 samples x
+        num_samples, sampling_steps, guidance_scale, seed, labels: the audit (same every check; ``sampling_steps`` is
+            the audit's ``num_steps``, named apart from the training steps of ``every``). The defaults, 16 samples x
             25 steps, are the cheapest setting of ``analyses/bench_detector.py`` that kept every Fashion-MNIST student's
             verdict and stayed within 9% of its 64 x 50 rho and 0.04 of its gap cosine; 10 steps moved rho by up to 19%
             (a step-count bias, not noise: 64 samples did no better), enough to flip a student near a threshold.
@@ -130,6 +134,7 @@ class GuidanceMonitor:
     Also a trainer callback: ``train(config, callbacks=[monitor])`` calls ``monitor(step, ema_student)``.
     """
 
+    @renamed_keywords(num_steps="sampling_steps")
     def __init__(
         self,
         teacher: Any,
@@ -137,7 +142,7 @@ class GuidanceMonitor:
         every: int | None = None,
         store: str | os.PathLike[str] | None = None,
         num_samples: int = DEFAULT_NUM_SAMPLES,
-        num_steps: int = DEFAULT_NUM_STEPS,
+        sampling_steps: int = DEFAULT_SAMPLING_STEPS,
         guidance_scale: float = 4.0,
         seed: int = 0,
         raise_on: str | Iterable[str] | None = ("collapsed",),
@@ -157,7 +162,7 @@ class GuidanceMonitor:
         self.raise_on = _raise_on(raise_on)
         self.thresholds = thresholds or Thresholds()
         self.teacher, self.scheduler, self.teacher_source = _resolve_teacher(teacher, scheduler)
-        self.options = {"num_samples": num_samples, "num_steps": num_steps, "guidance_scale": guidance_scale,
+        self.options = {"num_samples": num_samples, "num_steps": sampling_steps, "guidance_scale": guidance_scale,
                         "seed": seed, "labels": labels, "n_boot": n_boot}
         self.last_report: "AuditReport | None" = None
         self._entries: list["xr.Dataset"] = []
@@ -229,7 +234,7 @@ class GuidanceMonitor:
     def __repr__(self) -> str:
         o = self.options
         return (f"GuidanceMonitor(teacher={self.teacher_source!r}, every={self.every}, store={str(self.store) if self.store else None!r}, "
-                f"num_samples={o['num_samples']}, num_steps={o['num_steps']}, guidance_scale={o['guidance_scale']}, seed={o['seed']}, "
+                f"num_samples={o['num_samples']}, sampling_steps={o['num_steps']}, guidance_scale={o['guidance_scale']}, seed={o['seed']}, "
                 f"raise_on={sorted(self.raise_on)})")
 
 

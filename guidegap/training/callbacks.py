@@ -10,7 +10,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_NUM_STEPS, GuidanceMonitor
+from guidegap._deprecation import renamed_keywords
+from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_STEPS, GuidanceMonitor
 
 __all__ = ["LightAudit"]
 
@@ -21,14 +22,15 @@ class LightAudit(GuidanceMonitor):
     ``teacher`` is a model, a checkpoint path, or ``"oracle"``; sampling uses DDIM on the training noise schedule.
     """
 
+    @renamed_keywords(num_steps="sampling_steps")
     def __init__(self, teacher: Any, *, num_samples: int = DEFAULT_NUM_SAMPLES,
-                 num_steps: int = DEFAULT_NUM_STEPS, guidance_scale: float = 4.0,
+                 sampling_steps: int = DEFAULT_SAMPLING_STEPS, guidance_scale: float = 4.0,
                  seed: int = 0, schedule: str = "linear", store: str | os.PathLike[str] | None = None,
                  raise_on: str | Iterable[str] | None = None) -> None:
         from guidegap.recording.schedulers import make_scheduler
         from guidegap.recording.noise_schedules import noise_scheduler
 
-        super().__init__(teacher, store=store, raise_on=raise_on, num_samples=num_samples, num_steps=num_steps,
+        super().__init__(teacher, store=store, raise_on=raise_on, num_samples=num_samples, sampling_steps=sampling_steps,
                          guidance_scale=guidance_scale, seed=seed,
                          scheduler=make_scheduler("ddim", base=_ddim_on(noise_scheduler(schedule))))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import InitVar, asdict, dataclass, field, fields
 from typing import Any
 
+from guidegap._deprecation import renamed_attribute, renamed_keywords
 from guidegap.errors import InputError
 from guidegap.recording.noise_schedules import SCHEDULES  # the noise schedules a run can name
 
@@ -57,10 +58,13 @@ TIER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 LEGACY = dict(recipe=None, schedule="linear", lr_schedule="constant", lr_warmup_steps=0, lr_min=0.0, lr_decay_steps=None,
               weight_decay=0.0, dropout=0.0, ema_decay=0.999, mixed_precision="no", label_dropout_per_batch=False,
               tirt_lr=1e-3)
+# Settings stored under an older name (configs and checkpoints written before the rename load under the new one).
+RENAMED = {"steps": "train_steps"}
 # Fields that may change between a run and its resumption (everything else must match).
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache", "export_steps")
+RESUMABLE_CHANGES = ("train_steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache", "export_steps")
 
 
+@renamed_keywords(steps="train_steps")
 @dataclass
 class TrainConfig:
     """A teacher-training or distillation run (``role``); see the module docstring for how ``None`` resolves.
@@ -75,7 +79,7 @@ class TrainConfig:
     DASH does); a number gives it its own group at that lr without weight decay.
 
     ``lr_schedule``: a diffusers ``get_scheduler`` name with ``lr_warmup_steps``; it decays over
-    ``lr_decay_steps`` (default: the first run's ``steps``; a run resumed with more steps stays at the floor) towards the floor ``lr_min``. ``mixed_precision``: accelerate's
+    ``lr_decay_steps`` (default: the first run's ``train_steps``; a run resumed with more steps stays at the floor) towards the floor ``lr_min``. ``mixed_precision``: accelerate's
     autocast (``no``, ``bf16``, ``fp16``, or ``auto``); weights, loss and the model's outputs stay float32.
     ``schedule``: the noise schedule; a student takes its teacher's when not given.
     ``export_steps``: training steps at which the EMA weights are also written, in float16 and without training
@@ -95,7 +99,7 @@ class TrainConfig:
     recipe: str | None = None
     schedule: str | None = None
     num_train_timesteps: int = 1000
-    steps: int = 1000
+    train_steps: int = 1000
     batch_size: int | None = None
     lr: float | None = None
     lr_schedule: str | None = None
@@ -119,6 +123,8 @@ class TrainConfig:
     export_steps: list[int] = field(default_factory=list)
     from_storage: InitVar[bool] = False  # read back by from_dict: a stored run is checked as it was written
 
+    steps = renamed_attribute("steps", "train_steps")  # training steps; the name said steps before sampling steps met it
+
     def __post_init__(self, from_storage: bool = False) -> None:
         tirt_chosen = self.tirt is not None
         if self.role not in ("teacher", "student"):
@@ -137,7 +143,7 @@ class TrainConfig:
             raise InputError(f"objective {self.objective!r} distils from a teacher; pass --teacher PATH (or 'oracle' on the oracle tier).")
         self._unset = {name for name in (*RECIPE_SETTINGS, "lr_decay_steps", "tirt_lr") if getattr(self, name) is None}
         if self.lr_decay_steps is None:
-            self.lr_decay_steps = self.steps  # stored: a resumed run with more --steps stays at the floor past it
+            self.lr_decay_steps = self.train_steps  # stored: a resumed run with more --train-steps stays at the floor past it
         preset = {**TIER_DEFAULTS[self.tier][self.role], **(RECIPES[self.recipe][self.role] if self.recipe else {})}
         if self.recipe and self.tier == "oracle":
             preset["dropout"] = 0.0  # the oracle tier's MLP has no dropout layers
@@ -165,7 +171,7 @@ class TrainConfig:
         if not isinstance(steps, (list, tuple)) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in steps):
             raise InputError(f"expected export_steps as a list of training steps >= 1, received {steps!r}.")
         self.export_steps = sorted(set(steps))
-        for name in ("steps", "batch_size", "num_train_timesteps"):
+        for name in ("train_steps", "batch_size", "num_train_timesteps"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"expected {name} >= 1, received {getattr(self, name)}.")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -181,7 +187,7 @@ class TrainConfig:
         for name, value, ok in checks:
             if not ok:
                 raise InputError(f"expected a valid {name} (lr > 0, 0 <= lr_min <= lr, 0 <= dropout < 1, 0 <= ema_decay < 1, "
-                                 f"grad_clip > 0, steps >= 1), received {name}={value!r}.")
+                                 f"grad_clip > 0, train_steps >= 1), received {name}={value!r}.")
 
     def _default_tirt(self) -> str:
         return "learned" if self.role == "teacher" else ("teacher" if self.objective.startswith("dash") else "uniform")
@@ -226,6 +232,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         """A stored config; settings it predates take the values the trainer used then (:data:`LEGACY`)."""
         known = {f.name for f in fields(cls)}
+        values = {**{new: values[old] for old, new in RENAMED.items() if old in values and new not in values}, **values}
         stored = {k: v for k, v in values.items() if k in known}
         if "recipe" not in values:  # stored before recipes existed
             stored = {**{k: v for k, v in LEGACY.items() if k not in values}, **stored}

@@ -180,7 +180,7 @@ def train(
         mismatch = config.resume_mismatch(stored_config)
         if mismatch:
             raise InputError(f"cannot resume {checkpoint_path}: settings {mismatch} differ from the stored run; keep them or start a new --out.")
-        check_steps(config.steps, stored.step, checkpoint_path)
+        check_steps(config.train_steps, stored.step, checkpoint_path)
     cuda = torch.cuda.is_available()
     accelerator = _accelerator(resolve_mixed_precision(config.mixed_precision, cuda), cuda)
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
@@ -300,14 +300,14 @@ def train(
     if main and config.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.steps, initial=start, desc=f"{config.role} {config.objective}", unit="step")
+        bar = tqdm(total=config.train_steps, initial=start, desc=f"{config.role} {config.objective}", unit="step")
     logs: dict[str, Any] = {}
     started = time.perf_counter()
     if main:
         trim_log(out / "log.jsonl", start)  # a resumed run repeats the steps after its checkpoint; a fresh one starts empty
     jsonl = (out / "log.jsonl").open("a") if main else None
     try:
-        for step in range(start, config.steps):
+        for step in range(start, config.train_steps):
             generator = _step_generator(config.seed, step, rank)
             x0, labels = source.sample(per_rank, generator)
             t = torch.randint(0, config.num_train_timesteps, (per_rank,), generator=generator)
@@ -346,7 +346,7 @@ def train(
             if moments is not None:
                 moments.update(t.cpu(), _per_sample_mse(student, teacher_preds, batch))
             done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
+            if done % config.log_every == 0 or done == config.train_steps:
                 logs = {"step": done, "loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()},
                         "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
                         "seconds": round(time.perf_counter() - started, 3)}
@@ -364,7 +364,7 @@ def train(
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
             if done in config.export_steps:
                 export(done)  # before the checkpoint: a run killed in between repeats this step and writes it again
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            if done % config.checkpoint_every == 0 or done == config.train_steps:
                 save(done)
                 accelerator.wait_for_everyone()
             if bar is not None:
@@ -377,8 +377,8 @@ def train(
         if jsonl is not None:
             jsonl.close()
     if main:
-        log.info("finished at step %d: %s", config.steps, json.dumps(logs))
-    return TrainResult(checkpoint_path, config.steps, num_params, teacher_params, logs)
+        log.info("finished at step %d: %s", config.train_steps, json.dumps(logs))
+    return TrainResult(checkpoint_path, config.train_steps, num_params, teacher_params, logs)
 
 
 def _per_sample_mse(student: Denoiser, teacher: TeacherPreds | None, batch: TrainBatch) -> torch.Tensor:

@@ -5,7 +5,7 @@
   is refused by name instead of both writing one folder. The kernel drops the lock when a run dies.
 - :func:`missing_checkpoint` / :func:`check_resumable`: ``--resume`` on a missing, empty or checkpoint-less folder
   starts at step 0 and says so (scripts pass ``resume=True`` to mean "continue if there is something to continue";
-  :func:`check_resume_folder` refuses instead); a checkpoint without a stored training config, or ``--steps``
+  :func:`check_resume_folder` refuses instead); a checkpoint without a stored training config, or ``--train-steps``
   below the stored step, is refused in one line instead of a ``KeyError`` or a step that was never trained.
 - :func:`trim_log`: ``log.jsonl`` keeps only lines up to the step a run starts from (a resumed run repeats the
   steps after its checkpoint; a fresh run starts an empty log).
@@ -125,7 +125,7 @@ def check_resumable(metadata: Mapping[str, Any], path: str | os.PathLike[str]) -
 def check_steps(steps: int, step: int, path: str | os.PathLike[str]) -> None:
     """Refuse to resume a checkpoint at ``step`` with a target of fewer ``steps`` (nothing to train, a wrong step)."""
     if steps < step:
-        raise InputError(f"cannot resume {str(path)!r} with --steps {steps}: it is already at step {step}; pass --steps "
+        raise InputError(f"cannot resume {str(path)!r} with --train-steps {steps}: it is already at step {step}; pass --train-steps "
                          f"above {step} to train further, or use the checkpoint as it is.")
 
 
