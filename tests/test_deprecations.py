@@ -38,6 +38,7 @@ def test_load_teacher_and_teacher_schedule_of_the_loop_forward_to_the_one_resolv
     ("guidegap.pipelines.layouts", "guidegap.recording.layouts", "Layout"),
     ("guidegap.recording.sampling", "guidegap.recording.sampler", "sample"),
     ("guidegap.plots.collapse", "guidegap.auditing.figure", "plot_collapse"),
+    ("guidegap.pipelines.text_transformer", "guidegap.denoisers.text_transformer", "TextTransformerDenoiser"),
 ])
 def test_moved_modules_still_import_and_say_where_they_went(old, new, name, monkeypatch):
     import importlib

@@ -7,14 +7,8 @@ from __future__ import annotations
 
 from guidegap._lazy import lazy_names
 
-_LAZY = {
-    "GuidanceSchedule": "guidegap.recording.guidance",
-    "as_guidance": "guidegap.recording.guidance",
-    "constant": "guidegap.recording.guidance",
-    "tag": "guidegap.recording.guidance",
-    "trace": "guidegap.recording.trajectory",
-}
-
+_MODULES = {"guidance": ("GuidanceSchedule", "as_guidance", "constant", "tag"), "trajectory": ("trace", "trace_teacher_free")}
+_LAZY = {name: f"guidegap.recording.{module}" for module, names in _MODULES.items() for name in names}
 __all__ = list(_LAZY)
 
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)
