@@ -155,8 +155,8 @@ def construct() -> None:
 # -- extra training ------------------------------------------------------------------------------------------
 def train_extras() -> None:
     """The peer teacher (the campaign's recipe, seed 1) and students distilled at another guidance scale."""
-    peer = campaign.Run("teacher-seed1", "scratch", campaign.TEACHER["steps"])
-    config = campaign.config_for(campaign.Run("teacher", "scratch", campaign.TEACHER["steps"]))
+    peer = campaign.Run("teacher-seed1", "scratch", campaign.TEACHER["train_steps"])
+    config = campaign.config_for(campaign.Run("teacher", "scratch", campaign.TEACHER["train_steps"]))
     config.out, config.seed = str(campaign.RUNS / peer.name), PEER_SEED
     target = campaign.CHECKPOINTS / "teacher-seed1.pt"
     if not target.exists():

@@ -69,7 +69,7 @@ STUDENT_MODEL = unet_config((8, 20, 20), 2, 28, 1, 10, 4, head_dim=8)
 # EMA horizon and the learning rate sized for this run length rather than 391K / 234K iterations.
 _COMMON = dict(schedule="dash-cosine", batch_size=64, lr_schedule="cosine", lr_min=1e-6, grad_clip=1.0, dropout=0.0,
                mixed_precision="auto", label_dropout_per_batch=False)
-TEACHER = dict(steps=4000, lr=5e-4, lr_warmup_steps=100, weight_decay=0.01, ema_decay=0.999, tirt="learned", **_COMMON)
+TEACHER = dict(train_steps=4000, lr=5e-4, lr_warmup_steps=100, weight_decay=0.01, ema_decay=0.999, tirt="learned", **_COMMON)
 STUDENT = dict(lr=2e-3, lr_warmup_steps=50, weight_decay=1e-3, ema_decay=0.995, **_COMMON)
 BUDGET = 4000  # training steps of every student in the table
 # The teacher must be worth distilling (issue 13, item 1): checked before any student trains.
@@ -86,7 +86,7 @@ EXPORT_STEPS = (250, 500, 1000, 2000, 4000, 8000)
 EVALUATED_STEPS = (250, 1000, 4000, 8000)
 # Light audit logged along training (GuidanceMonitor, zarr).
 MONITOR_EVERY = 250
-MONITOR = dict(num_samples=16, num_steps=10, guidance_scale=4.0, seed=0)
+MONITOR = dict(num_samples=16, sampling_steps=10, guidance_scale=4.0, seed=0)
 # The package's built-in example: the teacher, the most broken baseline and DASH.
 EXAMPLE_RUNS = ("teacher", "cond-only", "dash")
 
@@ -121,7 +121,7 @@ class Run:
 
 def plan() -> list[Run]:
     """Every run, in training order."""
-    runs = [Run("teacher", "scratch", TEACHER["steps"])]
+    runs = [Run("teacher", "scratch", TEACHER["train_steps"])]
     for name in STUDENTS:
         runs.append(Run(name, name, BUDGET))
         if name in DOUBLED:
@@ -154,9 +154,9 @@ def relative(path: Path) -> str:
 # -- training ---------------------------------------------------------------------------------------------
 def config_for(run: Run) -> TrainConfig:
     common = dict(out=str(RUNS / run.name), role=run.role, objective=run.objective, tier="cpu", seed=SEED, data="fashion-mnist",
-                  model_class="UNet2DModel", progress=False, steps=run.steps)
+                  model_class="UNet2DModel", progress=False, train_steps=run.steps)
     if run.role == "teacher":
-        return TrainConfig(**common, model_config=TEACHER_MODEL, checkpoint_every=100, **{k: v for k, v in TEACHER.items() if k != "steps"})
+        return TrainConfig(**common, model_config=TEACHER_MODEL, checkpoint_every=100, **{k: v for k, v in TEACHER.items() if k != "train_steps"})
     return TrainConfig(**common, model_config=STUDENT_MODEL, teacher=str(TEACHER_FILE), checkpoint_every=MONITOR_EVERY,
                        audit_every=MONITOR_EVERY, teacher_cache=str(RUNS / "teacher_cache"), export_steps=run.export_steps,
                        **STUDENT)
@@ -358,7 +358,7 @@ def outcomes(model, scheduler, clamp: bool, context: Context, grids: bool) -> xr
     more samples at each other w); the same seeds for every model and guidance."""
     from guidegap.evaluation.fidelity import guidance_fidelity
     from guidegap.evaluation.frechet import classifier_features, frechet_distance
-    from guidegap.recording.sampling import sample
+    from guidegap.recording.sampler import sample
 
     def draw(labels: torch.Tensor, scale, seed: int) -> torch.Tensor:
         return sample(model, labels, guidance_scale=scale, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=seed, clip_x0=clamp)
@@ -607,7 +607,7 @@ def _markdown(frame: pd.DataFrame, converged: pd.DataFrame) -> None:
     lines = [
         "# Fashion-MNIST reproduction of the DASH comparison (measured)",
         "",
-        f"Teacher {int(frame.params[frame.run == 'teacher'].max()):,} parameters, {TEACHER['steps']} steps; students {BUDGET} steps each at batch 64, "
+        f"Teacher {int(frame.params[frame.run == 'teacher'].max()):,} parameters, {TEACHER['train_steps']} steps; students {BUDGET} steps each at batch 64, "
         f"seed {SEED}, one shared teacher cache. Audit: {AUDIT['num_samples']} samples x {AUDIT['num_steps']} DDIM steps at "
         f"w = {AUDIT['guidance_scale']:g}, teacher-forced. Data probe: the {PROBE_SAMPLES:,} test images at uniform t. "
         f"FD: {FD_SAMPLES} samples, {SAMPLE_STEPS}-step {clamp} DDIM, project-classifier features vs the 10,000 test "
@@ -713,7 +713,7 @@ def figures() -> None:
                     color="k", lw=1.0, ls=":", label="teacher")
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"Students along training: the light audit every {MONITOR_EVERY} steps ({MONITOR['num_samples']} samples x "
-                 f"{MONITOR['num_steps']} steps, thin) and the full audit + FD of each kept checkpoint (markers)")
+                 f"{MONITOR['sampling_steps']} steps, thin) and the full audit + FD of each kept checkpoint (markers)")
     save(fig, "fashion_mnist_learning_curves.png")
 
     # collapse curves at the budget: per-step rho and gap cosine against the teacher
