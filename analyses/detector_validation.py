@@ -162,13 +162,7 @@ def train_extras() -> None:
     if not target.exists():
         log("peer teacher: training (resumes when a checkpoint exists)")
         campaign.train(config, resume=True)
-        from guidegap.checkpoints import inference_copy
-
-        copy = inference_copy(read_checkpoint(campaign.RUNS / peer.name / "checkpoint.pt"))
-        copy.metadata = {**copy.metadata, "config": {**copy.metadata["config"], "out": campaign.relative(campaign.RUNS / peer.name)},
-                         "run": peer.name}
-        save_checkpoint(copy, target)
-        log(f"peer teacher: exported {campaign.relative(target)}")
+        campaign.export_final(peer, target)
     for name, objective, options, steps in EXTRA_STUDENTS:
         run = campaign.Run(name, objective, steps)
         if campaign.exported(run):

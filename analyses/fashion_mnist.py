@@ -213,19 +213,24 @@ def _portable(metadata: dict, run: Run) -> dict:
     return {**metadata, "config": config, "run": run.name}
 
 
+def export_final(run: Run, target: Path) -> None:
+    """A run's final EMA as a float16 inference copy at ``target``, once the run has reached its last step."""
+    source = RUNS / run.name / "checkpoint.pt"
+    if target.exists() or not source.exists():
+        return
+    stored = read_checkpoint(source)
+    if stored.step < run.steps:
+        return
+    copy = inference_copy(stored)
+    copy.metadata = _portable(copy.metadata, run)
+    save_checkpoint(copy, target)
+    log(f"{run.name}: exported {relative(target)} ({target.stat().st_size / 1e6:.2f} MB)")
+
+
 def export_run(run: Run) -> None:
     """Copy a run's float16 EMA exports (the teacher's final EMA) into the committed checkpoint folder."""
     if run.role == "teacher":
-        source = RUNS / "teacher" / "checkpoint.pt"
-        if TEACHER_FILE.exists() or not source.exists():
-            return
-        stored = read_checkpoint(source)
-        if stored.step < run.steps:
-            return
-        copy = inference_copy(stored)
-        copy.metadata = _portable(copy.metadata, run)
-        save_checkpoint(copy, TEACHER_FILE)
-        log(f"teacher: exported {relative(TEACHER_FILE)} ({TEACHER_FILE.stat().st_size / 1e6:.2f} MB)")
+        export_final(run, TEACHER_FILE)
         return
     for step in run.export_steps:
         source, target = export_path(RUNS / run.name, step), run.checkpoint(step)
