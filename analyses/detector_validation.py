@@ -165,18 +165,9 @@ def train_extras() -> None:
         campaign.export_final(peer, target)
     for name, objective, options, steps in EXTRA_STUDENTS:
         run = campaign.Run(name, objective, steps)
-        if campaign.exported(run):
-            continue
         student = campaign.config_for(run)
         student.objective_options = dict(options)
-        from guidegap.training.callbacks import LightAudit
-
-        audit = LightAudit(str(campaign.TEACHER_FILE), schedule=campaign.STUDENT["schedule"],
-                           store=campaign.RUNS / name / "guidance.zarr", **campaign.MONITOR)
-        log(f"{name}: training to step {steps}")
-        campaign.train(student, callbacks=[audit], resume=True)
-        campaign.export_run(run)
-        campaign.save_monitor(run)
+        campaign.train_run(run, student)
 
 
 # -- evaluation ----------------------------------------------------------------------------------------------

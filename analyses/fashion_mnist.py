@@ -166,7 +166,8 @@ def exported(run: Run) -> bool:
     return all(run.checkpoint(k).exists() for k in run.export_steps) and run.checkpoint().exists()
 
 
-def train_run(run: Run) -> None:
+def train_run(run: Run, config: TrainConfig | None = None) -> None:
+    """Train ``run`` (on ``config``, default :func:`config_for`), with the light audit for students, then export it."""
     from guidegap.training.callbacks import LightAudit
 
     if exported(run):
@@ -176,7 +177,7 @@ def train_run(run: Run) -> None:
     if run.role == "student":
         callbacks.append(LightAudit(str(TEACHER_FILE), schedule=STUDENT["schedule"], store=RUNS / run.name / "guidance.zarr", **MONITOR))
     log(f"{run.name}: training to step {run.steps} (resumes when a checkpoint exists)")
-    result = train(config_for(run), callbacks=callbacks, resume=True)
+    result = train(config or config_for(run), callbacks=callbacks, resume=True)
     log(f"{run.name}: done, {json.dumps(result.last_log)}")
     export_run(run)
     save_monitor(run)
