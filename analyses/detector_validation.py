@@ -179,16 +179,16 @@ def free_running_path(member: Member) -> Path:
 def evaluate(only: list[str] | None = None) -> None:
     """Outcomes, teacher-forced audit and data probe (the campaign's evaluation, reused as is) for members that have
     none yet, and the free-running audit of every member."""
-    context, clamp = None, None
+    context, convention = None, None
     for member in members():
         if only and member.name not in only:
             continue
         if not member.evaluation.exists():
             context = context or campaign.make_context()
-            clamp = campaign.x0_clamp() if clamp is None else clamp
+            convention = convention or campaign.sampling_convention()
             started = time.perf_counter()
             campaign.evaluate_checkpoint(member.checkpoint, name=member.name, objective=member.family, step=member.step or 0,
-                                         teacher=False, grids=False, context=context, clamp=clamp, out=member.evaluation)
+                                         teacher=False, grids=False, context=context, convention=convention, out=member.evaluation)
             log(f"{member.name}: evaluated ({time.perf_counter() - started:.0f} s)")
         if not free_running_path(member).exists():
             context = context or campaign.make_context()

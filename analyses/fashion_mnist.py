@@ -305,7 +305,7 @@ FIDELITY_SCALES = (1.0, 2.0, 3.0, 4.0, 6.0)
 FIDELITY_PER_CLASS = 20
 FD_SAMPLES = 1000
 FD_GUIDANCE = ("1", "4", "tag")
-SAMPLE_STEPS = 25  # DDIM steps for fidelity / FD samples (the audit itself uses 50)
+SAMPLE_STEPS = 25  # sampler steps for fidelity / FD samples (the audit itself uses 50-step DDIM)
 GRID_PER_CLASS = 4
 GRID_RUNS = ("teacher", "cond-only", "composite", "dash")
 PAPER = {  # docs/design.md §5 (CIFAR-10, Inception FID, 50K samples)
@@ -347,21 +347,42 @@ def make_context() -> Context:
 
 
 CONVENTION = RESULTS / "sampling_convention.json"
-CLAMP_TOLERANCE = 0.05  # the clamp "breaks the teacher" when it costs more fidelity at w = 4 than this (issue 18, item 8)
-CLAMP_RULE = f"DASH's clamped DDIM unless the clamp lowers the teacher's fidelity at w = 4 by more than {CLAMP_TOLERANCE}"
 
 
-def x0_clamp() -> bool:
-    """The sampling convention of FD and fidelity, decided once from the teacher (issue 18, item 8): DASH's clamped
-    DDIM (x0 clamped, the model's eps kept, as DASH's diffusion/ddim.py and diffusers' ``clip_sample``), unless
-    the clamp breaks the teacher (costs it more than ``CLAMP_TOLERANCE`` of fidelity at w = 4)."""
+@dataclass(frozen=True)
+class Convention:
+    """How FD and fidelity samples are drawn: a diffusers sampler on the stored noise schedule, x0 clamped or not."""
+
+    sampler: str  # "ddim" (eta 0) or "ddpm" (ancestral, Ho et al. 2020)
+    x0_clamp: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.sampler}{'-clamp' if self.x0_clamp else ''}"
+
+    @property
+    def description(self) -> str:
+        kind = {"ddim": "DDIM (eta 0)", "ddpm": "ancestral DDPM"}[self.sampler]
+        return f"{SAMPLE_STEPS}-step {kind}, x0 {'clamped to [-1, 1]' if self.x0_clamp else 'not clamped'}"
+
+
+# In order of faithfulness to DASH (50-step DDIM with x0 clamped, eps kept: diffusion/ddim.py = diffusers' clip_sample).
+CONVENTIONS = (Convention("ddim", True), Convention("ddim", False), Convention("ddpm", True))
+CONVENTION_RULE = ("the first of " + ", ".join(c.name for c in CONVENTIONS) + " under which the teacher meets its bar "
+                   f"(FD at TAG <= {TEACHER_BAR['fd_max']:g}, fidelity at w = 4 >= {TEACHER_BAR['fidelity_w4_min']:g}); "
+                   "DASH's own when none does")
+
+
+def sampling_convention() -> Convention:
+    """The sampling convention of FD and fidelity, decided once from the teacher's evaluations (``CONVENTION_RULE``)."""
     if not CONVENTION.exists():
         raise SystemExit("the sampling convention is decided by the teacher's evaluation: run `train --only teacher` first.")
-    return bool(json.loads(CONVENTION.read_text())["x0_clamp"])
+    stored = json.loads(CONVENTION.read_text())
+    return Convention(stored.get("sampler", "ddim"), bool(stored["x0_clamp"]))
 
 
 @torch.no_grad()
-def outcomes(model, scheduler, clamp: bool, context: Context, grids: bool) -> xr.Dataset:
+def outcomes(model, scheduler, convention: Convention, context: Context, grids: bool) -> xr.Dataset:
     """What guidance does, measured without the gap metrics: FD to the test set of 1,000 samples at w = 1, 4 and DASH's
     TAG guidance, classifier accuracy of guided samples against their label per w (the FD sets' at w = 1 and 4, 200
     more samples at each other w); the same seeds for every model and guidance."""
@@ -370,7 +391,8 @@ def outcomes(model, scheduler, clamp: bool, context: Context, grids: bool) -> xr
     from guidegap.recording.sampler import sample
 
     def draw(labels: torch.Tensor, scale, seed: int) -> torch.Tensor:
-        return sample(model, labels, guidance_scale=scale, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=seed, clip_x0=clamp)
+        return sample(model, labels, guidance_scale=scale, num_steps=SAMPLE_STEPS, scheduler=scheduler, seed=seed,
+                      clip_x0=convention.x0_clamp)
 
     def accuracy_of(images: torch.Tensor, labels: torch.Tensor) -> float:
         return guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier)
@@ -398,7 +420,7 @@ def outcomes(model, scheduler, clamp: bool, context: Context, grids: bool) -> xr
                                              "units": "1", "samples": FD_SAMPLES}),
          "fd_accuracy": ("guidance", np.asarray(fd_accuracy), {"long_name": "classifier accuracy of the FD samples", "units": "1"})},
         coords={"w": np.asarray(FIDELITY_SCALES), "guidance": list(FD_GUIDANCE)},
-        attrs={"x0_clamp": int(clamp), "sample_steps": SAMPLE_STEPS, "fd_reference": "Fashion-MNIST test set (10,000 images)"},
+        attrs={"x0_clamp": int(convention.x0_clamp), "sampler": convention.sampler, "sample_steps": SAMPLE_STEPS, "fd_reference": "Fashion-MNIST test set (10,000 images)"},
     )
     if mosaics:
         ds["samples"] = (("grid_w", "grid_sample", "y", "x"), np.stack(mosaics),
@@ -416,14 +438,15 @@ def _per_step_means(audit: xr.Dataset) -> xr.Dataset:
 
 @torch.no_grad()
 def evaluate_checkpoint(path: Path, *, name: str, objective: str, step: int, teacher: bool, grids: bool, context: Context,
-                        clamp: bool, out: Path, audit_out: Path | None = None) -> xr.Dataset:
+                        convention: Convention, out: Path, audit_out: Path | None = None) -> xr.Dataset:
     """Outcomes of one checkpoint file and, for a student, its teacher-forced audit and DASH's data probe against the
     teacher (per-step means kept; the whole audit Dataset written to ``audit_out`` when given)."""
     started = time.perf_counter()
     loaded = load_model(path)
-    scheduler = load_scheduler(loaded.scheduler_config)
+    scheduler = load_scheduler(loaded.scheduler_config)  # the audit's and the probe's: DDIM, as `guidegap audit`
     model = as_denoiser(loaded.model.to(context.device))
-    ds = outcomes(context.teacher.inner if teacher else model, scheduler, clamp, context, grids=grids)
+    ds = outcomes(context.teacher.inner if teacher else model, load_scheduler(loaded.scheduler_config, convention.sampler),
+                  convention, context, grids=grids)
     attrs = {"run": name, "objective": objective, "step": step, "checkpoint": relative(path),
              "parameters": int(sum(p.numel() for p in loaded.model.parameters()))}
     if not teacher:
@@ -443,11 +466,11 @@ def evaluate_checkpoint(path: Path, *, name: str, objective: str, step: int, tea
     return ds
 
 
-def evaluate_export(run: Run, step: int, context: Context, clamp: bool, out: Path | None = None) -> xr.Dataset:
+def evaluate_export(run: Run, step: int, context: Context, convention: Convention, out: Path | None = None) -> xr.Dataset:
     final = step == run.steps
     target = out or evaluation_path(run, step)
     return evaluate_checkpoint(run.checkpoint(step), name=run.name, objective=run.objective, step=step,
-                               teacher=run.role == "teacher", grids=final, context=context, clamp=clamp, out=target,
+                               teacher=run.role == "teacher", grids=final, context=context, convention=convention, out=target,
                                audit_out=evaluation_path(run, step).with_name(f"step_{step:07d}_audit.nc") if final else None)
 
 
@@ -455,43 +478,55 @@ def evaluate_run(run: Run, context: Context | None = None) -> None:
     steps = run.evaluated_steps
     todo = [k for k in steps if run.checkpoint(k).exists() and not evaluation_path(run, k).exists()]
     if run.role == "teacher":  # also when the convention was decided by another rule (its evaluations are reused)
-        stale = not CONVENTION.exists() or json.loads(CONVENTION.read_text()).get("rule") != CLAMP_RULE
+        stale = not CONVENTION.exists() or json.loads(CONVENTION.read_text()).get("rule") != CONVENTION_RULE
         if TEACHER_FILE.exists() and (todo or stale):
             evaluate_teacher(run, context or make_context())
         return
     if not todo:
         return
     context = context or make_context()
-    clamp = x0_clamp()
+    convention = sampling_convention()
     for step in todo:
-        ds = evaluate_export(run, step, context, clamp)
+        ds = evaluate_export(run, step, context, convention)
         audit = json.loads(ds.attrs["audit"])
         log(f"{run.name} @ {step}: {ds.attrs['verdict']} rho {audit['rho']['value']:.3f} cos {audit['cos_delta']['value']:.3f} "
             f"fd(tag) {float(ds.fd.sel(guidance='tag')):.2f} fidelity {np.round(ds.fidelity_accuracy.values, 3).tolist()} "
             f"({ds.attrs['evaluation_seconds']:.0f} s)")
 
 
+def teacher_evaluation_path(run: Run, convention: Convention) -> Path:
+    suffix = {"ddim-clamp": "clamp", "ddim": "no_clamp"}.get(convention.name, convention.name.replace("-", "_"))
+    return evaluation_path(run).with_name(f"step_{run.steps:07d}_{suffix}.nc")
+
+
+def meets_bar(ds: xr.Dataset) -> bool:
+    return (float(ds.fd.sel(guidance="tag")) <= TEACHER_BAR["fd_max"]
+            and float(ds.fidelity_accuracy.sel(w=4.0)) >= TEACHER_BAR["fidelity_w4_min"])
+
+
 def evaluate_teacher(run: Run, context: Context) -> None:
-    """The teacher under both sampling conventions; decides the one every student is measured with."""
-    results = {}
-    for clamp in (True, False):
-        out = evaluation_path(run).with_name(f"step_{run.steps:07d}_{'clamp' if clamp else 'no_clamp'}.nc")
-        results[clamp] = _read(out) if out.exists() else evaluate_export(run, run.steps, context, clamp, out)
-        ds = results[clamp]
-        log(f"teacher, x0 clamp {clamp}: fd {np.round(ds.fd.values, 2).tolist()} (w = 1, 4, tag), fidelity "
+    """The teacher under each sampling convention in turn until one meets its bar (``CONVENTION_RULE``): that one
+    measures every student. Evaluations already on disk are reused."""
+    candidates = []
+    chosen = CONVENTIONS[0]
+    for convention in CONVENTIONS:
+        out = teacher_evaluation_path(run, convention)
+        ds = _read(out) if out.exists() else evaluate_export(run, run.steps, context, convention, out)
+        log(f"teacher, {convention.description}: fd {np.round(ds.fd.values, 2).tolist()} (w = 1, 4, tag), fidelity "
             f"{np.round(ds.fidelity_accuracy.values, 3).tolist()} (w = {list(FIDELITY_SCALES)})")
-    w4 = {clamp: float(results[clamp].fidelity_accuracy.sel(w=4.0)) for clamp in results}
-    breaks = w4[True] < w4[False] - CLAMP_TOLERANCE
-    decision = {"x0_clamp": not breaks, "fidelity_w4_clamp": w4[True], "fidelity_w4_no_clamp": w4[False],
-                "fd_tag_clamp": float(results[True].fd.sel(guidance="tag")), "fd_tag_no_clamp": float(results[False].fd.sel(guidance="tag")),
-                "rule": CLAMP_RULE}
+        candidates.append({"convention": convention.name, "fd_tag": float(ds.fd.sel(guidance="tag")),
+                           "fidelity_w4": float(ds.fidelity_accuracy.sel(w=4.0)), "meets_bar": meets_bar(ds)})
+        if meets_bar(ds):
+            chosen = convention
+            break
+    decision = {"sampler": chosen.sampler, "x0_clamp": chosen.x0_clamp, "sample_steps": SAMPLE_STEPS,
+                "candidates": candidates, "rule": CONVENTION_RULE}
     from guidegap.atomic import atomic_path
 
     with atomic_path(CONVENTION) as tmp:
         Path(tmp).write_text(json.dumps(decision, indent=2) + "\n")
-    chosen = evaluation_path(run).with_name(f"step_{run.steps:07d}_{'clamp' if decision['x0_clamp'] else 'no_clamp'}.nc")
-    _write(_read(chosen), evaluation_path(run))
-    log(f"sampling convention: x0 clamp {decision['x0_clamp']} ({decision})")
+    _write(_read(teacher_evaluation_path(run, chosen)), evaluation_path(run))
+    log(f"sampling convention: {chosen.description} ({decision})")
 
 
 def evaluate_all(only: list[str] | None = None) -> None:
@@ -542,6 +577,7 @@ def row_of(ds: xr.Dataset, teacher_params: int | None) -> dict:
     else:  # the teacher against itself
         row.update(rho=1.0, cos_delta=1.0, verdict="reference")
     row["x0_clamp"] = bool(ds.attrs["x0_clamp"])
+    row["sampler"] = ds.attrs.get("sampler", "ddim")
     row["checkpoint"] = ds.attrs["checkpoint"]
     return row
 
@@ -613,14 +649,14 @@ def _markdown(frame: pd.DataFrame, converged: pd.DataFrame) -> None:
     unconditional share."""
     from guidegap.atomic import write_bytes_atomic
 
-    clamp = "clamped" if frame.x0_clamp.iloc[0] else "unclamped"
+    convention = sampling_convention()
     lines = [
         "# Fashion-MNIST reproduction of the DASH comparison (measured)",
         "",
         f"Teacher {int(frame.params[frame.run == 'teacher'].max()):,} parameters, {TEACHER['train_steps']} steps; students {BUDGET} steps each at batch 64, "
         f"seed {SEED}, one shared teacher cache. Audit: {AUDIT['num_samples']} samples x {AUDIT['num_steps']} DDIM steps at "
         f"w = {AUDIT['guidance_scale']:g}, teacher-forced. Data probe: the {PROBE_SAMPLES:,} test images at uniform t. "
-        f"FD: {FD_SAMPLES} samples, {SAMPLE_STEPS}-step {clamp} DDIM, project-classifier features vs the 10,000 test "
+        f"FD: {FD_SAMPLES} samples, {convention.description}, project-classifier features vs the 10,000 test "
         f"images, at DASH's TAG guidance (and w = 1, 4 in the CSV). Fidelity: {FD_SAMPLES} samples at w = 1 and 4, "
         f"{10 * FIDELITY_PER_CLASS} at w = 2, 3, 6. "
         "Produced by `python analyses/fashion_mnist.py all`.",
