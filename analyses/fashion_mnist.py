@@ -14,6 +14,7 @@ Stages, each resumable and runnable alone (``--only RUN ...`` restricts ``train`
     table       analyses/results/fashion_mnist.{csv,md} and the convergence check
     figures     figures/fashion_mnist_*.png
     example     the package's built-in example (guidegap/examples/fashion_mnist) from the converged runs
+    compute     analyses/results/fashion_mnist_compute.md: the campaign's compute per stage, measured
     verify      re-audit the table's checkpoints from their files and compare verdicts
 
 Training runs live in ``runs/fashion_mnist/`` (ignored by git). The students share one teacher cache there, so the
@@ -828,6 +829,57 @@ def verify() -> int:
     return 1 if mismatches else 0
 
 
+COMPUTE = HERE / "results" / "fashion_mnist_compute.md"
+
+
+def training_seconds(run: Run) -> float | None:
+    """Wall seconds the run trained, summed over its resumed segments (each restarts the log's clock; the steps a
+    kill lost after the last checkpoint are not counted). ``None`` when it has no log here."""
+    path = RUNS / run.name / "log.jsonl"
+    if not path.exists():
+        return None
+    total = previous = 0.0
+    for line in path.read_text().splitlines():
+        seconds = float(json.loads(line).get("seconds", 0.0))
+        if seconds < previous:  # a resumed segment starts its clock again
+            total += previous
+        previous = seconds
+    return total + previous
+
+
+def compute_report() -> pd.DataFrame:
+    """The campaign's compute per stage, from the runs' logs and the evaluations' ``evaluation_seconds``
+    (``analyses/results/fashion_mnist_compute.md``, cited by PERFORMANCE.md)."""
+    from guidegap.atomic import write_bytes_atomic
+
+    rows = []
+    for run in plan():
+        seconds = training_seconds(run)
+        if seconds is not None:
+            rows.append({"stage": "teacher training" if run.role == "teacher" else "student training (teacher cache included)",
+                         "run": run.name, "item": f"{run.steps} steps", "seconds": seconds})
+        for path in sorted((RESULTS / run.name).glob("step_*.nc")):
+            copy = run.role == "teacher" and path == evaluation_path(run)  # the chosen convention's file, copied
+            attrs = {} if copy or path.stem.endswith("_audit") else xr.open_dataset(path, engine="h5netcdf").attrs
+            if "evaluation_seconds" in attrs:
+                rows.append({"stage": f"{run.role} evaluation", "run": run.name, "item": path.stem,
+                             "seconds": float(attrs["evaluation_seconds"])})
+    frame = pd.DataFrame(rows, columns=["stage", "run", "item", "seconds"])
+    totals = frame.groupby("stage", sort=False).seconds.agg(["count", "sum"])
+    lines = ["# Compute of the Fashion-MNIST campaign (measured)", "",
+             "Wall time on this machine (2 torch threads), summed from `runs/fashion_mnist/*/log.jsonl` (training, over "
+             "resumed segments) and each evaluation Dataset's `evaluation_seconds`. Other work on the box slows a stage "
+             "while it runs; the numbers are what the campaign took. Produced by `python analyses/fashion_mnist.py compute`.", "",
+             "| stage | items | hours |", "|---|---:|---:|"]
+    lines += [f"| {stage} | {int(row['count'])} | {row['sum'] / 3600:.2f} |" for stage, row in totals.iterrows()]
+    lines += [f"| **total** | {len(frame)} | **{frame.seconds.sum() / 3600:.2f}** |", "", "| stage | run | item | minutes |",
+              "|---|---|---|---:|"]
+    lines += [f"| {r.stage} | {r.run} | {r.item} | {r.seconds / 60:.1f} |" for r in frame.itertuples()]
+    write_bytes_atomic(COMPUTE, ("\n".join(lines) + "\n").encode())
+    log(f"compute: {frame.seconds.sum() / 3600:.2f} h so far ({relative(COMPUTE)})")
+    return frame
+
+
 def make_example() -> None:
     """The package's built-in example from the converged runs: the teacher, cond-only and dash at the budget."""
     import shutil
@@ -845,7 +897,7 @@ def make_example() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["all", "status", "train", "export", "evaluate", "table", "figures", "example", "verify"])
+    parser.add_argument("stage", choices=["all", "status", "train", "export", "evaluate", "table", "figures", "example", "compute", "verify"])
     parser.add_argument("--only", nargs="*", help="restrict train/evaluate to these runs")
     parser.add_argument("--force", action="store_true", help="distil even from a teacher that misses the bar")
     args = parser.parse_args(argv)
@@ -865,6 +917,8 @@ def main(argv: list[str] | None = None) -> int:
         figures()
     if args.stage in ("example", "all"):
         make_example()
+    if args.stage in ("compute", "all"):
+        compute_report()
     if args.stage == "verify":
         return verify()
     return 0
