@@ -139,6 +139,23 @@ def test_resume_is_bitwise_identical_with_an_lr_schedule_and_bf16(tmp_path):
     assert "mixed precision bf16" in open(f"{part.out}/train.log").read()
 
 
+def test_resume_with_a_longer_lr_decay_extends_the_schedule_from_the_resumed_step(tmp_path):
+    """A finished 6-step cosine run at its floor, resumed to 12 steps with lr_decay_steps 12: the lr restarts at the
+    12-step cosine's values from step 7 on and decays to the floor again; without lr_decay_steps it stays at the floor."""
+    settings = dict(lr=1e-3, lr_schedule="cosine", lr_warmup_steps=0, lr_min=1e-5)
+    for name in ("extended", "floor"):
+        train(_oracle(tmp_path, name, train_steps=6, **settings))
+    train(_oracle(tmp_path, "extended", train_steps=12, lr_decay_steps=12), resume=True)
+    train(_oracle(tmp_path, "floor", train_steps=12), resume=True)
+    extended = {row["step"]: row["lr"] for row in _logs(_oracle(tmp_path, "extended"))}
+    floor = {row["step"]: row["lr"] for row in _logs(_oracle(tmp_path, "floor"))}
+    cosine = lambda k: 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * k / 12))  # noqa: E731
+    assert extended[6] == pytest.approx(floor[6]) and floor[6] < 1e-4  # the first run ended near its floor
+    assert all(extended[k] == pytest.approx(cosine(k), rel=1e-6) for k in range(7, 13))  # the 12-step cosine's values
+    assert extended[7] > 10 * floor[7] and floor[12] == pytest.approx(1e-5)
+    assert extended[12] < extended[7]
+
+
 def test_resume_refuses_a_changed_recipe_setting(tmp_path):
     train(_oracle(tmp_path, "run", train_steps=2, lr=1e-3))
     with pytest.raises(InputError, match="lr"):

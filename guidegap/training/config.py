@@ -61,7 +61,7 @@ LEGACY = dict(recipe=None, schedule="linear", lr_schedule="constant", lr_warmup_
 # Settings stored under an older name (configs and checkpoints written before the rename load under the new one).
 RENAMED = {"steps": "train_steps"}
 # Fields that may change between a run and its resumption (everything else must match).
-RESUMABLE_CHANGES = ("train_steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache", "export_steps")
+RESUMABLE_CHANGES = ("train_steps", "lr_decay_steps", "checkpoint_every", "log_every", "audit_every", "progress", "teacher_cache", "export_steps")
 
 
 @renamed_keywords(steps="train_steps")
@@ -79,7 +79,9 @@ class TrainConfig:
     DASH does); a number gives it its own group at that lr without weight decay.
 
     ``lr_schedule``: a diffusers ``get_scheduler`` name with ``lr_warmup_steps``; it decays over
-    ``lr_decay_steps`` (default: the first run's ``train_steps``; a run resumed with more steps stays at the floor) towards the floor ``lr_min``. ``mixed_precision``: accelerate's
+    ``lr_decay_steps`` (default: the first run's ``train_steps``; a run resumed with more steps stays at the floor) towards the floor ``lr_min``;
+    resuming with a larger ``lr_decay_steps`` extends the schedule from the resumed step (a warm restart, SGDR:
+    Loshchilov & Hutter 2017). ``mixed_precision``: accelerate's
     autocast (``no``, ``bf16``, ``fp16``, or ``auto``); weights, loss and the model's outputs stay float32.
     ``schedule``: the noise schedule; a student takes its teacher's when not given.
     ``export_steps``: training steps at which the EMA weights are also written, in float16 and without training
