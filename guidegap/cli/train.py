@@ -101,7 +101,8 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         recipe.add_argument("--lr-warmup-steps", type=int, metavar="N", help="linear warm-up steps")
         recipe.add_argument("--lr-min", type=float, help="floor the schedule decays to (DASH: 1e-6)")
         recipe.add_argument("--lr-decay-steps", type=positive_int, metavar="N",
-                            help="steps the schedule decays over (default: --train-steps of the first run; past them the lr stays at the floor)")
+                            help="steps the schedule decays over (default: --train-steps of the first run; past them the lr stays at the floor; "
+                                 "a larger value with --resume extends the schedule from the resumed step, a warm restart)")
         recipe.add_argument("--weight-decay", type=float, help="AdamW weight decay (DASH: 0.01 teacher, 1e-3 student)")
         recipe.add_argument("--dropout", type=float, help="ResBlock / transformer dropout of the trained model (DASH: 0.1)")
         recipe.add_argument("--ema-decay", type=float, help="EMA decay (with warm-up min(decay, (1+n)/(10+n)); DASH: 0.9999 teacher, 0.9995 student)")
