@@ -161,7 +161,7 @@ def train_extras() -> None:
     target = campaign.CHECKPOINTS / "teacher-seed1.pt"
     if not target.exists():
         log("peer teacher: training (resumes when a checkpoint exists)")
-        campaign.train(config, resume=True)
+        campaign.train_teacher(config)  # the campaign teacher's path (its segments), another seed
         campaign.export_final(peer, target)
     for name, objective, options, steps in EXTRA_STUDENTS:
         run = campaign.Run(name, objective, steps)

@@ -176,6 +176,17 @@ def exported(run: Run) -> bool:
     return all(run.checkpoint(k).exists() for k in run.export_steps) and run.checkpoint().exists()
 
 
+def train_teacher(config: TrainConfig):
+    """A teacher along ``TEACHER_SEGMENTS``: each earlier segment on a cosine that ends with it, the last one resumed
+    with the schedule extended to ``config.train_steps`` (a warm restart), as the campaign's teacher was trained."""
+    checkpoint = Path(config.out) / "checkpoint.pt"
+    for end in TEACHER_SEGMENTS[:-1]:
+        if not checkpoint.exists() or read_checkpoint(checkpoint).step < end:
+            train(dataclasses.replace(config, train_steps=end, lr_decay_steps=end,
+                                      export_steps=[k for k in config.export_steps if k <= end]), resume=True)
+    return train(config, resume=True)
+
+
 def train_run(run: Run, config: TrainConfig | None = None) -> None:
     """Train ``run`` (on ``config``, default :func:`config_for`), with the light audit for students, then export it."""
     from guidegap.training.callbacks import LightAudit
@@ -187,14 +198,8 @@ def train_run(run: Run, config: TrainConfig | None = None) -> None:
     if run.role == "student":
         callbacks.append(LightAudit(str(TEACHER_FILE), schedule=STUDENT["schedule"], store=RUNS / run.name / "guidance.zarr", **MONITOR))
     log(f"{run.name}: training to step {run.steps} (resumes when a checkpoint exists)")
-    if run.role == "teacher" and config is None:
-        for end in TEACHER_SEGMENTS[:-1]:  # the earlier segments, each on a cosine that ends with it
-            checkpoint = RUNS / run.name / "checkpoint.pt"
-            if not checkpoint.exists() or read_checkpoint(checkpoint).step < end:
-                segment = dataclasses.replace(config_for(run), train_steps=end, lr_decay_steps=end,
-                                              export_steps=[k for k in TEACHER_EXPORT_STEPS if k <= end])
-                train(segment, callbacks=callbacks, resume=True)
-    result = train(config or config_for(run), callbacks=callbacks, resume=True)
+    config = config or config_for(run)
+    result = train_teacher(config) if run.role == "teacher" else train(config, callbacks=callbacks, resume=True)
     log(f"{run.name}: done, {json.dumps(result.last_log)}")
     export_run(run)
     save_monitor(run)
