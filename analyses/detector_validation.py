@@ -53,6 +53,7 @@ FIGURE = campaign.FIGURES / "detector_validation.png"
 FAITHFUL_MARGIN = 0.10  # a_S(4) >= a_T(4) - 0.10
 GUIDED_SHARE = 0.5  # gain_S >= 0.5 gain_T
 DEGRADED_FACTOR = 2.0  # FD_S(4) <= 2 FD_T(4)
+OUTCOME_FD_GUIDANCE = ("1", "4")  # the outcome needs FD at w = 4 and its change from w = 1; TAG's is the table's
 
 # -- constructed failures from the trained teacher ------------------------------------------------------------
 SHRINK_FACTORS = (0.1, 0.3, 0.5, 0.7, 0.9)  # class embeddings: e_null + s (e_y - e_null)
@@ -188,7 +189,8 @@ def evaluate(only: list[str] | None = None) -> None:
             convention = convention or campaign.sampling_convention()
             started = time.perf_counter()
             campaign.evaluate_checkpoint(member.checkpoint, name=member.name, objective=member.family, step=member.step or 0,
-                                         teacher=False, grids=False, context=context, convention=convention, out=member.evaluation)
+                                         teacher=False, grids=False, context=context, convention=convention, out=member.evaluation,
+                                         fd_guidance=OUTCOME_FD_GUIDANCE)
             log(f"{member.name}: evaluated ({time.perf_counter() - started:.0f} s)")
         if not free_running_path(member).exists():
             context = context or campaign.make_context()

@@ -404,7 +404,8 @@ def sampling_convention() -> Convention:
 
 
 @torch.no_grad()
-def outcomes(model, scheduler, convention: Convention, context: Context, grids: bool) -> xr.Dataset:
+def outcomes(model, scheduler, convention: Convention, context: Context, grids: bool,
+             fd_guidance: tuple[str, ...] = FD_GUIDANCE) -> xr.Dataset:
     """What guidance does, measured without the gap metrics: FD to the test set of 1,000 samples at w = 1, 4 and DASH's
     TAG guidance, classifier accuracy of guided samples against their label per w (the FD sets' at w = 1 and 4, 200
     more samples at each other w); the same seeds for every model and guidance."""
@@ -421,7 +422,7 @@ def outcomes(model, scheduler, convention: Convention, context: Context, grids: 
 
     fd_labels = torch.arange(FD_SAMPLES) % 10
     fd, fd_accuracy, accuracy, counts, mosaics = [], [], {}, {}, []
-    for guidance in FD_GUIDANCE:
+    for guidance in fd_guidance:
         images = draw(fd_labels, guidance if guidance == "tag" else float(guidance), 2)
         fd.append(frechet_distance(classifier_features(images.to(context.device), context.classifier).cpu(), context.reference))
         fd_accuracy.append(accuracy_of(images, fd_labels))
@@ -441,7 +442,7 @@ def outcomes(model, scheduler, convention: Convention, context: Context, grids: 
          "fd": ("guidance", np.asarray(fd), {"long_name": "Frechet distance to the test set, project-classifier features",
                                              "units": "1", "samples": FD_SAMPLES}),
          "fd_accuracy": ("guidance", np.asarray(fd_accuracy), {"long_name": "classifier accuracy of the FD samples", "units": "1"})},
-        coords={"w": np.asarray(FIDELITY_SCALES), "guidance": list(FD_GUIDANCE)},
+        coords={"w": np.asarray(FIDELITY_SCALES), "guidance": list(fd_guidance)},
         attrs={"x0_clamp": int(convention.x0_clamp), "sampler": convention.sampler, "sample_steps": SAMPLE_STEPS, "fd_reference": "Fashion-MNIST test set (10,000 images)"},
     )
     if mosaics:
@@ -460,7 +461,8 @@ def _per_step_means(audit: xr.Dataset) -> xr.Dataset:
 
 @torch.no_grad()
 def evaluate_checkpoint(path: Path, *, name: str, objective: str, step: int, teacher: bool, grids: bool, context: Context,
-                        convention: Convention, out: Path, audit_out: Path | None = None) -> xr.Dataset:
+                        convention: Convention, out: Path, audit_out: Path | None = None,
+                        fd_guidance: tuple[str, ...] = FD_GUIDANCE) -> xr.Dataset:
     """Outcomes of one checkpoint file and, for a student, its teacher-forced audit and DASH's data probe against the
     teacher (per-step means kept; the whole audit Dataset written to ``audit_out`` when given)."""
     started = time.perf_counter()
@@ -468,7 +470,7 @@ def evaluate_checkpoint(path: Path, *, name: str, objective: str, step: int, tea
     scheduler = load_scheduler(loaded.scheduler_config)  # the audit's and the probe's: DDIM, as `guidegap audit`
     model = as_denoiser(loaded.model.to(context.device))
     ds = outcomes(context.teacher.inner if teacher else model, load_scheduler(loaded.scheduler_config, convention.sampler),
-                  convention, context, grids=grids)
+                  convention, context, grids=grids, fd_guidance=fd_guidance)
     attrs = {"run": name, "objective": objective, "step": step, "checkpoint": relative(path),
              "parameters": int(sum(p.numel() for p in loaded.model.parameters()))}
     if not teacher:
