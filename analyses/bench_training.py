@@ -54,7 +54,7 @@ def loop_step_times(cache: Path, steps: int, repeats: int, objectives=("dash",),
         for name in objectives:
             for label, precision in paths.items():
                 with tempfile.TemporaryDirectory() as tmp:
-                    config = TrainConfig(out=tmp, tier="cpu", teacher=str(TEACHER), objective=name, steps=steps, log_every=1,
+                    config = TrainConfig(out=tmp, tier="cpu", teacher=str(TEACHER), objective=name, train_steps=steps, log_every=1,
                                          checkpoint_every=10**9, progress=False, teacher_cache=str(cache),
                                          mixed_precision=precision)
                     train(config)
@@ -194,7 +194,7 @@ import sys, torch
 from guidegap.training.config import TrainConfig
 from guidegap.training.loop import train
 torch.set_num_threads(int(sys.argv[2]))
-train(TrainConfig(out=sys.argv[1], tier="oracle", teacher="oracle", objective="dash", steps=int(sys.argv[3]),
+train(TrainConfig(out=sys.argv[1], tier="oracle", teacher="oracle", objective="dash", train_steps=int(sys.argv[3]),
                   batch_size=1024, log_every=1, checkpoint_every=10**9, progress=False))
 """
 

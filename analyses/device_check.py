@@ -48,7 +48,7 @@ def main() -> int:
     # 1. teacher cache on CUDA
     runs = []
     for name in ("fill", "reuse"):
-        config = TrainConfig(out=str(root / name), tier="oracle", teacher="oracle", objective="dash", steps=30, batch_size=256,
+        config = TrainConfig(out=str(root / name), tier="oracle", teacher="oracle", objective="dash", train_steps=30, batch_size=256,
                              checkpoint_every=30, progress=False, teacher_cache=str(root / "cache"))
         runs.append(guidegap.load_model(train(config).checkpoint).model.state_dict())
     diff = max(float((runs[0][k].float() - runs[1][k].float()).abs().max()) for k in runs[0])

@@ -33,7 +33,7 @@ def run(objective: str, seed: int, precision: str, steps: int) -> Path:
 
     out = RUNS / f"{objective}-seed{seed}-{precision}-{steps}"
     config = TrainConfig(out=str(out), role="student", objective=objective, teacher=str(TEACHER), tier="cpu", seed=seed,
-                         steps=steps, progress=False, checkpoint_every=50, mixed_precision=precision,
+                         train_steps=steps, progress=False, checkpoint_every=50, mixed_precision=precision,
                          teacher_cache=str(RUNS / f"teacher_cache_seed{seed}"))
     return train(config, resume=True).checkpoint
 

@@ -14,7 +14,6 @@ measured on a quiet machine by ``analyses/bench_training.py`` (step time does no
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -65,7 +64,7 @@ def run(recipe: str, steps: int, keep: list[int], objective: str) -> None:
     out = RUNS / f"{objective}-{recipe}-{steps}"
     out.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(out=str(out), role="student", objective=objective, teacher=str(TEACHER), tier="cpu", seed=SEED,
-                         steps=steps, progress=False, checkpoint_every=50, audit_every=50,
+                         train_steps=steps, progress=False, checkpoint_every=50, audit_every=50,
                          teacher_cache=str(RUNS / "teacher_cache"), **RECIPES[recipe])
     started = time.perf_counter()
     train(config, callbacks=[_keep(out, config, set(keep) | {steps})], resume=True)

@@ -54,7 +54,7 @@ def main() -> None:
 
     scheduler = noise_scheduler("linear")
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(TrainConfig(out=tmp, role="teacher", tier="oracle", steps=args.steps, checkpoint_every=args.steps,
+        result = train(TrainConfig(out=tmp, role="teacher", tier="oracle", train_steps=args.steps, checkpoint_every=args.steps,
                                    log_every=100, progress=False, tirt_lr=1e-3))  # the committed figure's setting
         loaded = load_model(result.checkpoint)
     learned = TIRT(scheduler.alphas_cumprod)

@@ -86,7 +86,7 @@ def _load_fid_inception(weights: str | os.PathLike[str], device: str | torch.dev
     state = _read_weights(weights)
     inception = _pytorch_fid_inception()
     if not hasattr(inception, "load_state_dict_from_url"):  # the hook that would download; refuse rather than guess
-        raise InputError(f"this pytorch_fid version is not supported (pytorch_fid.inception has no "
+        raise InputError("this pytorch_fid version is not supported (pytorch_fid.inception has no "
                          "load_state_dict_from_url to redirect to the local weights); install pytorch-fid 0.3.x.")
 
     def local_weights(url: str, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
