@@ -881,19 +881,21 @@ def verify() -> int:
 COMPUTE = HERE / "results" / "fashion_mnist_compute.md"
 
 
-def training_seconds(run: Run) -> float | None:
-    """Wall seconds the run trained, summed over its resumed segments (each restarts the log's clock; the steps a
-    kill lost after the last checkpoint are not counted). ``None`` when it has no log here."""
+def training_seconds(run: Run) -> tuple[float, int] | None:
+    """Wall seconds the run trained and the step it reached, summed over its resumed segments (each restarts the
+    log's clock; the steps a kill lost after the last checkpoint are not counted). ``None`` when it has no log here."""
     path = RUNS / run.name / "log.jsonl"
     if not path.exists():
         return None
     total = previous = 0.0
+    step = 0
     for line in path.read_text().splitlines():
-        seconds = float(json.loads(line).get("seconds", 0.0))
+        row = json.loads(line)
+        seconds, step = float(row.get("seconds", 0.0)), int(row.get("step", step))
         if seconds < previous:  # a resumed segment starts its clock again
             total += previous
         previous = seconds
-    return total + previous
+    return total + previous, step
 
 
 def compute_report() -> pd.DataFrame:
@@ -903,12 +905,12 @@ def compute_report() -> pd.DataFrame:
 
     rows = []
     for run in plan():
-        seconds = training_seconds(run)
-        if seconds is not None:
+        trained = training_seconds(run)
+        if trained is not None:
             rows.append({"stage": "teacher training" if run.role == "teacher" else "student training (teacher cache included)",
-                         "run": run.name, "item": f"{run.steps} steps", "seconds": seconds})
+                         "run": run.name, "item": f"steps 1-{trained[1]} of {run.steps}", "seconds": trained[0]})
         for path in sorted((RESULTS / run.name).glob("step_*.nc")):
-            copy = run.role == "teacher" and path == evaluation_path(run)  # the chosen convention's file, copied
+            copy = run.role == "teacher" and path.stem.count("_") == 1  # step_N.nc: the chosen convention's, copied
             attrs = {} if copy or path.stem.endswith("_audit") else xr.open_dataset(path, engine="h5netcdf").attrs
             if "evaluation_seconds" in attrs:
                 rows.append({"stage": f"{run.role} evaluation", "run": run.name, "item": path.stem,
