@@ -842,7 +842,8 @@ def figures() -> None:
         ax.plot(scales, values, marker="o", label=row.run, **(dict(color="k", lw=2.8) if row.run == "teacher" else style(row.run)))
     ax.set_xlabel("guidance scale w")
     ax.set_ylabel("classifier accuracy vs requested class")
-    ax.set_title(f"Guidance fidelity at {BUDGET} steps ({FD_SAMPLES} / {10 * FIDELITY_PER_CLASS} samples per w, {SAMPLE_STEPS}-step DDIM)")
+    ax.set_title(f"Guidance fidelity at {BUDGET} steps ({FD_SAMPLES} / {10 * FIDELITY_PER_CLASS} samples per w, "
+                 f"{sampling_convention().description})", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     save(fig, "fashion_mnist_fidelity.png")
 
