@@ -12,7 +12,7 @@ Stages, each resumable and runnable alone (``--only RUN ...`` restricts ``train`
     export      EMA weights in float16 -> analyses/checkpoints/fashion_mnist/ (committed; also done after each run)
     evaluate    audit, data probe, guidance fidelity and FD of every exported checkpoint
     table       analyses/results/fashion_mnist.{csv,md} and the convergence check
-    figures     figures/fashion_mnist_*.png
+    figures     figures/fashion_mnist_*.png (the teacher's under each sampling convention too)
     example     the package's built-in example (guidegap/examples/fashion_mnist) from the converged runs
     compute     analyses/results/fashion_mnist_compute.md: the campaign's compute per stage, measured
     verify      re-audit the table's checkpoints from their files and compare verdicts
@@ -577,6 +577,7 @@ def evaluate_teacher(run: Run, context: Context) -> None:
         Path(tmp).write_text(json.dumps(decision, indent=2) + "\n")
     _write(_read(teacher_evaluation_path(run, chosen)), evaluation_path(run))
     log(f"sampling convention: {chosen.description} ({decision})")
+    teacher_figure()
 
 
 def evaluate_all(only: list[str] | None = None) -> None:
@@ -755,6 +756,41 @@ def save_monitor(run: Run) -> None:
         _save_csv(log_summary(load_log(store)).reset_index(), monitor_csv(run))
 
 
+def teacher_figure() -> None:
+    """figures/fashion_mnist_teacher.png: the teacher's sample grids at w = 1 and 4 under every sampling convention
+    it was evaluated with in full, at each of its evaluated training steps (FD at TAG and fidelity at w = 4 above)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from guidegap.atomic import write_bytes_atomic
+
+    files = sorted((RESULTS / "teacher").glob("step_???????_*.nc"))
+    if not files:
+        return
+    fig, axes = plt.subplots(len(files), 2, figsize=(10, 2.3 * len(files) + 0.4), squeeze=False)
+    for row, path in enumerate(files):
+        ds = _read(path)
+        convention = Convention(ds.attrs.get("sampler", "ddim"), bool(ds.attrs["x0_clamp"]))
+        for col, w in enumerate((1.0, 4.0)):
+            images = ds.samples.sel(grid_w=w).values.reshape(10, GRID_PER_CLASS, 28, 28)
+            axes[row, col].imshow(images.transpose(1, 2, 0, 3).reshape(GRID_PER_CLASS * 28, 280), cmap="gray", vmin=0, vmax=255)
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+            axes[row, col].set_title(f"step {int(ds.attrs['step'])}, {convention.name}, w = {w:g}: FD {float(ds.fd.sel(guidance=f'{w:g}')):.1f}, "
+                                     f"fidelity {float(ds.fd_accuracy.sel(guidance=f'{w:g}')):.2f}", fontsize=8)
+    fig.suptitle(f"The teacher under each sampling convention ({SAMPLE_STEPS} sampler steps; columns: the 10 classes)", fontsize=10)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+    FIGURES.mkdir(exist_ok=True)
+    write_bytes_atomic(FIGURES / "fashion_mnist_teacher.png", buffer.getvalue())
+    log("wrote figures/fashion_mnist_teacher.png")
+
+
 def figures() -> None:
     import io
 
@@ -766,6 +802,7 @@ def figures() -> None:
     from guidegap.atomic import write_bytes_atomic
     from guidegap.metrics.summary import rho_per_step
 
+    teacher_figure()
     frame = population()
     if frame.empty:
         log("nothing evaluated yet")
