@@ -74,7 +74,7 @@ _COMMON = dict(schedule="dash-cosine", batch_size=64, lr_schedule="cosine", lr_m
 TEACHER = dict(train_steps=12000, lr=5e-4, lr_warmup_steps=100, weight_decay=0.01, ema_decay=0.999, tirt="learned", **_COMMON)
 # The teacher trained in segments, each resumed with its cosine extended to the segment's end (a warm restart): the
 # first 4,000-step teacher missed its bar under every sampling convention (analyses/results/fashion_mnist/teacher/,
-# analyses/results/teacher_high_noise.md), so it was continued to 12,000 steps. Re-running reproduces the same path.
+# analyses/results/teacher_high_noise_4000.md), so it was continued to 12,000 steps. Re-running reproduces the same path.
 TEACHER_SEGMENTS = (4000, 12000)
 TEACHER_EXPORT_STEPS = (6000, 8000, 10000)  # kept under runs/ (its quality along training), not committed
 STUDENT = dict(lr=2e-3, lr_warmup_steps=50, weight_decay=1e-3, ema_decay=0.995, **_COMMON)

@@ -10,7 +10,7 @@ images and one fixed noise draw per t:
 - the x0-MSE of the data mean (the trivial predictor any denoiser should beat: the test set's variance);
 - the teacher's TIRT weight at t (mean 1 over t), from its checkpoint.
 
-Writes ``analyses/results/teacher_high_noise.{csv,md}``.
+Writes ``analyses/results/teacher_high_noise_<training step>.{csv,md}`` (or ``--out``).
 
     python analyses/teacher_high_noise.py [--checkpoint analyses/checkpoints/fashion_mnist/teacher.pt]
 """
@@ -58,7 +58,7 @@ def measure(checkpoint: Path) -> pd.DataFrame:
         rows.append({"t": t, "alpha_bar": float(abar), "snr": float(abar / (1 - abar)), "tirt_weight": float(weights[t]),
                      "eps_mse_cond": float((cond - noise).pow(2).mean()), "eps_mse_uncond": float((uncond - noise).pow(2).mean()),
                      "x0_mse_cond": float((x0_hat - x0).pow(2).mean()), "x0_mse_data_mean": mean_predictor_mse})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(checkpoint_step=stored.step)
 
 
 def write(frame: pd.DataFrame, checkpoint: Path, out: Path) -> None:
@@ -68,7 +68,7 @@ def write(frame: pd.DataFrame, checkpoint: Path, out: Path) -> None:
     write_bytes_atomic(out.with_suffix(".csv"), frame.to_csv(index=False).encode())
     worse = frame[frame.x0_mse_cond > frame.x0_mse_data_mean]
     lines = ["# The campaign teacher's error by noise level", "",
-             f"Checkpoint `{checkpoint}`; {IMAGES} test images, one noise draw per t (seed 0). x0-MSE of the data mean = "
+             f"Checkpoint `{checkpoint}` (training step {int(frame.checkpoint_step.iloc[0])}); {IMAGES} test images, one noise draw per t (seed 0). x0-MSE of the data mean = "
              f"{frame.x0_mse_data_mean.iloc[0]:.3f} (what predicting the mean image scores). TIRT weight: the teacher's "
              "learned omega_t, mean 1 over t. Produced by `python analyses/teacher_high_noise.py`.", "",
              "| t | alpha_bar | SNR | TIRT weight | eps-MSE cond / uncond | x0-MSE (cond) |", "|---:|---:|---:|---:|---|---:|"]
@@ -84,12 +84,13 @@ def write(frame: pd.DataFrame, checkpoint: Path, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "fashion_mnist" / "teacher.pt")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "teacher_high_noise")
+    parser.add_argument("--out", type=Path, help="output stem (default: analyses/results/teacher_high_noise_<training step>)")
     args = parser.parse_args()
     frame = measure(args.checkpoint)
+    out = args.out or HERE / "results" / f"teacher_high_noise_{int(frame.checkpoint_step.iloc[0])}"
     shown = args.checkpoint.resolve()
-    write(frame, shown.relative_to(HERE.parent) if shown.is_relative_to(HERE.parent) else shown, args.out)
-    print((args.out.with_suffix(".md")).read_text())
+    write(frame, shown.relative_to(HERE.parent) if shown.is_relative_to(HERE.parent) else shown, out)
+    print(out.with_suffix(".md").read_text())
 
 
 if __name__ == "__main__":
