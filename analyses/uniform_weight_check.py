@@ -6,7 +6,8 @@ The Fashion-MNIST teacher (868,705 parameters, issue 13) trains on DASH's TIRT-w
 AdamW lr 2e-3, cosine to 1e-6, EMA 0.995, DASH's cosine noise schedule, label dropout 0.1) for 2,000 steps at
 batch 64, then screens what guidance does with it: fidelity (the project classifier's accuracy on guided samples
 against their label) of 100 samples at w = 1 and 4 under clamped ancestral DDPM and plain DDIM, 25 steps, the
-sampler settings of the teacher's screen (``analyses/teacher_samplers.py``). Resumable (``runs/uniform_weight_check``).
+sampler settings of the teacher's screen (``analyses/teacher_samplers.py``); and the campaign's own outcome evaluation
+(FD and fidelity, ``fashion_mnist.outcomes``) under clamped ancestral DDPM. Resumable (``runs/uniform_weight_check``).
 
 Writes ``analyses/results/uniform_weight_check.md``.
 
@@ -65,6 +66,14 @@ def main() -> None:
                                              clip_x0=clamp), labels, classifier) for w in (1.0, 4.0)]
         lines.append(f"| {'ancestral DDPM' if sampler == 'ddpm' else 'DDIM'} | {'yes' if clamp else 'no'} | "
                      f"{fidelity[0]:.2f} | {fidelity[1]:.2f} |")
+    convention = campaign.Convention("ddpm", True)  # the campaign's outcome measurement, as its teacher's
+    outcome = campaign.outcomes(loaded.model, load_scheduler(loaded.scheduler_config, convention.sampler), convention,
+                                campaign.make_context(), grids=False)
+    lines += ["", f"The campaign's outcome evaluation ({convention.description}; {campaign.FD_SAMPLES} samples per FD set, "
+              "the teacher's table in the README):", "", "| FD w = 1 / 4 / TAG | fidelity w = " +
+              " / ".join(f"{w:g}" for w in campaign.FIDELITY_SCALES) + " |", "|---|---|",
+              f"| {' / '.join(f'{v:.1f}' for v in outcome.fd.values)} | "
+              f"{' / '.join(f'{v:.3f}' for v in outcome.fidelity_accuracy.values)} |"]
     out = HERE / "results" / "uniform_weight_check.md"
     write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
     print(out.read_text())
