@@ -217,7 +217,13 @@ def train_all(only: list[str] | None = None, force: bool = False) -> None:
 
 def check_teacher() -> None:
     """Refuse to distil from a teacher that misses item 1 of issue 13 (``--force`` to distil anyway)."""
-    path = evaluation_path(find("teacher"))
+    run = find("teacher")
+    path = evaluation_path(run)
+    decided = json.loads(CONVENTION.read_text()) if CONVENTION.exists() else {}
+    if decided.get("teacher_steps") == run.steps and not decided.get("teacher_meets_bar", True):
+        raise SystemExit(f"the {run.steps}-step teacher misses the bar (FD at TAG <= {TEACHER_BAR['fd_max']:g}, fidelity at w = 4 >= "
+                         f"{TEACHER_BAR['fidelity_w4_min']:g}) under every sampling convention ({decided['candidates']}); "
+                         "train it further (TEACHER_SEGMENTS), or pass --force.")
     if not path.exists():
         raise SystemExit("the teacher is not evaluated yet: run `python analyses/fashion_mnist.py train --only teacher` first.")
     ds = _read(path)
@@ -504,9 +510,10 @@ def evaluate_export(run: Run, step: int, context: Context, convention: Conventio
 def evaluate_run(run: Run, context: Context | None = None) -> None:
     steps = run.evaluated_steps
     todo = [k for k in steps if run.checkpoint(k).exists() and not evaluation_path(run, k).exists()]
-    if run.role == "teacher":  # also when the convention was decided by another rule (its evaluations are reused)
-        stale = not CONVENTION.exists() or json.loads(CONVENTION.read_text()).get("rule") != CONVENTION_RULE
-        if exported(run) and (todo or stale):
+    if run.role == "teacher":  # once per teacher step and rule (earlier evaluations are reused)
+        decided = json.loads(CONVENTION.read_text()) if CONVENTION.exists() else {}
+        current = decided.get("rule") == CONVENTION_RULE and decided.get("teacher_steps") == run.steps
+        if exported(run) and not current:
             evaluate_teacher(run, context or make_context())
         return
     if not todo:
@@ -570,16 +577,17 @@ def evaluate_teacher(run: Run, context: Context) -> None:
         if meets_bar(ds):
             chosen = convention
             break
-    if not teacher_evaluation_path(run, chosen).exists():  # none met the bar and DASH's own was screened out
-        evaluate_export(run, run.steps, context, chosen, teacher_evaluation_path(run, chosen))
+    met = any(candidate["meets_bar"] for candidate in candidates)
     decision = {"sampler": chosen.sampler, "x0_clamp": chosen.x0_clamp, "sample_steps": chosen.steps, "teacher_steps": run.steps,
-                "candidates": candidates, "rule": CONVENTION_RULE}
+                "teacher_meets_bar": met, "candidates": candidates, "rule": CONVENTION_RULE}
     from guidegap.atomic import atomic_path
 
     with atomic_path(CONVENTION) as tmp:
         Path(tmp).write_text(json.dumps(decision, indent=2) + "\n")
-    _write(_read(teacher_evaluation_path(run, chosen)), evaluation_path(run))
-    log(f"sampling convention: {chosen.description} ({decision})")
+    if met:  # the chosen convention's evaluation is the teacher's (none is, when no convention met the bar)
+        _write(_read(teacher_evaluation_path(run, chosen)), evaluation_path(run))
+    log(f"sampling convention: {chosen.description} ({decision})" if met else
+        f"the {run.steps}-step teacher meets its bar under no convention ({candidates})")
     teacher_figure()
 
 
