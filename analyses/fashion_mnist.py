@@ -219,7 +219,7 @@ def check_teacher() -> None:
     """Refuse to distil from a teacher that misses item 1 of issue 13 (``--force`` to distil anyway)."""
     run = find("teacher")
     path = evaluation_path(run)
-    decided = json.loads(CONVENTION.read_text()) if CONVENTION.exists() else {}
+    decided = decision()
     if decided.get("teacher_steps") == run.steps and not decided.get("teacher_meets_bar", True):
         raise SystemExit(f"the {run.steps}-step teacher misses the bar (FD at TAG <= {TEACHER_BAR['fd_max']:g}, fidelity at w = 4 >= "
                          f"{TEACHER_BAR['fidelity_w4_min']:g}) under every sampling convention ({decided['candidates']}); "
@@ -389,6 +389,11 @@ class Convention:
     def name(self) -> str:
         return f"{self.sampler}{'-clamp' if self.x0_clamp else ''}{'' if self.steps == SAMPLE_STEPS else f'-{self.steps}'}"
 
+    @classmethod
+    def from_record(cls, record) -> "Convention":
+        """From a stored decision or an evaluation's attrs (``sampler``, ``x0_clamp``, ``sample_steps``)."""
+        return cls(record.get("sampler", "ddim"), bool(record["x0_clamp"]), int(record.get("sample_steps", SAMPLE_STEPS)))
+
     @property
     def description(self) -> str:
         kind = {"ddim": "DDIM (eta 0)", "ddpm": "ancestral DDPM"}[self.sampler]
@@ -408,8 +413,12 @@ def sampling_convention() -> Convention:
     """The sampling convention of FD and fidelity, decided once from the teacher's evaluations (``CONVENTION_RULE``)."""
     if not CONVENTION.exists():
         raise SystemExit("the sampling convention is decided by the teacher's evaluation: run `train --only teacher` first.")
-    stored = json.loads(CONVENTION.read_text())
-    return Convention(stored.get("sampler", "ddim"), bool(stored["x0_clamp"]), int(stored.get("sample_steps", SAMPLE_STEPS)))
+    return Convention.from_record(decision())
+
+
+def decision() -> dict:
+    """The stored sampling-convention decision (``{}`` before the teacher's evaluation)."""
+    return json.loads(CONVENTION.read_text()) if CONVENTION.exists() else {}
 
 
 @torch.no_grad()
@@ -511,7 +520,7 @@ def evaluate_run(run: Run, context: Context | None = None) -> None:
     steps = run.evaluated_steps
     todo = [k for k in steps if run.checkpoint(k).exists() and not evaluation_path(run, k).exists()]
     if run.role == "teacher":  # once per teacher step and rule (earlier evaluations are reused)
-        decided = json.loads(CONVENTION.read_text()) if CONVENTION.exists() else {}
+        decided = decision()
         current = decided.get("rule") == CONVENTION_RULE and decided.get("teacher_steps") == run.steps
         if exported(run) and not current:
             evaluate_teacher(run, context or make_context())
@@ -543,13 +552,13 @@ SCREEN_MARGIN = 0.10  # below the fidelity bar by more than this on the screen: 
 
 
 @torch.no_grad()
-def screen(convention: Convention, context: Context) -> float:
+def screen(convention: Convention, context: Context, scheduler_config: dict) -> float:
     """The teacher's fidelity at w = 4 on ``SCREEN_SAMPLES`` samples of ``convention`` (seed 1, about 30 s)."""
     from guidegap.evaluation.fidelity import guidance_fidelity
     from guidegap.recording.sampler import sample
 
     labels = torch.arange(10).repeat_interleave(SCREEN_SAMPLES // 10)
-    scheduler = load_scheduler(load_model(TEACHER_FILE).scheduler_config, convention.sampler)
+    scheduler = load_scheduler(scheduler_config, convention.sampler)
     images = sample(context.teacher.inner, labels, guidance_scale=4.0, num_steps=convention.steps, scheduler=scheduler, seed=1,
                     clip_x0=convention.x0_clamp)
     return guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier)
@@ -561,10 +570,11 @@ def evaluate_teacher(run: Run, context: Context) -> None:
     the bar cannot meet it and is not evaluated in full; evaluations already on disk are reused."""
     candidates = []
     chosen = CONVENTIONS[0]
+    scheduler_config = read_checkpoint(TEACHER_FILE).scheduler_config
     for convention in CONVENTIONS:
         out = teacher_evaluation_path(run, convention)
         if not out.exists():
-            screened = screen(convention, context)
+            screened = screen(convention, context, scheduler_config)
             log(f"teacher, {convention.description}: screened fidelity at w = 4 {screened:.3f} ({SCREEN_SAMPLES} samples)")
             if screened < TEACHER_BAR["fidelity_w4_min"] - SCREEN_MARGIN:
                 candidates.append({"convention": convention.name, "screened_fidelity_w4": screened, "meets_bar": False})
@@ -578,15 +588,15 @@ def evaluate_teacher(run: Run, context: Context) -> None:
             chosen = convention
             break
     met = any(candidate["meets_bar"] for candidate in candidates)
-    decision = {"sampler": chosen.sampler, "x0_clamp": chosen.x0_clamp, "sample_steps": chosen.steps, "teacher_steps": run.steps,
-                "teacher_meets_bar": met, "candidates": candidates, "rule": CONVENTION_RULE}
+    decided = {"sampler": chosen.sampler, "x0_clamp": chosen.x0_clamp, "sample_steps": chosen.steps, "teacher_steps": run.steps,
+               "teacher_meets_bar": met, "candidates": candidates, "rule": CONVENTION_RULE}
     from guidegap.atomic import atomic_path
 
     with atomic_path(CONVENTION) as tmp:
-        Path(tmp).write_text(json.dumps(decision, indent=2) + "\n")
+        Path(tmp).write_text(json.dumps(decided, indent=2) + "\n")
     if met:  # the chosen convention's evaluation is the teacher's (none is, when no convention met the bar)
         _write(_read(teacher_evaluation_path(run, chosen)), evaluation_path(run))
-    log(f"sampling convention: {chosen.description} ({decision})" if met else
+    log(f"sampling convention: {chosen.description} ({decided})" if met else
         f"the {run.steps}-step teacher meets its bar under no convention ({candidates})")
     teacher_figure()
 
@@ -767,17 +777,35 @@ def save_monitor(run: Run) -> None:
         _save_csv(log_summary(load_log(store)).reset_index(), monitor_csv(run))
 
 
+def save_figure(fig, name: str) -> None:
+    """``fig`` as ``figures/<name>`` (PNG, written atomically), then closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from guidegap.atomic import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    FIGURES.mkdir(exist_ok=True)
+    write_bytes_atomic(FIGURES / name, buffer.getvalue())
+    log(f"wrote figures/{name}")
+
+
+def sample_mosaic(ds: xr.Dataset, w: float) -> np.ndarray:
+    """An evaluation's kept samples at ``w`` as one image: a column per class, ``GRID_PER_CLASS`` rows."""
+    images = ds.samples.sel(grid_w=w).values.reshape(10, GRID_PER_CLASS, 28, 28)
+    return images.transpose(1, 2, 0, 3).reshape(GRID_PER_CLASS * 28, 10 * 28)
+
+
 def teacher_figure() -> None:
     """figures/fashion_mnist_teacher.png: the teacher's sample grids at w = 1 and 4 under every sampling convention
     it was evaluated with in full, at each of its evaluated training steps (FD at TAG and fidelity at w = 4 above)."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from guidegap.atomic import write_bytes_atomic
 
     files = sorted((RESULTS / "teacher").glob("step_???????_*.nc"))
     if not files:
@@ -785,32 +813,23 @@ def teacher_figure() -> None:
     fig, axes = plt.subplots(len(files), 2, figsize=(10, 2.3 * len(files) + 0.4), squeeze=False)
     for row, path in enumerate(files):
         ds = _read(path)
-        convention = Convention(ds.attrs.get("sampler", "ddim"), bool(ds.attrs["x0_clamp"]), int(ds.attrs.get("sample_steps", SAMPLE_STEPS)))
+        convention = Convention.from_record(ds.attrs)
         for col, w in enumerate((1.0, 4.0)):
-            images = ds.samples.sel(grid_w=w).values.reshape(10, GRID_PER_CLASS, 28, 28)
-            axes[row, col].imshow(images.transpose(1, 2, 0, 3).reshape(GRID_PER_CLASS * 28, 280), cmap="gray", vmin=0, vmax=255)
+            axes[row, col].imshow(sample_mosaic(ds, w), cmap="gray", vmin=0, vmax=255)
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
             axes[row, col].set_title(f"step {int(ds.attrs['step'])}, {convention.name}, w = {w:g}: FD {float(ds.fd.sel(guidance=f'{w:g}')):.1f}, "
                                      f"fidelity {float(ds.fd_accuracy.sel(guidance=f'{w:g}')):.2f}", fontsize=8)
     fig.suptitle("The teacher under each sampling convention (columns: the 10 classes)", fontsize=10)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
-    FIGURES.mkdir(exist_ok=True)
-    write_bytes_atomic(FIGURES / "fashion_mnist_teacher.png", buffer.getvalue())
-    log("wrote figures/fashion_mnist_teacher.png")
+    save_figure(fig, "fashion_mnist_teacher.png")
 
 
 def figures() -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from guidegap.atomic import write_bytes_atomic
     from guidegap.metrics.summary import rho_per_step
 
     teacher_figure()
@@ -826,14 +845,6 @@ def figures() -> None:
         base = name.removesuffix("-x2")
         return dict(color=color.get(name, "k"), lw=2.4 if base in HIGHLIGHT else 1.2, ls="--" if name.endswith("-x2") or base == "pdm" else "-")
 
-    def save(fig, name: str) -> None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
-        plt.close(fig)
-        write_bytes_atomic(FIGURES / name, buffer.getvalue())
-        log(f"wrote figures/{name}")
-
-    FIGURES.mkdir(exist_ok=True)
     # learning curves: the light audit along training (lines) and the full audit / FD of each export (markers)
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     for run in students:
@@ -858,7 +869,7 @@ def figures() -> None:
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"Students along training: the light audit every {MONITOR_EVERY} steps ({MONITOR['num_samples']} samples x "
                  f"{MONITOR['sampling_steps']} steps, thin) and the full audit + FD of each kept checkpoint (markers)")
-    save(fig, "fashion_mnist_learning_curves.png")
+    save_figure(fig, "fashion_mnist_learning_curves.png")
 
     # collapse curves at the budget: per-step rho and gap cosine against the teacher
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -879,7 +890,7 @@ def figures() -> None:
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"Students at {BUDGET} steps vs teacher: guidance-gap size and direction along {AUDIT['num_steps']}-step DDIM, "
                  f"w = {AUDIT['guidance_scale']:g} (teacher-forced, {AUDIT['num_samples']} samples)")
-    save(fig, "fashion_mnist_collapse.png")
+    save_figure(fig, "fashion_mnist_collapse.png")
 
     # guidance-fidelity curves at the budget
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -893,7 +904,7 @@ def figures() -> None:
     ax.set_title(f"Guidance fidelity at {BUDGET} steps ({FD_SAMPLES} / {10 * FIDELITY_PER_CLASS} samples per w, "
                  f"{sampling_convention().description})", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
-    save(fig, "fashion_mnist_fidelity.png")
+    save_figure(fig, "fashion_mnist_fidelity.png")
 
     # sample grids: per class, w = 1 vs w = 4
     grid = [run for run in table_runs() if run.name in GRID_RUNS and evaluation_path(run).exists()]
@@ -902,15 +913,13 @@ def figures() -> None:
     for row, run in enumerate(grid):
         ds = _read(evaluation_path(run))
         for col, w in enumerate((1.0, 4.0)):
-            images = ds.samples.sel(grid_w=w).values.reshape(10, GRID_PER_CLASS, 28, 28)
-            mosaic = images.transpose(1, 2, 0, 3).reshape(GRID_PER_CLASS * 28, 10 * 28)
             ax = axes[row, col]
-            ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+            ax.imshow(sample_mosaic(ds, w), cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{run.name}, w = {w:g}", fontsize=9)
     fig.suptitle(f"Samples per class (columns: the 10 classes; {GRID_PER_CLASS} seeds each, same seeds in every panel)")
-    save(fig, "fashion_mnist_samples.png")
+    save_figure(fig, "fashion_mnist_samples.png")
 
 
 def verify() -> int:
@@ -930,10 +939,10 @@ def verify() -> int:
 COMPUTE = HERE / "results" / "fashion_mnist_compute.md"
 
 
-def training_seconds(run: Run) -> tuple[float, int] | None:
+def training_seconds(folder: Path) -> tuple[float, int] | None:
     """Wall seconds the run trained and the step it reached, summed over its resumed segments (each restarts the
     log's clock; the steps a kill lost after the last checkpoint are not counted). ``None`` when it has no log here."""
-    path = RUNS / run.name / "log.jsonl"
+    path = Path(folder) / "log.jsonl"
     if not path.exists():
         return None
     total = previous = 0.0
@@ -954,7 +963,7 @@ def compute_report() -> pd.DataFrame:
 
     rows = []
     for run in plan():
-        trained = training_seconds(run)
+        trained = training_seconds(RUNS / run.name)
         if trained is not None:
             rows.append({"stage": "teacher training" if run.role == "teacher" else "student training (teacher cache included)",
                          "run": run.name, "item": f"steps 1-{trained[1]} of {run.steps}", "seconds": trained[0]})

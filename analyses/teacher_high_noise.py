@@ -18,12 +18,14 @@ Writes ``analyses/results/teacher_high_noise_<training step>.{csv,md}`` (or ``--
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 TIMESTEPS = (10, 100, 300, 500, 700, 850, 900, 920, 940, 960, 980, 990, 999)
 IMAGES = 256
 
@@ -31,7 +33,7 @@ IMAGES = 256
 @torch.no_grad()
 def measure(checkpoint: Path) -> pd.DataFrame:
     from guidegap import as_denoiser, load_model
-    from guidegap.checkpoints import load_scheduler, read_checkpoint
+    from guidegap.checkpoints import load_scheduler
     from guidegap.data import load_fashion_mnist
     from guidegap.training.tirt import TIRT
 
@@ -41,7 +43,7 @@ def measure(checkpoint: Path) -> pd.DataFrame:
     x0, labels = load_fashion_mnist("test")
     x0, labels = x0[:IMAGES].double(), labels[:IMAGES]
     mean_predictor_mse = float((x0 - x0.mean(0)).pow(2).mean())
-    stored = read_checkpoint(checkpoint)
+    stored = loaded.checkpoint
     tirt = TIRT(alphas.float())
     if stored.tirt_lambda is not None:
         tirt.lambda_t.data.copy_(stored.tirt_lambda.float())
@@ -61,7 +63,7 @@ def measure(checkpoint: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(checkpoint_step=stored.step)
 
 
-def write(frame: pd.DataFrame, checkpoint: Path, out: Path) -> None:
+def write(frame: pd.DataFrame, checkpoint: str, out: Path) -> None:
     from guidegap.atomic import write_bytes_atomic
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,10 +88,11 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "fashion_mnist" / "teacher.pt")
     parser.add_argument("--out", type=Path, help="output stem (default: analyses/results/teacher_high_noise_<training step>)")
     args = parser.parse_args()
+    from fashion_mnist import relative
+
     frame = measure(args.checkpoint)
     out = args.out or HERE / "results" / f"teacher_high_noise_{int(frame.checkpoint_step.iloc[0])}"
-    shown = args.checkpoint.resolve()
-    write(frame, shown.relative_to(HERE.parent) if shown.is_relative_to(HERE.parent) else shown, out)
+    write(frame, relative(args.checkpoint), out)
     print(out.with_suffix(".md").read_text())
 
 

@@ -14,6 +14,7 @@ Writes ``analyses/results/teacher_samplers_<training step>.{csv,md}`` (or ``--ou
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 SAMPLES_PER_CLASS = 10
 GUIDANCE = 4.0
 SEED = 1
@@ -69,9 +71,7 @@ def screen(checkpoint: Path) -> pd.DataFrame:
         rows.append({"sampler": name, "steps": steps, "x0_clamp": clamp, "fidelity_w4": guidance_fidelity(images, labels, classifier),
                      "seconds": round(time.perf_counter() - started, 1)})
         print(rows[-1], flush=True)
-    from guidegap.checkpoints import read_checkpoint
-
-    return pd.DataFrame(rows).assign(checkpoint_step=read_checkpoint(checkpoint).step)
+    return pd.DataFrame(rows).assign(checkpoint_step=loaded.checkpoint.step)
 
 
 def write(frame: pd.DataFrame, checkpoint: str, out: Path) -> None:
@@ -93,11 +93,11 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=HERE / "checkpoints" / "fashion_mnist" / "teacher.pt")
     parser.add_argument("--out", type=Path, help="output stem (default: analyses/results/teacher_samplers_<training step>)")
     args = parser.parse_args()
-    shown = args.checkpoint.resolve()
-    shown = str(shown.relative_to(HERE.parent)) if shown.is_relative_to(HERE.parent) else str(shown)
+    from fashion_mnist import relative
+
     frame = screen(args.checkpoint)
     out = args.out or HERE / "results" / f"teacher_samplers_{int(frame.checkpoint_step.iloc[0])}"
-    write(frame, shown, out)
+    write(frame, relative(args.checkpoint), out)
     print(out.with_suffix(".md").read_text())
 
 

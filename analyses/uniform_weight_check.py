@@ -48,8 +48,8 @@ def main() -> None:
                          model_class="UNet2DModel", progress=False, train_steps=args.train_steps, model_config=campaign.STUDENT_MODEL,
                          checkpoint_every=250, export_steps=[args.train_steps], **campaign.STUDENT)
     train(config, resume=True)
-    rows = [json.loads(line) for line in (OUT / "log.jsonl").read_text().splitlines()]
-    minutes = sum(a["seconds"] for a, b in zip(rows, rows[1:]) if b["seconds"] < a["seconds"]) / 60 + rows[-1]["seconds"] / 60
+    final_loss = json.loads((OUT / "log.jsonl").read_text().splitlines()[-1])["loss"]
+    minutes = campaign.training_seconds(OUT)[0] / 60
     loaded = load_model(export_path(OUT, args.train_steps))
     parameters = sum(p.numel() for p in loaded.model.parameters())
     classifier = load_classifier()
@@ -57,7 +57,7 @@ def main() -> None:
     lines = ["# A small model on uniform loss weights, against the campaign teacher (screen)", "",
              f"The campaign's student architecture ({parameters:,} parameters) trained from scratch on the plain eps loss, "
              f"{args.train_steps} steps at batch 64 with the campaign's student recipe (`runs/uniform_weight_check`; "
-             f"final loss {rows[-1]['loss']:.4f}; {minutes:.0f} min of training on 1 thread beside the campaign). Fidelity of {10 * SAMPLES_PER_CLASS} samples (seed 1), 25 sampler steps. "
+             f"final loss {final_loss:.4f}; {minutes:.0f} min of training on 1 thread beside the campaign). Fidelity of {10 * SAMPLES_PER_CLASS} samples (seed 1), 25 sampler steps. "
              "Produced by `python analyses/uniform_weight_check.py`.", "",
              "| sampler | x0 clamp | fidelity w = 1 | fidelity w = 4 |", "|---|---|---:|---:|"]
     for sampler, clamp in (("ddpm", True), ("ddim", False)):
