@@ -1,15 +1,17 @@
-"""Old names that keep working: a renamed keyword or attribute is accepted with a DeprecationWarning naming the new one."""
+"""Old names that keep working: a renamed keyword, attribute or module-level name is accepted with a DeprecationWarning
+naming the new one."""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from guidegap.errors import InputError
 
-__all__ = ["renamed_keywords", "renamed_attribute"]
+__all__ = ["renamed_keywords", "renamed_attribute", "moved_names"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,3 +53,19 @@ def renamed_attribute(old: str, new: str) -> property:
         setattr(self, new, value)
 
     return property(get, put, doc=f"Deprecated name of :attr:`{new}`.")
+
+
+def moved_names(module: str, old_to_new: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__``: each old name of ``module`` is the object at ``new`` (``"package.module:name"``).
+
+    The new home is imported only when the old name is used, with a DeprecationWarning naming it.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in old_to_new:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        home, _, attribute = old_to_new[name].partition(":")
+        warnings.warn(f"{module}.{name} is deprecated; use {home}.{attribute}.", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(home), attribute)
+
+    return __getattr__

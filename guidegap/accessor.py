@@ -14,7 +14,8 @@ and on GuidanceMonitor training logs (a ``training_step`` dim; ``guidegap.load_l
 Registration happens on import of this module, which imports only xarray; it is imported from one place, the
 ``guidegap`` face, the first time a name that makes or reads Datasets is used (``guidegap.audit``, ``.trace``,
 ``.load_dataset``, ``.load_log``, ...): ``import guidegap`` itself never imports xarray (CLI start-up). Code that
-imports the submodules directly (``from guidegap.results import load_dataset``) imports ``guidegap.accessor`` too.
+imports the submodules directly (``from guidegap.results import load_dataset``) does not register it: it adds
+``import guidegap.accessor`` for ``ds.guidegap``.
 """
 
 from __future__ import annotations
@@ -87,10 +88,8 @@ class GuidegapAccessor:
     def verdicts(self, thresholds: "Thresholds | None" = None) -> xr.DataArray:
         """Alias of :meth:`verdict` for a log (one per check)."""
         from guidegap.auditing.judge import judge_log
-        from guidegap.results.training_log import require_log
 
-        require_log(self._ds, "verdicts")
-        return judge_log(self._ds, thresholds)
+        return judge_log(self._ds, thresholds, caller="verdicts")
 
     # -- plots (each returns a matplotlib Figure) -----------------------------------------------------
     def plot_collapse(self, title: str | None = None) -> Any:

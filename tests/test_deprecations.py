@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -116,8 +118,26 @@ def test_train_steps_and_sampling_steps_keep_their_old_names(tmp_path, capsys):
     with pytest.warns(DeprecationWarning, match="--train-steps"):
         args = build_parser().parse_args(["distill", "--teacher", "oracle", "--out", "x", "--steps", "12"])
     assert args.train_steps == 12 and "--steps is deprecated; use --train-steps" in capsys.readouterr().err
+    for flags in (["--steps", "12", "--train-steps", "7"], ["--train-steps", "7", "--steps", "12"]):
+        with pytest.raises(SystemExit), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            build_parser().parse_args(["distill", "--teacher", "oracle", "--out", "x", *flags])
+        assert "pass --train-steps only (--steps is its old name), received both" in capsys.readouterr().err
     with pytest.warns(DeprecationWarning, match=r"GuidanceMonitor\(num_steps=...\) is deprecated; use sampling_steps="):
         monitor = GuidanceMonitor("oracle", num_steps=5)
     assert monitor.options["num_steps"] == 5 and "sampling_steps=5" in repr(monitor)
     with pytest.warns(DeprecationWarning, match="sampling_steps"):
         assert LightAudit("oracle", num_steps=6).options["num_steps"] == 6
+
+
+def test_moved_module_names_warn_and_name_their_new_home():
+    from guidegap.auditing import intrinsic
+    from guidegap.denoisers.views import UnguidedView
+    from guidegap.monitoring import monitor
+
+    with pytest.warns(DeprecationWarning, match=r"intrinsic\.UnguidedView is deprecated; use guidegap\.denoisers\.views\.UnguidedView"):
+        assert intrinsic.UnguidedView is UnguidedView
+    with pytest.warns(DeprecationWarning, match="use guidegap.monitoring.monitor.DEFAULT_SAMPLING_STEPS"):
+        assert monitor.DEFAULT_NUM_STEPS == monitor.DEFAULT_SAMPLING_STEPS
+    with pytest.raises(AttributeError, match="no attribute 'NOT_A_NAME'"):
+        monitor.NOT_A_NAME

@@ -240,8 +240,37 @@ def test_a_chosen_weighting_that_the_objective_would_ignore_is_refused(objective
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "would ignore them" in err
-    # what a weighted objective takes, and every objective's own default, stay accepted (stored runs resume as written)
+    # what a weighted objective takes stays accepted; an unweighted objective's default is uniform
     assert _oracle(tmp_path, objective="dash", tirt="loss-moment").tirt == "loss-moment"
-    assert _oracle(tmp_path, objective=objective).tirt in ("uniform", "teacher")
-    stored = _oracle(tmp_path, objective="dash", tirt="loss-moment").to_dict()
-    assert TrainConfig.from_dict({**stored, "objective": objective}).tirt == "loss-moment"
+    assert _oracle(tmp_path, objective=objective).tirt == "uniform"
+    # a run stored before the check (with a weighting its objective ignored) reads back, and resumes without --tirt
+    stored = TrainConfig.from_dict({**_oracle(tmp_path, objective="dash", tirt="loss-moment").to_dict(), "objective": objective})
+    assert stored.tirt == "loss-moment"
+    resumed = _oracle(tmp_path, objective=objective)
+    resumed.adopt_unset(stored)
+    assert resumed.tirt == "loss-moment" and resumed.resume_mismatch(stored) == []
+
+
+@pytest.mark.parametrize("settings", [dict(objective="dash-no-tirt", tirt="teacher"),
+                                      dict(objective="dash", objective_options={"tirt": False}, tirt="teacher")])
+def test_the_teachers_tirt_is_refused_for_an_unweighted_dash_objective(settings, tmp_path):
+    with pytest.raises(InputError, match=r"--tirt teacher weights the loss .* takes no batch weights .*use a weighted objective"):
+        _oracle(tmp_path, **settings)
+    assert _oracle(tmp_path, objective=settings["objective"], objective_options=settings.get("objective_options", {})).tirt == "uniform"
+
+
+def test_a_weighting_refused_for_a_teacher_or_a_scratch_student_names_the_fix_for_that_run(tmp_path):
+    with pytest.raises(InputError, match=r"this run trains a teacher; pass --tirt learned"):
+        _oracle(tmp_path, role="teacher", teacher=None, tirt="teacher")
+    with pytest.raises(InputError, match=r"objective 'scratch' .* pass --objective-option tirt=true"):
+        _oracle(tmp_path, objective="scratch", teacher=None, tirt="loss-moment")
+    assert _oracle(tmp_path, objective="scratch", teacher=None, tirt="loss-moment", objective_options={"tirt": True}).tirt == "loss-moment"
+
+
+def test_a_teacher_resumed_without_tirt_keeps_the_weighting_it_was_stored_with(tmp_path):
+    stored = TrainConfig.from_dict(_oracle(tmp_path, role="teacher", teacher=None, tirt="uniform").to_dict())
+    assert stored.objective_options["tirt"] is False
+    resumed = _oracle(tmp_path, role="teacher", teacher=None)
+    assert resumed.tirt == "learned" and resumed.objective_options["tirt"] is True  # a new teacher's default
+    resumed.adopt_unset(stored)
+    assert (resumed.tirt, resumed.objective_options["tirt"]) == ("uniform", False) and resumed.resume_mismatch(stored) == []

@@ -8,9 +8,10 @@ import warnings
 
 import xarray as xr
 
-from guidegap.denoisers.views import UnguidedView
+from guidegap._deprecation import moved_names
 
-__all__ = ["UnguidedView", "single_model_dataset"]
+__all__ = ["single_model_dataset"]
+__getattr__ = moved_names(__name__, {"UnguidedView": "guidegap.denoisers.views:UnguidedView"})
 
 
 def single_model_dataset(paired: xr.Dataset) -> xr.Dataset:

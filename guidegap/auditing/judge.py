@@ -21,7 +21,7 @@ from guidegap.auditing.verdicts import Finding, Thresholds, judge_guidance_disti
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate, bootstrap, mean, ratio_of_means, summarize
 from guidegap.results.schema import seed_of
-from guidegap.results.training_log import TRAINING_STEP
+from guidegap.results.training_log import TRAINING_STEP, require_log
 
 __all__ = ["Judgement", "PHASES", "audit_kind", "judge", "stamp", "phase_findings", "guidance_response_estimate",
            "thresholds_of", "judge_log"]
@@ -132,9 +132,10 @@ def guidance_response_estimate(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0
     return bootstrap(mean, values, n_boot=n_boot, seed=seed)
 
 
-def judge_log(log: xr.Dataset, thresholds: Thresholds | None = None) -> xr.DataArray:
+def judge_log(log: xr.Dataset, thresholds: Thresholds | None = None, caller: str = "judge_log") -> xr.DataArray:
     """The verdict of every check of a training log, recomputed from the summaries it stores (each ``<name>`` with its
-    ``<name>_ci``) with ``thresholds`` (default: the log's)."""
+    ``<name>_ci``) with ``thresholds`` (default: the log's); ``caller`` names the function in the error for a non-log."""
+    require_log(log, caller)
     th = thresholds if thresholds is not None else thresholds_of(log)
     names = [str(n) for n in log.data_vars if f"{n}_ci" in log]
     verdicts = []

@@ -24,10 +24,18 @@ class Report(Protocol):
     phases: list[dict[str, Any]]
     dataset: xr.Dataset
     thresholds: Thresholds
-    verdict: str
-    has_teacher: bool
-    explanation: str
-    suggestion: str
+
+    @property
+    def verdict(self) -> str: ...
+
+    @property
+    def has_teacher(self) -> bool: ...
+
+    @property
+    def explanation(self) -> str: ...
+
+    @property
+    def suggestion(self) -> str: ...
 
     def where(self, verdict: str | None = None) -> list[str]: ...
 

@@ -52,11 +52,29 @@ def _describe(settings: dict[str, object]) -> str:
     return ", ".join(f"{name.replace('_', '-')} {value}" for name, value in settings.items())
 
 
+def _given_once(parser: argparse.ArgumentParser, namespace: argparse.Namespace, dest: str, option_string: str | None) -> None:
+    """Refuse a setting given under its new and its old flag (the API refuses both keywords alike)."""
+    given, new = getattr(namespace, f"_given_{dest}", None), "--" + dest.replace("_", "-")
+    if given is not None and given != option_string:
+        parser.error(f"pass {new} only ({option_string if option_string != new else given} is its old name), received both.")
+    setattr(namespace, f"_given_{dest}", option_string)
+
+
+class _New(argparse.Action):
+    """A flag that has an old name (:class:`_Renamed`): stores its value and notes it was given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        _given_once(parser, namespace, self.dest, option_string)
+        setattr(namespace, self.dest, values)
+
+
 class _Renamed(argparse.Action):
     """An old flag that still works: it sets the new one's value and says once, on stderr, which flag to use."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
+        _given_once(parser, namespace, self.dest, option_string)
         new = "--" + self.dest.replace("_", "-")
         warnings.warn(f"{option_string} is deprecated; use {new}.", DeprecationWarning, stacklevel=2)
         print(f"guidegap: note: {option_string} is deprecated; use {new}.", file=sys.stderr)
@@ -91,7 +109,7 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
                             help="noise schedule: dash-cosine (Nichol & Dhariwal cosine, betas clipped to [1e-4, 0.9999], as DASH), "
                                  "cosine (diffusers' squaredcos_cap_v2), linear (DDPM); "
                                  + ("a student takes its teacher's" if role == "student" else "cpu/paper tier default dash-cosine"))
-        p.add_argument("--train-steps", type=positive_int, default=1000, help="training steps of the run (default 1000)")
+        p.add_argument("--train-steps", type=positive_int, default=1000, action=_New, help="training steps of the run (default 1000)")
         p.add_argument("--steps", type=positive_int, dest="train_steps", action=_Renamed, help=argparse.SUPPRESS)
         recipe.add_argument("--batch-size", type=positive_int, help="default per tier: oracle 512, cpu 64, paper 128")
         recipe.add_argument("--lr", type=float, help="peak AdamW learning rate; cpu tier default: "

@@ -1,4 +1,7 @@
-"""Guidance regression checks during training: :class:`GuidanceMonitor` and the zarr store of its training log."""
+"""Guidance regression checks during training: :class:`GuidanceMonitor` and the zarr store of its training log.
+
+Importing this package does not register ``ds.guidegap`` on the logs it reads; ``import guidegap.accessor`` does.
+"""
 
 from guidegap.monitoring.log import load_log, log_summary, log_verdicts
 from guidegap.monitoring.monitor import GuidanceCollapseError, GuidanceMonitor, is_main_process

@@ -23,7 +23,7 @@ import xarray as xr
 from guidegap.auditing.judge import judge_log, thresholds_of
 from guidegap.errors import InputError
 from guidegap.results.training_log import (STEP_CURVES, TRAINING_STEP, has_log, is_log, load_log, log_entry, log_summary,
-                                           per_step_variable, require_log, step_curves, summary_long_names)
+                                           per_step_variable, step_curves, summary_long_names)
 
 if TYPE_CHECKING:
     from guidegap.auditing.verdicts import Thresholds
@@ -152,5 +152,4 @@ def repair_log(store: str | os.PathLike[str]) -> None:
 
 def log_verdicts(ds: xr.Dataset, thresholds: "Thresholds | None" = None) -> xr.DataArray:
     """The verdict of every check, recomputed from the stored summaries with ``thresholds`` (default: the log's)."""
-    require_log(ds, "log_verdicts")
-    return judge_log(ds, thresholds)
+    return judge_log(ds, thresholds, caller="log_verdicts")

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guidegap._deprecation import renamed_keywords
+from guidegap._deprecation import moved_names, renamed_keywords
 from guidegap.errors import GuidegapError, InputError
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["GuidanceMonitor", "GuidanceCollapseError", "is_main_process", "describe_failure", "callback_values", "DEFAULT_NUM_SAMPLES",
            "DEFAULT_SAMPLING_STEPS"]
+# DEFAULT_NUM_STEPS: the name of DEFAULT_SAMPLING_STEPS before training steps and sampling steps met in one name.
+__getattr__ = moved_names(__name__, {"DEFAULT_NUM_STEPS": "guidegap.monitoring.monitor:DEFAULT_SAMPLING_STEPS"})
 
 
 class GuidanceCollapseError(GuidegapError):
@@ -111,7 +113,6 @@ def _unwrap(student: Any) -> Any:
 # Measured in analyses/bench_detector.py; see GuidanceMonitor's docstring.
 DEFAULT_NUM_SAMPLES = 16
 DEFAULT_SAMPLING_STEPS = 25
-DEFAULT_NUM_STEPS = DEFAULT_SAMPLING_STEPS  # its name before training steps and sampling steps met in one name
 
 
 class GuidanceMonitor:
@@ -178,7 +179,7 @@ class GuidanceMonitor:
     def check(self, step: int, student: Any) -> "AuditReport | None":
         """Audit ``student`` now, append the result at ``step``, raise on a ``raise_on`` verdict; ``None`` off rank 0."""
         from guidegap.auditing.api import audit
-        from guidegap.monitoring.log import log_entry
+        from guidegap.results.training_log import log_entry
 
         if not is_main_process():
             return None
@@ -202,7 +203,7 @@ class GuidanceMonitor:
         """The whole run's log so far (read from the store, or assembled in memory without one)."""
         import xarray as xr
 
-        from guidegap.monitoring.log import TRAINING_STEP, load_log
+        from guidegap.results.training_log import TRAINING_STEP, load_log
 
         if self.store is not None:
             return load_log(self.store)
@@ -212,7 +213,8 @@ class GuidanceMonitor:
                          compat="override", join="override", combine_attrs="override")
 
     def _append(self, entry: "xr.Dataset") -> None:
-        from guidegap.monitoring.log import TRAINING_STEP, append_entry
+        from guidegap.monitoring.log import append_entry
+        from guidegap.results.training_log import TRAINING_STEP
 
         if self.store is not None:
             append_entry(self.store, entry)

@@ -177,7 +177,8 @@ def trace_teacher_free(
     From the same noise the model runs twice, guided at ``w`` and unguided (``w = 1``: its conditional branch alone,
     :class:`~guidegap.denoisers.views.UnguidedView`); ``guidance_response`` is the RMS distance of the two states after
     each step (a model whose guidance does nothing keeps them identical). The Dataset has ``model = ["student"]``,
-    the model's per-sample metrics on its guided path and ``guidance_response``; the options are :func:`trace`'s.
+    the model's per-sample metrics on its guided path and ``guidance_response``; the options are :func:`trace`'s of the
+    same names (a teacher-free recording keeps no full predictions).
     """
     from guidegap.denoisers.views import UnguidedView
 
@@ -191,21 +192,9 @@ def trace_teacher_free(
     with _evaluating([guided_model, unguided]), torch.inference_mode():
         for start in range(0, num_samples, chunk_size):
             rows = range(start, min(start + chunk_size, num_samples))
-            span, chunk_labels = slice(rows.start, rows.stop), plan.labels[rows.start : rows.stop]
-            noise = sample_noise(sample_generators(seed, rows, INITIAL_NOISE), plan.shape).to(guided_model.device)
-            paths = [start_path(plan.scheduler, num_steps, noise, seed, rows, guided_model.device) for _ in range(2)]
-
-            def branches_at(step: int, t: torch.Tensor, states: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-                cond, uncond = _predict(guided_model, states[0], paths[0].stepper, t, chunk_labels)
-                buffers.put(model_values(cond, uncond), span, step, model=0)
-                return [(cond, uncond), _predict(unguided, states[1], paths[1].stepper, t, chunk_labels)]
-
-            def after_step(step: int, states: list[torch.Tensor]) -> None:
-                buffers.put({"guidance_response": divergence(states[1], states[0])}, span, step)
-                if bar is not None:
-                    bar.update(len(rows))
-
-            run_paths(paths, plan.scales, branches_at, after_step)
+            _record_chunk([guided_model, unguided], rows, plan.labels[rows.start : rows.stop], plan.shape, plan.scheduler,
+                          num_steps, plan.scales, seed, True, False, False, buffers, bar, recorded=1,
+                          divergence_name="guidance_response")
     if bar is not None:
         bar.close()
     config = {"mode": "teacher-free", "keep_predictions": False, "divergence": True}
@@ -283,12 +272,17 @@ def _record_chunk(
     keep_predictions: bool,
     buffers: MetricBuffers,
     bar: Any,
+    recorded: int | None = None,
+    divergence_name: str = "divergence",
 ) -> None:
     """Run one chunk's trajectories through the sampler loop, writing per-sample metrics into ``buffers``.
 
     The leader (``models[0]``) follows its own guided path; the student follows its own too when ``free_running``
     or ``shadow`` (teacher-forced metrics, plus the student on its own trajectory for ``divergence`` only).
+    Only the first ``recorded`` models' metrics are stored (default all; pair metrics need two), and the distance
+    of the two paths under ``divergence_name`` (the teacher-free recording's ``guidance_response``).
     """
+    recorded = len(models) if recorded is None else recorded
     device = models[0].device
     span = slice(rows.start, rows.stop)
     noise = sample_noise(sample_generators(seed, rows, INITIAL_NOISE), shape).to(device)
@@ -300,10 +294,11 @@ def _record_chunk(
             owner = m if free_running else 0  # teacher-forced: every model at the leader's state
             cond, uncond = _predict(denoiser, states[owner], paths[owner].stepper, t, labels)
             preds.append((cond, uncond))
-            buffers.put(model_values(cond, uncond), span, step, model=m)
-            if keep_predictions:
-                buffers.put({"pred_cond": cond, "pred_uncond": uncond, "state": states[owner]}, span, step, model=m)
-        if len(models) == 2:
+            if m < recorded:
+                buffers.put(model_values(cond, uncond), span, step, model=m)
+                if keep_predictions:
+                    buffers.put({"pred_cond": cond, "pred_uncond": uncond, "state": states[owner]}, span, step, model=m)
+        if recorded == 2:
             (tc, tu), (sc, su) = preds
             buffers.put(pair_values(sc, su, tc, tu, float(scales[step])), span, step)
         if shadow:  # the student's own guided step, from its own state
@@ -312,7 +307,7 @@ def _record_chunk(
 
     def after_step(step: int, states: list[torch.Tensor]) -> None:
         if len(states) == 2:
-            buffers.put({"divergence": divergence(states[1], states[0])}, span, step)
+            buffers.put({divergence_name: divergence(states[1], states[0])}, span, step)
         if bar is not None:
             bar.update(len(rows))
 

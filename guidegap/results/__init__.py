@@ -1,4 +1,7 @@
-"""Results as xarray Datasets: the schema, atomic netCDF I/O, and the training log's schema and readers."""
+"""Results as xarray Datasets: the schema, atomic netCDF I/O, and the training log's schema and readers.
+
+Importing this package does not register ``ds.guidegap``; ``import guidegap.accessor`` does (:mod:`guidegap.accessor`).
+"""
 
 from guidegap.results.io import load_dataset, save_dataset
 from guidegap.results.schema import COORDINATES, VARIABLES, config_of, make_dataset, validate

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import xarray as xr
@@ -70,7 +70,23 @@ def _var(dims: tuple[str, ...], values: Any, long_name: str, units: str = "1") -
     return xr.Variable(dims, values, {"long_name": long_name, "units": units})
 
 
-def log_entry(report: Any, training_step: int, seconds: float, attrs: dict[str, str]) -> xr.Dataset:
+class CheckedAudit(Protocol):
+    """What a log entry reads of an audit (a :class:`~guidegap.AuditReport`; results/ does not import auditing/)."""
+
+    @property
+    def dataset(self) -> xr.Dataset: ...
+
+    @property
+    def summary(self) -> dict[str, Any]: ...
+
+    @property
+    def verdict(self) -> str: ...
+
+    @property
+    def finding(self) -> Any: ...  # a Finding: its ``reason`` is logged
+
+
+def log_entry(report: CheckedAudit, training_step: int, seconds: float, attrs: dict[str, str]) -> xr.Dataset:
     """One check (``report``: its :class:`~guidegap.AuditReport`) as a Dataset with a length-1 ``training_step`` dim."""
     from guidegap.metrics.summary import rho_per_step
 

@@ -80,8 +80,8 @@ class TrainConfig:
 
     ``lr_schedule``: a diffusers ``get_scheduler`` name with ``lr_warmup_steps``; it decays over
     ``lr_decay_steps`` (default: the first run's ``train_steps``; a run resumed with more steps stays at the floor) towards the floor ``lr_min``;
-    resuming with a larger ``lr_decay_steps`` extends the schedule from the resumed step (a warm restart, SGDR:
-    Loshchilov & Hutter 2017). ``mixed_precision``: accelerate's
+    resuming with a larger ``lr_decay_steps`` puts the lr on the longer schedule from the resumed step on (it
+    jumps back up to that schedule's value there; not SGDR's restart at the peak). ``mixed_precision``: accelerate's
     autocast (``no``, ``bf16``, ``fp16``, or ``auto``); weights, loss and the model's outputs stay float32.
     ``schedule``: the noise schedule; a student takes its teacher's when not given.
     ``export_steps``: training steps at which the EMA weights are also written, in float16 and without training
@@ -144,6 +144,10 @@ class TrainConfig:
         if self.role == "student" and self.objective != "scratch" and not self.teacher:
             raise InputError(f"objective {self.objective!r} distils from a teacher; pass --teacher PATH (or 'oracle' on the oracle tier).")
         self._unset = {name for name in (*RECIPE_SETTINGS, "lr_decay_steps", "tirt_lr") if getattr(self, name) is None}
+        if not tirt_chosen:
+            self._unset.add("tirt")  # a resumed run keeps the weighting it was stored with
+        # a teacher's scratch loss is weighted when its TIRT is trained, unless the options say otherwise
+        self._tirt_option_derived = self.objective == "scratch" and self.role == "teacher" and "tirt" not in self.objective_options
         if self.lr_decay_steps is None:
             self.lr_decay_steps = self.train_steps  # stored: a resumed run with more --train-steps stays at the floor past it
         preset = {**TIER_DEFAULTS[self.tier][self.role], **(RECIPES[self.recipe][self.role] if self.recipe else {})}
@@ -192,18 +196,30 @@ class TrainConfig:
                                  f"grad_clip > 0, train_steps >= 1), received {name}={value!r}.")
 
     def _default_tirt(self) -> str:
-        return "learned" if self.role == "teacher" else ("teacher" if self.objective.startswith("dash") else "uniform")
+        """A teacher learns its TIRT (DASH); a weighted DASH student copies its teacher's; any other student is uniform."""
+        from guidegap.training.objectives import make_objective
+
+        if self.role == "teacher":
+            return "learned"
+        weighted_dash = self.objective.startswith("dash") and make_objective(self.objective, **self.objective_options).weighted
+        return "teacher" if weighted_dash else "uniform"
 
     def _check_weighting(self) -> None:
-        """Refuse a chosen timestep weighting that the objective would ignore (one that takes no batch weights)."""
+        """Refuse a chosen timestep weighting that the run would ignore: one its objective takes no batch weights for,
+        or a teacher's TIRT asked of a teacher."""
         from guidegap.training.objectives import make_objective, weighted_objectives
 
-        if self.tirt == "uniform" or self.tirt == self._default_tirt():
+        if self.tirt == "uniform":
             return
+        if self.role == "teacher" and self.tirt == "teacher":
+            raise InputError("--tirt teacher copies a teacher's TIRT into a student, but this run trains a teacher; "
+                             "pass --tirt learned (DASH: lambda_t trained jointly), loss-moment or uniform.")
         if not make_objective(self.objective, **self.objective_options).weighted:
+            fix = ("pass --objective-option tirt=true to weight the scratch loss" if self.objective == "scratch"
+                   else f"use a weighted objective ({', '.join(weighted_objectives())})")
             raise InputError(f"--tirt {self.tirt} weights the loss per timestep, but objective {self.objective!r} takes no batch "
-                             f"weights and would ignore them; drop --tirt (or pass uniform), or use a weighted objective "
-                             f"({', '.join(weighted_objectives())}).")
+                             f"weights and would ignore them; drop --tirt (a resumed run keeps the weighting it was stored "
+                             f"with), or {fix}.")
 
     def resolve_schedule(self, teacher_schedule: str | None) -> None:
         """A student without ``schedule`` takes its teacher's noise schedule; a different one is refused.
@@ -221,6 +237,8 @@ class TrainConfig:
         for name in (*getattr(self, "_unset", ()), *(("model_class", "model_config") if self.model_class is None else ())):
             if getattr(stored, name) is not None or name == "tirt_lr":  # tirt_lr None: lambda in the model's group
                 setattr(self, name, getattr(stored, name))
+        if "tirt" in getattr(self, "_unset", ()) and getattr(self, "_tirt_option_derived", False):
+            self.objective_options["tirt"] = stored.objective_options.get("tirt", self.tirt in ("learned", "loss-moment"))
 
     def recipe_lines(self) -> list[str]:
         """The resolved recipe, one ``name = value`` per setting (for ``train.log``)."""
