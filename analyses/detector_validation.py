@@ -156,8 +156,9 @@ def construct() -> None:
 # -- extra training ------------------------------------------------------------------------------------------
 def train_extras() -> None:
     """The peer teacher (the campaign's recipe, seed 1) and students distilled at another guidance scale."""
-    peer = campaign.Run("teacher-seed1", "scratch", campaign.TEACHER["train_steps"])
-    config = campaign.config_for(campaign.Run("teacher", "scratch", campaign.TEACHER["train_steps"]))
+    teacher = campaign.find("teacher")  # the campaign teacher's steps (the segment where it met its bar)
+    peer = campaign.Run("teacher-seed1", "scratch", teacher.steps)
+    config = campaign.config_for(teacher)
     config.out, config.seed = str(campaign.RUNS / peer.name), PEER_SEED
     target = campaign.CHECKPOINTS / "teacher-seed1.pt"
     if not target.exists():

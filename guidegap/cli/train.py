@@ -133,7 +133,7 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
                                 help="drop the labels of a whole batch with probability 0.1 (DASH's one coin per batch) "
                                      "instead of each sample's")
         p.add_argument("--tirt", choices=["learned", "teacher", "uniform", "loss-moment"],
-                       help="timestep weights (default: learned for teachers, the teacher's frozen TIRT for dash)")
+                       help="timestep weights (default: learned for teachers, the teacher's frozen TIRT for the weighted dash objectives, uniform otherwise)")
         p.add_argument("--tirt-lr", type=float,
                        help="a separate lr (no weight decay) for a learned TIRT's lambda; default: lambda in the model's "
                             "AdamW group, as DASH")

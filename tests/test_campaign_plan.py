@@ -1,0 +1,41 @@
+"""The Fashion-MNIST campaign's teacher plan (analyses/fashion_mnist.py): it trains on, segment by segment, only while
+the stored decision says the teacher missed its bar."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "analyses" / "fashion_mnist.py"
+
+
+@pytest.fixture(scope="module")
+def campaign():
+    spec = importlib.util.spec_from_file_location("fashion_mnist_campaign", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+MISSED = [{"convention": "ddpm-clamp", "meets_bar": False}]
+
+
+@pytest.mark.parametrize("decided, steps", [
+    ({}, 4000),  # nothing evaluated: the first segment
+    ({"candidates": MISSED}, 12000),  # a decision written before decisions named their step: the first segment's
+    ({"teacher_steps": 12000, "teacher_meets_bar": False, "candidates": MISSED}, 24000),
+    ({"teacher_steps": 12000, "teacher_meets_bar": True, "candidates": [{"meets_bar": True}]}, 12000),
+    ({"teacher_steps": 24000, "teacher_meets_bar": False, "candidates": MISSED}, 24000),  # the last: the gate stops there
+])
+def test_the_teacher_trains_on_only_past_a_segment_end_where_it_missed_its_bar(campaign, monkeypatch, decided, steps):
+    monkeypatch.setattr(campaign, "TEACHER_SEGMENTS", (4000, 12000, 24000))
+    monkeypatch.setattr(campaign, "decision", lambda: decided)
+    assert campaign.teacher_steps() == steps
+    assert campaign.find("teacher").steps == steps
+    config = campaign.config_for(campaign.find("teacher"))
+    assert config.train_steps == config.lr_decay_steps == steps and all(k < steps for k in config.export_steps)
