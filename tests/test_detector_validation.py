@@ -1,0 +1,94 @@
+"""The detector validation's statistics (analyses/detector_validation.py, issue 17) on populations of known answer."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
+
+
+@pytest.fixture(scope="module")
+def validation():
+    sys.path.insert(0, str(ANALYSES))
+    spec = importlib.util.spec_from_file_location("detector_validation_under_test", ANALYSES / "detector_validation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+    sys.path.remove(str(ANALYSES))
+
+
+def test_roc_auc_is_the_probability_that_a_bad_member_scores_higher(validation):
+    bad = np.array([True, True, False, False])
+    assert validation.roc_auc(np.array([3.0, 4.0, 1.0, 2.0]), bad) == 1.0
+    assert validation.roc_auc(np.array([1.0, 2.0, 3.0, 4.0]), bad) == 0.0
+    assert validation.roc_auc(np.array([1.0, 1.0, 1.0, 1.0]), bad) == 0.5  # ties count half
+    assert validation.roc_auc(np.array([2.0, 0.0, 1.0, 3.0]), bad) == 0.25  # 2 > 1 only, of four pairs
+    assert np.isnan(validation.roc_auc(np.array([1.0, 2.0]), np.array([True, True])))  # one class only
+
+
+def test_best_threshold_flags_above_it_with_the_best_balanced_accuracy(validation):
+    score = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    bad = np.array([False, False, False, True, True, True])
+    threshold, balanced = validation.best_threshold(score, bad)
+    assert threshold == 0.3 and balanced == 1.0
+    # one good member scoring high: the best split keeps it wrong rather than two bad ones
+    score = np.array([0.1, 0.2, 0.95, 0.7, 0.8, 0.9])
+    threshold, balanced = validation.best_threshold(score, bad)
+    assert threshold == 0.2 and balanced == pytest.approx(0.5 * (1 + 2 / 3))
+
+
+def test_the_pair_rule_is_fitted_on_the_training_part_only(validation):
+    # statistic a separates the training part; b separates only the held-out part, so the rule must not use b alone
+    frame = pd.DataFrame({"a": [0.1, 0.2, 0.8, 0.9, 0.5, 0.5], "b": [0.9, 0.8, 0.2, 0.1, 0.1, 0.9]})
+    bad = np.array([False, False, True, True, False, True])
+    train = np.array([True, True, True, True, False, False])
+    rule = validation.best_pair_rule(frame, ["a", "b"], bad, train)
+    assert rule["rule"].startswith("a > 0.2") and rule["balanced_accuracy_train"] == 1.0
+    assert rule["flagged"][:4].tolist() == [False, False, True, True]
+
+
+def _outcomes(a1: float, a4: float, fd1: float, fd4: float) -> xr.Dataset:
+    return xr.Dataset({"fd_accuracy": ("guidance", [a1, a4]), "fd": ("guidance", [fd1, fd4])}, coords={"guidance": ["1", "4"]})
+
+
+@pytest.mark.parametrize("member, expected", [
+    ((0.55, 0.92, 12.0, 15.0), dict(faithful=True, guided=True, not_degraded=True, guides_like_teacher=True)),
+    ((0.55, 0.80, 12.0, 15.0), dict(faithful=False, guided=True, guides_like_teacher=False)),  # a4 0.15 below
+    ((0.80, 0.90, 12.0, 15.0), dict(faithful=True, guided=False, guides_like_teacher=False)),  # gain 0.10 < 0.5 x 0.40
+    ((0.55, 0.95, 12.0, 31.0), dict(faithful=True, guided=True, not_degraded=False, guides_like_teacher=False)),  # FD > 2x
+])
+def test_the_outcome_follows_the_written_definition(validation, member, expected):
+    teacher = _outcomes(0.55, 0.95, 10.0, 15.0)  # gain 0.40, FD at w = 4 15
+    row = validation.outcome_row(_outcomes(*member), teacher)
+    assert {k: row[k] for k in expected} == expected
+    assert row["relative_gain"] == pytest.approx((member[1] - member[0]) / 0.40)
+
+
+def test_trajectory_statistics_per_phase(validation):
+    timesteps = np.array([900, 700, 500, 300, 100])
+    teacher_gap, student_gap = np.array([1.0, 1.0, 2.0, 2.0, 2.0]), np.array([2.0, 2.0, 2.0, 2.0, 1.0])
+    ds = xr.Dataset(
+        {"audit_gap_norm": (("model", "step"), np.stack([teacher_gap, student_gap])),
+         "audit_gap_cos": ("step", [1.0, 1.0, 0.5, 0.5, 0.0]),
+         "audit_gap_mse": ("step", [1.0, 1.0, 1.0, 1.0, 4.0]),
+         "audit_cond_norm": (("model", "step"), np.full((2, 5), 4.0)),
+         "audit_uncond_norm": (("model", "step"), np.full((2, 5), 2.0)),
+         "audit_cond_error": ("step", np.full(5, 1.0)), "audit_uncond_error": ("step", np.full(5, 1.0))},
+        coords={"model": ["teacher", "student"], "timestep": ("step", timesteps)})
+    out = validation.trajectory_statistics(ds, "tf")
+    assert out["tf_early_abs_log_rho"] == pytest.approx(np.log(2.0))  # t >= 667: 2 vs 1
+    assert out["tf_middle_abs_log_rho"] == 0.0  # t = 500: 2 vs 2
+    assert out["tf_late_abs_log_rho"] == pytest.approx(np.log(2.0 / 1.5))  # t < 333: 1.5 vs 2
+    assert out["tf_all_one_minus_cos"] == pytest.approx(1 - 0.6)
+    assert out["tf_all_one_minus_weighted_cos"] == pytest.approx(1 - (1 + 1 + 1 + 1 + 0) / 8)
+    assert out["tf_late_rel_gap_error"] == pytest.approx(np.sqrt(2.5) / 2.0)
+    assert out["tf_all_rel_cond_error"] == pytest.approx(0.25) and out["tf_all_rel_uncond_error"] == pytest.approx(0.5)
