@@ -476,17 +476,23 @@ def draw(model, scheduler, convention: Convention, labels: torch.Tensor, guidanc
                   clip_x0=convention.x0_clamp)
 
 
+def accuracy_of(images: torch.Tensor, labels: torch.Tensor, context: Context) -> float:
+    """Guidance fidelity: the project classifier's accuracy on ``images`` against the labels they were drawn for."""
+    from guidegap.evaluation.fidelity import guidance_fidelity
+
+    return guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier)
+
+
 @torch.no_grad()
 def fd_set(model, scheduler, convention: Convention, context: Context, guidance: str) -> tuple[torch.Tensor, float, float]:
     """One FD set: ``FD_SAMPLES`` samples (class ``i % 10``) at ``guidance``, their FD to the test set and their
     classifier accuracy. The same call in :func:`outcomes` and in the teacher's screen gives the same numbers."""
-    from guidegap.evaluation.fidelity import guidance_fidelity
     from guidegap.evaluation.frechet import classifier_features, frechet_distance
 
     labels = torch.arange(FD_SAMPLES) % 10
     images = draw(model, scheduler, convention, labels, guidance, FD_SEED)
     fd = frechet_distance(classifier_features(images.to(context.device), context.classifier).cpu(), context.reference)
-    return images, fd, guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier)
+    return images, fd, accuracy_of(images, labels, context)
 
 
 @torch.no_grad()
@@ -495,8 +501,6 @@ def outcomes(model, scheduler, convention: Convention, context: Context, grids: 
     """What guidance does, measured without the gap metrics: FD to the test set of 1,000 samples at w = 1, 4 and DASH's
     TAG guidance, classifier accuracy of guided samples against their label per w (the FD sets' at w = 1 and 4, 200
     more samples at each other w); the same seeds for every model and guidance."""
-    from guidegap.evaluation.fidelity import guidance_fidelity
-
     fd_labels = torch.arange(FD_SAMPLES) % 10
     fd, fd_accuracy, accuracy, counts, mosaics = [], [], {}, {}, []
     for guidance in fd_guidance:
@@ -511,9 +515,7 @@ def outcomes(model, scheduler, convention: Convention, context: Context, grids: 
     labels = torch.arange(10).repeat_interleave(FIDELITY_PER_CLASS)
     for w in FIDELITY_SCALES:
         if w not in accuracy:
-            images = draw(model, scheduler, convention, labels, w, 1)
-            accuracy[w] = guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier)
-            counts[w] = len(labels)
+            accuracy[w], counts[w] = accuracy_of(draw(model, scheduler, convention, labels, w, 1), labels, context), len(labels)
     ds = xr.Dataset(
         {"fidelity_accuracy": ("w", np.asarray([accuracy[w] for w in FIDELITY_SCALES]),
                                {"long_name": "classifier accuracy of guided samples vs their label", "units": "1"}),
@@ -615,11 +617,9 @@ SCREEN_MARGIN = 0.10  # below the fidelity bar by more than this on the screen: 
 @torch.no_grad()
 def screen(convention: Convention, context: Context, scheduler_config: dict) -> float:
     """The teacher's fidelity at w = 4 on ``SCREEN_SAMPLES`` samples of ``convention`` (seed 1, about 30 s)."""
-    from guidegap.evaluation.fidelity import guidance_fidelity
-
     labels = torch.arange(10).repeat_interleave(SCREEN_SAMPLES // 10)
     images = draw(context.teacher.inner, load_scheduler(scheduler_config, convention.sampler), convention, labels, 4.0, 1)
-    return guidance_fidelity(images.to(context.device), labels.to(context.device), context.classifier)
+    return accuracy_of(images, labels, context)
 
 
 def evaluate_teacher(run: Run, context: Context) -> None:
@@ -633,6 +633,14 @@ def evaluate_teacher(run: Run, context: Context) -> None:
     candidates = []
     chosen = CONVENTIONS[0]
     scheduler_config = read_checkpoint(TEACHER_FILE).scheduler_config
+
+    def in_full(convention: Convention, note: str = "") -> xr.Dataset:
+        out = teacher_evaluation_path(run, convention)
+        ds = _read(out) if out.exists() else evaluate_export(run, run.steps, context, convention, out)
+        log(f"teacher, {convention.description}: fd {np.round(ds.fd.values, 2).tolist()} (w = 1, 4, tag), fidelity "
+            f"{np.round(ds.fidelity_accuracy.values, 3).tolist()} (w = {list(FIDELITY_SCALES)}){note}")
+        return ds
+
     for convention in CONVENTIONS:
         out = teacher_evaluation_path(run, convention)
         if not out.exists():
@@ -652,9 +660,7 @@ def evaluate_teacher(run: Run, context: Context) -> None:
                 candidates.append({"convention": convention.name, "screened_fidelity_w4": screened, "fd_tag": fd_tag,
                                    "meets_bar": False})
                 continue
-        ds = _read(out) if out.exists() else evaluate_export(run, run.steps, context, convention, out)
-        log(f"teacher, {convention.description}: fd {np.round(ds.fd.values, 2).tolist()} (w = 1, 4, tag), fidelity "
-            f"{np.round(ds.fidelity_accuracy.values, 3).tolist()} (w = {list(FIDELITY_SCALES)})")
+        ds = in_full(convention)
         candidates.append({"convention": convention.name, "fd_tag": float(ds.fd.sel(guidance="tag")),
                            "fidelity_w4": float(ds.fidelity_accuracy.sel(w=4.0)), "meets_bar": meets_bar(ds)})
         if meets_bar(ds):
@@ -667,11 +673,8 @@ def evaluate_teacher(run: Run, context: Context) -> None:
             if candidate.get("fidelity_w4", candidate.get("screened_fidelity_w4", 0.0)) < TEACHER_BAR["fidelity_w4_min"]:
                 continue
             convention = next(c for c in CONVENTIONS if c.name == candidate["convention"])
-            out = teacher_evaluation_path(run, convention)
-            ds = _read(out) if out.exists() else evaluate_export(run, run.steps, context, convention, out)
+            ds = in_full(convention, " (the fallback)")
             candidate.update(fd_tag=float(ds.fd.sel(guidance="tag")), fidelity_w4=float(ds.fidelity_accuracy.sel(w=4.0)))
-            log(f"teacher, {convention.description}: fd {np.round(ds.fd.values, 2).tolist()} (w = 1, 4, tag), fidelity "
-                f"{np.round(ds.fidelity_accuracy.values, 3).tolist()} (w = {list(FIDELITY_SCALES)}) (the fallback)")
             if candidate["fidelity_w4"] >= TEACHER_BAR["fidelity_w4_min"]:
                 chosen, fidelity_met = convention, True
                 break
