@@ -433,3 +433,41 @@ def test_the_resolver_gives_denoiser_schedule_source_tirt_and_parameters_for_eve
     assert not torch.equal(linear.denoiser.alphas_cumprod, oracle.denoiser.alphas_cumprod)
     with pytest.raises(InputError, match=r"^teacher: no such file"):
         resolve_model(str(tmp_path / "missing.pt"), role="teacher")
+
+
+def test_recordings_of_checkpoints_sample_on_the_schedule_they_store(tmp_path):
+    """trace / probe / sample given a load_model result (audit: a path) build their sampler on the stored (cosine)
+    schedule, exactly as if that scheduler had been passed; a bare module keeps DDPM-linear; two schedules are refused."""
+    import guidegap
+    from guidegap.checkpoints.resolve import resolve_roles
+    from guidegap.recording.sampler import sample
+
+    model = tiny_unet(NUM_CLASSES)
+    path = save_checkpoint(make_checkpoint(model), tmp_path / "cosine.pt")
+    loaded = load_model(path)
+    cosine = load_scheduler(loaded.scheduler_config)
+    options = dict(num_samples=2, num_steps=3, sample_shape=(1, 8, 8))
+    from_disk = guidegap.trace(loaded, load_model(path), **options)
+    explicit = guidegap.trace(loaded.model, loaded.model, scheduler=cosine, **options)
+    assert from_disk.equals(explicit)
+    assert not from_disk.equals(guidegap.trace(loaded.model, loaded.model, **options))  # a bare module: DDPM-linear
+    assert guidegap.trace(loaded, loaded.model, **options).equals(explicit)  # one stored schedule is enough
+
+    images, labels = torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    assert guidegap.probe(loaded, loaded, (images, labels)).equals(
+        guidegap.probe(loaded.model, loaded.model, (images, labels), scheduler=cosine))
+    torch.testing.assert_close(sample(loaded, [0, 1], num_steps=3),
+                               sample(loaded.model, [0, 1], num_steps=3, scheduler=cosine), rtol=0, atol=0)
+
+    _, _, sampler = resolve_roles(None, loaded, "euler")
+    assert type(sampler).__name__ == "EulerDiscreteScheduler"
+    torch.testing.assert_close(sampler.alphas_cumprod, cosine.alphas_cumprod, rtol=0, atol=0)
+    from diffusers import DDPMScheduler
+
+    linear = save_checkpoint(make_checkpoint(model, scheduler_config=dict(DDPMScheduler(beta_schedule="linear").config)),
+                             tmp_path / "lin.pt")
+    with pytest.raises(InputError, match="store different noise schedules"):
+        guidegap.trace(load_model(linear), loaded, **options)
+    with pytest.raises(InputError, match="store different noise schedules"):
+        guidegap.audit(str(path), str(linear), num_samples=2, num_steps=3)
+    assert as_denoiser(loaded).scheduler_config == loaded.scheduler_config and as_denoiser(model).scheduler_config is None

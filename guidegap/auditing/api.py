@@ -11,6 +11,7 @@ from guidegap.auditing.judge import judge, stamp
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import Thresholds
 from guidegap.checkpoints.resolve import resolve_model as resolve
+from guidegap.checkpoints.resolve import resolve_roles
 from guidegap.denoisers import Denoiser, DenoiserLike
 from guidegap.errors import InputError
 from guidegap.recording.guidance import GuidanceLike
@@ -87,17 +88,10 @@ def audit(
         'collapsed'
     """
     thresholds = thresholds or Thresholds()
-    from guidegap.checkpoints.loading import check_same_schedule
-
-    resolved = resolve(student, factory=factory, role="student", trust_pickle=trusts(trust_pickle, "student"))
-    student_d, student_sched, student_src = resolved.denoiser, resolved.scheduler_config, resolved.source
-    teacher_d, teacher_sched, teacher_src = (None, None, None)
-    if teacher is not None:
-        resolved = resolve(teacher, factory=factory, trust_pickle=trusts(trust_pickle, "teacher"), schedule=student_sched,
-                           role="teacher")
-        teacher_d, teacher_sched, teacher_src = resolved.denoiser, resolved.scheduler_config, resolved.source
-        check_same_schedule(student_sched, teacher_sched)
-    sampler = _scheduler(scheduler, student_sched or teacher_sched)
+    teacher_r, student_r, sampler = resolve_roles(teacher, student, scheduler, factory=factory,
+                                                  trust_pickle=(trusts(trust_pickle, "student"), trusts(trust_pickle, "teacher")))
+    student_d, student_src = student_r.denoiser, student_r.source
+    teacher_d, teacher_src = (teacher_r.denoiser, teacher_r.source) if teacher_r is not None else (None, None)
     options = dict(num_samples=num_samples, num_steps=num_steps, guidance_scale=guidance_scale, labels=labels,
                    scheduler=sampler, seed=seed, chunk_size=chunk_size, progress=progress)
     if teacher_d is not None:
@@ -107,12 +101,3 @@ def audit(
     judgement = judge(ds, thresholds, n_boot=n_boot, seed=seed)
     stamp(ds, judgement, thresholds, student=student_src, teacher=teacher_src or "")
     return AuditReport.of(judgement, ds, thresholds)
-
-
-def _scheduler(spec: Any, stored: dict | None) -> Any:
-    from guidegap.checkpoints import load_scheduler
-    from guidegap.recording.schedulers import make_scheduler
-
-    if spec is not None and not isinstance(spec, str):
-        return make_scheduler(spec)
-    return load_scheduler(stored, spec)

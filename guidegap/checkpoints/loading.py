@@ -25,6 +25,7 @@ from guidegap.checkpoints.archive import check_torch_archive
 from guidegap.checkpoints.format import FORMAT, Checkpoint, build_model
 from guidegap.checkpoints.limits import check_implied_size, state_numel
 from guidegap.checkpoints.offline import hub_offline
+from guidegap.recording.schedulers import check_same_schedule  # re-exported: the audit's refusal of two schedules
 from guidegap.errors import InputError
 from guidegap.files import require_regular_file
 
@@ -239,41 +240,11 @@ def _with_factory(state: Mapping[str, Any], factory: str | None, path: Path) -> 
 
 
 def load_scheduler(config: dict[str, Any] | None, name: str | None = None) -> Any:
-    """The sampling scheduler: ``name`` (or DDIM) built on the stored noise schedule, else on guidegap's default.
+    """The sampling scheduler: ``name`` (or DDIM) built on the stored noise schedule, else on guidegap's default
+    (:func:`guidegap.recording.schedulers.on_stored_schedule`, with the hub kept offline)."""
+    from guidegap.recording.schedulers import on_stored_schedule
 
-    The stored config may name diffusers scheduler classes only (a pipeline or model class there is refused).
-    """
-    from guidegap.recording.schedulers import default_scheduler, make_scheduler, scheduler_class, scheduler_from_config
-
-    base = default_scheduler()
-    if config:
-        import diffusers
-
-        with hub_offline():
-            cls = scheduler_class(str(config.get("_class_name", "DDIMScheduler")), "the stored scheduler config", fallback=True)
-            try:
-                stored = scheduler_from_config(cls, config)
-            except Exception as error:
-                raise InputError(f"the stored scheduler config cannot be used ({type(error).__name__}: {error}); re-save the "
-                                 "scheduler with save_pretrained.") from None
-            base = scheduler_from_config(diffusers.DDIMScheduler, stored.config, clip_sample=False)
-    return make_scheduler(name or "ddim", base=base)
+    with hub_offline():
+        return on_stored_schedule(config, name)
 
 
-def check_same_schedule(student: dict[str, Any] | None, teacher: dict[str, Any] | None) -> None:
-    """Refuse a student and teacher whose stored noise schedules differ (the audit would compare other noise levels)."""
-    if not student or not teacher:
-        return
-    a, b = load_scheduler(student), load_scheduler(teacher)
-    if a.alphas_cumprod.shape == b.alphas_cumprod.shape and torch.allclose(a.alphas_cumprod, b.alphas_cumprod, rtol=1e-4, atol=1e-6) \
-            and a.config.get("prediction_type") == b.config.get("prediction_type"):
-        return
-
-    def describe(s: Any) -> str:
-        c = s.config
-        return (f"{c.get('beta_schedule')} betas {c.get('beta_start')}-{c.get('beta_end')}, T={c.get('num_train_timesteps')}, "
-                f"{c.get('prediction_type')}")
-
-    raise InputError(f"the student and the teacher store different noise schedules (student: {describe(a)}; teacher: "
-                     f"{describe(b)}), so one of them would be evaluated at noise levels it was not trained for; audit the "
-                     "student against the teacher it was distilled from, or re-save one with the other's scheduler config.")

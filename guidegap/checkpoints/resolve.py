@@ -6,6 +6,8 @@ tier's exact teacher, docs/design.md §4), or a model (anything :func:`guidegap.
 :func:`resolve_model` gives its denoiser, the noise schedule stored with it, where it came from, the TIRT weights
 it was trained with and its parameter count. The oracle teacher stores no schedule, since its eps is exact on any:
 it is built on the ``schedule`` it is resolved with, and :meth:`ResolvedModel.on_schedule` moves it to another.
+:func:`resolve_sampler` builds the sampler on the schedule the resolved models store, and :func:`resolve_roles` does
+both for a teacher / student pair, as every recording (trace, probe, audit) does it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 import torch
 
 from guidegap.checkpoints.loading import LoadedModel, load_model, load_scheduler
+from guidegap.checkpoints.offline import hub_offline
 from guidegap.denoisers import Denoiser, as_denoiser, count_parameters
 from guidegap.errors import AdapterError, GuidegapError, InputError
 from guidegap.oracle.tier import oracle_mixture, parse_oracle
 
-__all__ = ["ResolvedModel", "resolve_model"]
+__all__ = ["ResolvedModel", "resolve_model", "resolve_roles", "resolve_sampler"]
 
 
 @dataclass
@@ -80,7 +83,7 @@ def _resolve(spec: Any, schedule: Any, factory: str | None, trust_pickle: bool, 
 
 def _from_file(loaded: LoadedModel, source: str) -> ResolvedModel:
     tirt = loaded.checkpoint.tirt_lambda if loaded.checkpoint is not None else None
-    return ResolvedModel(as_denoiser(loaded.model), loaded.scheduler_config, source, tirt, count_parameters(loaded.model))
+    return ResolvedModel(as_denoiser(loaded), loaded.scheduler_config, source, tirt, count_parameters(loaded.model))
 
 
 def _oracle(source: str, seed: int, schedule: Any) -> ResolvedModel:
@@ -90,3 +93,30 @@ def _oracle(source: str, seed: int, schedule: Any) -> ResolvedModel:
     else:
         alphas_cumprod = getattr(schedule, "alphas_cumprod", schedule)
     return ResolvedModel(oracle_mixture(seed).denoiser(alphas_cumprod), stored, source, oracle_seed=seed)
+
+
+def resolve_sampler(spec: Any, *models: ResolvedModel | None) -> Any:
+    """The sampler for ``models``: :func:`guidegap.recording.schedulers.sampler_for` on the schedules they store
+    (a scheduler instance as it is; a name, default DDIM, on the stored schedule; two different ones refused)."""
+    from guidegap.recording.schedulers import sampler_for
+
+    with hub_offline():
+        return sampler_for(spec, [m.scheduler_config for m in models if m is not None])
+
+
+def resolve_roles(teacher: Any, student: Any, scheduler: Any = None, *, factory: str | None = None,
+                  trust_pickle: tuple[bool, bool] = (False, False)) -> tuple[ResolvedModel | None, ResolvedModel | None, Any]:
+    """Resolve a teacher and a student spec (either may be ``None``) and their sampler (:func:`resolve_sampler`).
+
+    The oracle teacher is built on the student's stored schedule, then moved to the sampler's (a caller's scheduler
+    instance too). ``trust_pickle``: for the (student, teacher) files; ``factory`` applies to both.
+    """
+    student_r = (resolve_model(student, factory=factory, trust_pickle=trust_pickle[0], role="student")
+                 if student is not None else None)
+    teacher_r = (resolve_model(teacher, factory=factory, trust_pickle=trust_pickle[1], role="teacher",
+                               schedule=student_r.scheduler_config if student_r is not None else None)
+                 if teacher is not None else None)
+    sampler = resolve_sampler(scheduler, student_r, teacher_r)
+    if teacher_r is not None:
+        teacher_r = teacher_r.on_schedule(sampler)
+    return teacher_r, student_r, sampler

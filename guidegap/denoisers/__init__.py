@@ -29,8 +29,13 @@ def as_denoiser(model: DenoiserLike, **options: Any) -> Denoiser:
     """Return ``model`` as a :class:`Denoiser`, choosing the adapter of its family (:mod:`guidegap.denoisers.families`).
 
     ``options`` go to the adapter (e.g. ``num_classes=...`` for a plain module); a model of no registered family that is
-    callable as ``forward(x, t, y)`` gets :class:`ModuleDenoiser`.
+    callable as ``forward(x, t, y)`` gets :class:`ModuleDenoiser`. A model read with :func:`guidegap.load_model` gives
+    its model's denoiser with ``scheduler_config`` set to the noise schedule stored with it.
     """
+    if _read_from_disk(model):  # guidegap.load_model's result: its model, carrying the schedule stored beside it
+        denoiser = as_denoiser(model.model, **options)
+        denoiser.scheduler_config = model.scheduler_config
+        return denoiser
     if isinstance(model, Denoiser):
         if options:
             raise AdapterError(f"options {sorted(options)} were given for a model that is already a Denoiser; drop them.")
@@ -44,3 +49,8 @@ def as_denoiser(model: DenoiserLike, **options: Any) -> Denoiser:
         return ModuleDenoiser(model, **options)
     adapted = " / ".join(name for name, f in FAMILIES.items() if f.adapter is not None)
     raise AdapterError(f"expected a Denoiser, a {adapted}, or a callable forward(x, t, y); received {type(model).__name__}.")
+
+
+def _read_from_disk(model: Any) -> bool:
+    """A :class:`guidegap.checkpoints.LoadedModel` (recognised by its fields: this package sits below checkpoints)."""
+    return not callable(model) and all(hasattr(model, field) for field in ("model", "scheduler_config", "source", "kind"))

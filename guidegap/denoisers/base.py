@@ -8,6 +8,8 @@ into it (k-diffusion's ``external.py`` pattern).
 
 from __future__ import annotations
 
+from typing import Any
+
 import contextlib
 from collections.abc import Iterator
 
@@ -37,9 +39,12 @@ class Denoiser:
         name: short description used in messages and Dataset attrs.
         batch_order: how :meth:`branches` batches the two branches: ``"cond-first"`` (guidegap's convention),
             ``"uncond-first"`` (StableDiffusion pipelines) or ``"separate"`` calls (see ``guidegap.recording.layouts``).
+        scheduler_config: the noise schedule stored with the model's weights (a diffusers scheduler config), set for
+            models read from disk; recordings build their sampler on it. ``None``: none known.
     """
 
     batch_order: str = "cond-first"
+    scheduler_config: dict[str, Any] | None = None
 
     def __init__(
         self,

@@ -242,13 +242,7 @@ class GuidanceMonitor:
 
 def _resolve_teacher(teacher: Any, scheduler: Any) -> tuple["Denoiser", Any, str]:
     """The teacher denoiser, the sampler (an instance, used as is; a name on the teacher's schedule) and a description."""
-    from guidegap.checkpoints import load_scheduler, resolve_model
-    from guidegap.recording.schedulers import make_scheduler
+    from guidegap.checkpoints.resolve import resolve_roles
 
-    resolved = resolve_model(teacher)
-    if scheduler is not None and not isinstance(scheduler, str):
-        sampler = make_scheduler(scheduler)
-    else:
-        sampler = load_scheduler(resolved.scheduler_config, scheduler)
-    resolved = resolved.on_schedule(sampler)  # the oracle teacher, on the sampler's schedule (a caller's instance too)
+    resolved, _, sampler = resolve_roles(teacher, None, scheduler)  # the oracle teacher moves to the sampler's schedule
     return resolved.denoiser, sampler, resolved.source

@@ -18,11 +18,10 @@ from guidegap._version import __version__
 from guidegap.denoisers import DenoiserLike
 from guidegap.errors import InputError
 from guidegap.metrics.registry import model_values, pair_values
-from guidegap.recording import schedulers as sched
 from guidegap.recording.buffers import MetricBuffers
 from guidegap.recording.guidance import GuidanceLike, as_guidance, describe
 from guidegap.recording.seeding import PROBE, PROBE_TIMESTEP, sample_generators, sample_noise, sample_seed
-from guidegap.recording.trajectory import _evaluating, resolve_pair, resolve_labels
+from guidegap.recording.trajectory import _evaluating, resolve_labels, resolve_models
 from guidegap.results.schema import make_dataset
 
 __all__ = ["probe"]
@@ -99,8 +98,10 @@ def probe(
     """Evaluate both branches on ``data`` noised at uniform random timesteps (DASH's evaluation protocol).
 
     ``data`` is ``(images, labels)`` (tensors or arrays scaled like the training data, usually [-1, 1]) or
-    a dataset of pairs; the first ``num_samples`` images are used. The noise schedule comes from
-    ``scheduler`` (its ``alphas_cumprod``); ``guidance_scale`` may depend on t (e.g. ``"tag"``).
+    a dataset of pairs; the first ``num_samples`` images are used. ``teacher`` / ``student`` are what
+    :func:`guidegap.trace` takes (:func:`guidegap.load_model` results too). The noise schedule comes from
+    ``scheduler`` (its ``alphas_cumprod``; default: the one stored with the models, else DDPM-linear);
+    ``guidance_scale`` may depend on t (e.g. ``"tag"``).
     """
     chunk_size = _positive_int("chunk_size", chunk_size)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -111,13 +112,12 @@ def probe(
     n = images.shape[0] if num_samples is None else num_samples
     if not 1 <= n <= images.shape[0]:
         raise InputError(f"expected 1 <= num_samples <= {images.shape[0]} (the data size), received {n}.")
-    roles = resolve_pair(teacher, student)
+    roles, scheduler = resolve_models(teacher, student, scheduler)
     leader = roles[0][1]
     data_labels = resolve_labels(data_labels[:n], n, leader)
     for _, d in roles:
         if d.sample_shape is not None and tuple(images.shape[1:]) != d.sample_shape:
             raise InputError(f"expected images of shape {d.sample_shape} ({d.name}), received {tuple(images.shape[1:])}.")
-    scheduler = sched.make_scheduler(scheduler)
     alphas_cumprod = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
     train_steps = len(alphas_cumprod)
     timesteps = np.array([sample_seed(seed, i, PROBE_TIMESTEP) % train_steps for i in range(n)], dtype=np.int64)

@@ -77,10 +77,10 @@ def sample(
     """Draw one guided sample per label: ``eps = eps_u + w (eps_c - eps_u)`` at every step (CFG, Ho & Salimans 2022).
 
     Args:
-        model: anything :func:`guidegap.as_denoiser` accepts.
+        model: anything :func:`guidegap.as_denoiser` accepts (a :func:`guidegap.load_model` result too).
         labels: requested class of each sample.
         guidance_scale: ``w`` (1 = no guidance): a number, ``"tag"`` (DASH), a per-step list or ``fn(t, T)``.
-        num_steps, scheduler: sampler settings (default 50-step DDIM, as the audit).
+        num_steps, scheduler: sampler settings (default 50-step DDIM on the model's stored noise schedule, as the audit).
         seed: every random draw derives from it per sample.
         chunk_size: samples per forward batch (the model sees ``2 * chunk_size`` rows).
         clip: clamp the final images to [-1, 1].
@@ -99,7 +99,7 @@ def sample(
             raise InputError(f"expected {name} to be an integer >= 1, received {value!r}.")
     if denoiser.sample_shape is None:
         raise InputError("the model does not declare its sample shape; wrap it with as_denoiser(..., sample_shape=(C, H, W)).")
-    scheduler = sched.make_scheduler(scheduler)
+    scheduler = sched.sampler_for(scheduler, [denoiser.scheduler_config])
     if clip_x0:
         scheduler = sched.with_x0_clamp(scheduler)
     timesteps = sched.fresh_copy(scheduler, num_steps).timesteps

@@ -19,7 +19,7 @@ import torch
 from guidegap.errors import InputError
 
 __all__ = ["SCHEDULER_NAMES", "default_scheduler", "make_scheduler", "fresh_copy", "SchedulerStepper", "scheduler_from_config",
-           "scheduler_class"]
+           "scheduler_class", "on_stored_schedule", "check_same_schedule", "sampler_for"]
 
 SCHEDULER_NAMES: dict[str, str] = {
     "ddim": "DDIMScheduler",
@@ -95,6 +95,57 @@ def make_scheduler(spec: Any = None, *, base: Any = None) -> Any:
         return base
     cls = scheduler_class(SCHEDULER_NAMES.get(spec.lower(), spec), "the scheduler")
     return scheduler_from_config(cls, base.config)
+
+
+def on_stored_schedule(config: dict[str, Any] | None, name: str | None = None) -> Any:
+    """The sampler ``name`` (default DDIM) built on a stored noise schedule (a scheduler config, as checkpoints and
+    diffusers folders keep it; x0 clipping off), else on :func:`default_scheduler`.
+
+    The config may name diffusers scheduler classes only (a pipeline or model class there is refused).
+    """
+    base = default_scheduler()
+    if config:
+        from diffusers import DDIMScheduler
+
+        cls = scheduler_class(str(config.get("_class_name", "DDIMScheduler")), "the stored scheduler config", fallback=True)
+        try:
+            stored = scheduler_from_config(cls, config)
+        except Exception as error:
+            raise InputError(f"the stored scheduler config cannot be used ({type(error).__name__}: {error}); re-save the "
+                             "scheduler with save_pretrained.") from None
+        base = scheduler_from_config(DDIMScheduler, stored.config, clip_sample=False)
+    return make_scheduler(name or "ddim", base=base)
+
+
+def check_same_schedule(student: dict[str, Any] | None, teacher: dict[str, Any] | None) -> None:
+    """Refuse a student and teacher whose stored noise schedules differ (the audit would compare other noise levels)."""
+    if not student or not teacher:
+        return
+    a, b = on_stored_schedule(student), on_stored_schedule(teacher)
+    if a.alphas_cumprod.shape == b.alphas_cumprod.shape and torch.allclose(a.alphas_cumprod, b.alphas_cumprod, rtol=1e-4, atol=1e-6) \
+            and a.config.get("prediction_type") == b.config.get("prediction_type"):
+        return
+
+    def describe(s: Any) -> str:
+        c = s.config
+        return (f"{c.get('beta_schedule')} betas {c.get('beta_start')}-{c.get('beta_end')}, T={c.get('num_train_timesteps')}, "
+                f"{c.get('prediction_type')}")
+
+    raise InputError(f"the student and the teacher store different noise schedules (student: {describe(a)}; teacher: "
+                     f"{describe(b)}), so one of them would be evaluated at noise levels it was not trained for; audit the "
+                     "student against the teacher it was distilled from, or re-save one with the other's scheduler config.")
+
+
+def sampler_for(spec: Any, stored: list[dict[str, Any] | None]) -> Any:
+    """The sampler of a recording: a scheduler instance as it is; else ``spec`` (a name, default DDIM) built on the
+    noise schedule the models store (``stored``: one config or ``None`` per model; two different ones are refused by
+    :func:`check_same_schedule`), or on :func:`default_scheduler` when none stores one."""
+    known = [config for config in stored if config]
+    for other in known[1:]:
+        check_same_schedule(known[0], other)
+    if (spec is not None and not isinstance(spec, str)) or not known:
+        return make_scheduler(spec)
+    return on_stored_schedule(known[0], spec)
 
 
 def with_x0_clamp(scheduler: Any, clip_range: float = 1.0) -> Any:

@@ -28,7 +28,7 @@ from guidegap.recording.sampler import run_paths, start_path
 from guidegap.recording.seeding import INITIAL_NOISE, sample_generators, sample_noise
 from guidegap.results.schema import make_dataset
 
-__all__ = ["trace", "trace_teacher_free", "MODES", "resolve_pair", "resolve_labels"]
+__all__ = ["trace", "trace_teacher_free", "MODES", "resolve_models", "resolve_pair", "resolve_labels"]
 
 MODES = ("teacher-forced", "free-running")
 
@@ -51,6 +51,15 @@ def resolve_pair(teacher: DenoiserLike | None, student: DenoiserLike | None) -> 
                 "they must denoise the same images."
             )
     return roles
+
+
+def resolve_models(teacher: DenoiserLike | None, student: DenoiserLike | None,
+                   scheduler: Any) -> tuple[list[tuple[str, Denoiser]], Any]:
+    """The models by role (:func:`resolve_pair`) and their sampler, built on the noise schedule they store when
+    ``scheduler`` is a name or ``None`` (models read with :func:`guidegap.load_model`;
+    :func:`~guidegap.recording.schedulers.sampler_for`)."""
+    roles = resolve_pair(teacher, student)
+    return roles, sched.sampler_for(scheduler, [d.scheduler_config for _, d in roles])
 
 
 def resolve_labels(labels: Sequence[int] | np.ndarray | torch.Tensor | int | None, num_samples: int, denoiser: Denoiser) -> torch.Tensor:
@@ -106,12 +115,14 @@ def trace(
     """Record both guidance branches of ``teacher`` and ``student`` along guided sampling trajectories.
 
     Args:
-        teacher, student: anything :func:`guidegap.denoisers.as_denoiser` accepts; either may be ``None``
-            to record one model alone (its role names the ``model`` coordinate).
+        teacher, student: anything :func:`guidegap.denoisers.as_denoiser` accepts (a model read with
+            :func:`guidegap.load_model` too); either may be ``None`` to record one model alone (its role names the
+            ``model`` coordinate). :func:`guidegap.audit` also takes paths.
         num_samples: trajectories to record; samples ``i`` get label ``labels[i]`` (default ``i % K``).
         num_steps: sampling steps passed to ``scheduler.set_timesteps``.
         guidance_scale: ``w`` (1 = no guidance): a number, ``"tag"`` (DASH), a per-step list or ``fn(t, T)``.
-        scheduler: a diffusers scheduler or a name (``"ddim"``, ``"dpm++"``, ``"euler"``, ...); default DDIM.
+        scheduler: a diffusers scheduler or a name (``"ddim"``, ``"dpm++"``, ``"euler"``, ...; default DDIM), built
+            on the noise schedule stored with the models (checkpoints, :func:`guidegap.load_model`), else DDPM-linear.
         mode: ``"teacher-forced"`` (both models on the teacher's guided states) or ``"free-running"``
             (each model on its own guided trajectory from the same noise; adds ``divergence``).
         seed: every random draw derives from it per sample, so chunking never changes the result.
@@ -136,7 +147,7 @@ def trace(
     """
     if mode not in MODES:
         raise InputError(f"expected mode in {MODES}, received {mode!r}; use guidegap.probe() for the data-probe mode.")
-    plan = _plan(resolve_pair(teacher, student), labels, num_samples, num_steps, guidance_scale, scheduler, seed, chunk_size,
+    plan = _plan(*resolve_models(teacher, student, scheduler), labels, num_samples, num_steps, guidance_scale, seed, chunk_size,
                  sample_shape)
     roles, labels_all, shape, scheduler, timesteps, scales = (plan.roles, plan.labels, plan.shape, plan.scheduler,
                                                               plan.timesteps, plan.scales)
@@ -182,7 +193,7 @@ def trace_teacher_free(
     """
     from guidegap.denoisers.views import UnguidedView
 
-    plan = _plan([("student", as_denoiser(model))], labels, num_samples, num_steps, guidance_scale, scheduler, seed,
+    plan = _plan(*resolve_models(None, model, scheduler), labels, num_samples, num_steps, guidance_scale, seed,
                  chunk_size, sample_shape)
     guided_model = plan.roles[0][1]
     unguided = UnguidedView(guided_model)
@@ -218,8 +229,8 @@ class _Plan:
     chunk_size: int
 
 
-def _plan(roles: list[tuple[str, Denoiser]], labels: Any, num_samples: int, num_steps: int, guidance_scale: GuidanceLike,
-          scheduler: Any, seed: int, chunk_size: int, sample_shape: Sequence[int] | None) -> _Plan:
+def _plan(roles: list[tuple[str, Denoiser]], scheduler: Any, labels: Any, num_samples: int, num_steps: int,
+          guidance_scale: GuidanceLike, seed: int, chunk_size: int, sample_shape: Sequence[int] | None) -> _Plan:
     for name, value, least in (("num_samples", num_samples, 1), ("num_steps", num_steps, 1), ("chunk_size", chunk_size, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise InputError(f"expected {name} to be an integer >= {least}, received {value!r}.")
