@@ -345,6 +345,7 @@ def status() -> None:
         step, rate = _progress(run)
         kind = run.name if run.role == "teacher" else (run.objective if run.objective in ("cond-only", "scratch") else "other")
         done = exported(run)
+        step = run.steps if done and not step else step  # exported on an earlier machine: no log here
         wanted = run.evaluated_steps
         evaluated = sum(evaluation_path(run, k).exists() for k in wanted)
         seconds = (len(wanted) - evaluated) * DEFAULT_EVALUATION_SECONDS
@@ -1048,14 +1049,44 @@ def training_seconds(folder: Path) -> tuple[float, int] | None:
     return total + previous, step
 
 
+TRAINING_RECORD = "training.json"  # beside a run's evaluations: its training time, which outlives runs/ on a new machine
+
+
+def recorded_training(run: Run) -> tuple[float, int] | None:
+    """The run's training (seconds, step): from its log under ``runs/`` when this machine has it, which is then
+    recorded in ``analyses/results/fashion_mnist/<run>/training.json`` (committed); else from that record."""
+    from guidegap.atomic import write_bytes_atomic
+
+    record = RESULTS / run.name / TRAINING_RECORD
+    trained = training_seconds(RUNS / run.name)
+    if trained is not None:
+        text = json.dumps({"seconds": round(trained[0], 1), "step": trained[1], "cpu": cpu_name()}, indent=1)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(record, (text + "\n").encode())
+        return trained
+    if record.exists():
+        stored = json.loads(record.read_text())
+        return float(stored["seconds"]), int(stored["step"])
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU model, as /proc/cpuinfo names it (the campaign's numbers are this machine's)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
+
+
 def compute_report() -> pd.DataFrame:
-    """The campaign's compute per stage, from the runs' logs and the evaluations' ``evaluation_seconds``
-    (``analyses/results/fashion_mnist_compute.md``, cited by PERFORMANCE.md)."""
+    """The campaign's compute per stage, from the runs' training records (:func:`recorded_training`) and the
+    evaluations' ``evaluation_seconds`` (``analyses/results/fashion_mnist_compute.md``, cited by PERFORMANCE.md)."""
     from guidegap.atomic import write_bytes_atomic
 
     rows = []
     for run in plan():
-        trained = training_seconds(RUNS / run.name)
+        trained = recorded_training(run)
         if trained is not None:
             rows.append({"stage": "teacher training" if run.role == "teacher" else "student training (teacher cache included)",
                          "run": run.name, "item": f"steps 1-{trained[1]} of {run.steps}", "seconds": trained[0]})
@@ -1068,8 +1099,9 @@ def compute_report() -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["stage", "run", "item", "seconds"])
     totals = frame.groupby("stage", sort=False).seconds.agg(["count", "sum"])
     lines = ["# Compute of the Fashion-MNIST campaign (measured)", "",
-             "Wall time on this machine (2 torch threads), summed from `runs/fashion_mnist/*/log.jsonl` (training, over "
-             "resumed segments) and each evaluation Dataset's `evaluation_seconds`. Other work on the box slows a stage "
+             "Wall time (2 torch threads), summed from `runs/fashion_mnist/*/log.jsonl` (training, over resumed segments; "
+             "kept in `analyses/results/fashion_mnist/<run>/training.json` with the CPU it ran on) and each evaluation "
+             "Dataset's `evaluation_seconds`. Other work on the box slows a stage "
              "while it runs; the numbers are what the campaign took. Produced by `python analyses/fashion_mnist.py compute`.", "",
              "| stage | items | hours |", "|---|---:|---:|"]
     lines += [f"| {stage} | {int(row['count'])} | {row['sum'] / 3600:.2f} |" for stage, row in totals.iterrows()]

@@ -39,3 +39,21 @@ def test_the_teacher_trains_on_only_past_a_segment_end_where_it_missed_its_bar(c
     assert campaign.find("teacher").steps == steps
     config = campaign.config_for(campaign.find("teacher"))
     assert config.train_steps == config.lr_decay_steps == steps and all(k < steps for k in config.export_steps)
+
+
+def test_training_time_outlives_the_run_folder(campaign, monkeypatch, tmp_path):
+    """A run's training seconds (summed over resumed segments) are recorded beside its results, and read from there
+    on a machine whose runs/ no longer has the log."""
+    import json
+
+    monkeypatch.setattr(campaign, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(campaign, "RESULTS", tmp_path / "results")
+    run = campaign.find("dash")
+    log = tmp_path / "runs" / "dash" / "log.jsonl"
+    log.parent.mkdir(parents=True)
+    rows = [{"step": 10, "seconds": 5.0}, {"step": 20, "seconds": 9.0}, {"step": 30, "seconds": 4.0}]  # resumed at 20
+    log.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    assert campaign.recorded_training(run) == (13.0, 30)
+    log.unlink()
+    assert campaign.recorded_training(run) == (13.0, 30)
+    assert campaign.recorded_training(campaign.find("scratch")) is None
