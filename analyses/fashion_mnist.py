@@ -15,6 +15,8 @@ Stages, each resumable and runnable alone (``--only RUN ...`` restricts ``train`
     figures     figures/fashion_mnist_*.png (the teacher's under each sampling convention too)
     example     the package's built-in example (guidegap/examples/fashion_mnist) from the converged runs
     compute     analyses/results/fashion_mnist_compute.md: the campaign's compute per stage, measured
+    snapshot    pack each run still training into analyses/checkpoints/fashion_mnist/in_progress/<run>.tar (commit it
+                when a session ends: a new machine, without runs/, resumes it from there instead of from step 0)
     verify      re-audit the table's checkpoints from their files and compare verdicts
 
 Training runs live in ``runs/fashion_mnist/`` (ignored by git). The students share one teacher cache there, so the
@@ -216,6 +218,7 @@ def train_run(run: Run, config: TrainConfig | None = None) -> None:
     if exported(run):
         return
     RUNS.mkdir(parents=True, exist_ok=True)
+    restore_run(run)
     callbacks = []
     if run.role == "student":
         callbacks.append(LightAudit(str(TEACHER_FILE), schedule=STUDENT["schedule"], store=RUNS / run.name / "guidance.zarr", **MONITOR))
@@ -225,6 +228,52 @@ def train_run(run: Run, config: TrainConfig | None = None) -> None:
     log(f"{run.name}: done, {json.dumps(result.last_log)}")
     export_run(run)
     save_monitor(run)
+    (SNAPSHOTS / f"{run.name}.tar").unlink(missing_ok=True)  # exported: its snapshot is no longer needed
+
+
+SNAPSHOTS = CHECKPOINTS / "in_progress"  # committed packs of runs that were training when a session ended
+SNAPSHOT_LEAVES_OUT = ("exports",)  # committed as they are copied (export_run); lock files (*.lock) are left out too
+
+
+def snapshot_runs() -> None:
+    """Pack every run that has a resumable checkpoint but is not exported yet (checkpoint, log, config, light audit)
+    into ``SNAPSHOTS/<run>.tar``, written atomically, and copy the exports it has already written; a finished run's
+    pack is removed. ``train_run`` unpacks one when this machine has no run folder (:func:`restore_run`)."""
+    import tarfile
+
+    for run in plan():
+        pack, folder = SNAPSHOTS / f"{run.name}.tar", RUNS / run.name
+        if exported(run):
+            pack.unlink(missing_ok=True)
+            continue
+        if not (folder / "checkpoint.pt").exists():
+            continue
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        partial = pack.with_name(pack.name + ".partial")
+        with tarfile.open(partial, "w") as tar:
+            for path in sorted(folder.iterdir()):
+                if path.name not in SNAPSHOT_LEAVES_OUT and not path.name.endswith(".lock"):
+                    tar.add(path, arcname=path.name)
+        os.replace(partial, pack)
+        export_run(run)
+        log(f"{run.name}: step {read_checkpoint(folder / 'checkpoint.pt').step} packed in {relative(pack)} "
+            f"({pack.stat().st_size / 1e6:.1f} MB)")
+
+
+def restore_run(run: Run) -> None:
+    """Unpack ``run``'s committed snapshot when this machine has no folder for it (a new machine resumes the run)."""
+    import shutil
+    import tarfile
+
+    pack, folder = SNAPSHOTS / f"{run.name}.tar", RUNS / run.name
+    if folder.exists() or not pack.exists():
+        return
+    unpacking = folder.with_name(folder.name + ".unpacking")
+    shutil.rmtree(unpacking, ignore_errors=True)
+    with tarfile.open(pack) as tar:
+        tar.extractall(unpacking, filter="data")  # plain files inside the folder only
+    os.replace(unpacking, folder)
+    log(f"{run.name}: resumes from {relative(pack)} (step {read_checkpoint(folder / 'checkpoint.pt').step})")
 
 
 def train_all(only: list[str] | None = None, force: bool = False) -> None:
@@ -1130,7 +1179,8 @@ def make_example() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["all", "status", "train", "export", "evaluate", "table", "figures", "example", "compute", "verify"])
+    parser.add_argument("stage", choices=["all", "status", "train", "export", "evaluate", "table", "figures", "example", "compute", "verify",
+                                          "snapshot"])
     parser.add_argument("--only", nargs="*", help="restrict train/evaluate to these runs")
     parser.add_argument("--force", action="store_true", help="distil even from a teacher that misses the bar")
     args = parser.parse_args(argv)
@@ -1142,6 +1192,8 @@ def main(argv: list[str] | None = None) -> int:
         train_all(args.only, args.force)
     if args.stage == "export":
         export_all()
+    if args.stage == "snapshot":
+        snapshot_runs()
     if args.stage in ("evaluate", "all"):
         evaluate_all(args.only)
     if args.stage in ("table", "all"):

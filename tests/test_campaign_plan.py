@@ -57,3 +57,32 @@ def test_training_time_outlives_the_run_folder(campaign, monkeypatch, tmp_path):
     log.unlink()
     assert campaign.recorded_training(run) == (13.0, 30)
     assert campaign.recorded_training(campaign.find("scratch")) is None
+
+
+def test_a_run_in_progress_is_packed_and_resumed_on_a_machine_without_runs(campaign, monkeypatch, tmp_path):
+    """snapshot packs a training run (not its exports or lock); restore_run unpacks it only where no folder exists."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(campaign, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(campaign, "SNAPSHOTS", tmp_path / "in_progress")
+    monkeypatch.setattr(campaign, "exported", lambda run: run.name != "dash")
+    monkeypatch.setattr(campaign, "export_run", lambda run: None)
+    monkeypatch.setattr(campaign, "read_checkpoint", lambda path: SimpleNamespace(step=750))
+    folder = tmp_path / "runs" / "dash"
+    (folder / "guidance.zarr" / "rho").mkdir(parents=True)
+    (folder / "exports").mkdir()
+    files = {"checkpoint.pt": b"weights", "log.jsonl": b'{"step": 750}\n', "guidance.zarr/rho/0": b"\x00\x01",
+             ".guidegap-run.lock": b"1234", "exports/step_0000250.pt": b"ema"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    campaign.snapshot_runs()
+    assert sorted(p.name for p in (tmp_path / "in_progress").iterdir()) == ["dash.tar"]
+
+    campaign.restore_run(campaign.find("dash"))  # the folder is there: left as it is
+    assert (folder / ".guidegap-run.lock").exists()
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")
+    campaign.restore_run(campaign.find("dash"))
+    restored = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert restored == {k: v for k, v in files.items() if not k.startswith((".guidegap", "exports"))}
