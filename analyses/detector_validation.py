@@ -196,10 +196,8 @@ def evaluate(only: list[str] | None = None) -> None:
         if not free_running_path(member).exists():
             context = context or campaign.make_context()
             loaded = guidegap.load_model(member.checkpoint)
-            from guidegap.checkpoints import load_scheduler
-
-            ds = guidegap.trace(context.teacher, guidegap.as_denoiser(loaded.model.to(context.device)),
-                                scheduler=load_scheduler(loaded.scheduler_config), mode="free-running", **AUDIT)
+            loaded.model.to(context.device)
+            ds = guidegap.trace(context.teacher, loaded, mode="free-running", **AUDIT)  # DDIM on the stored schedule
             campaign._write(campaign._per_step_means(ds).assign_attrs(
                 summary=json.dumps({k: v.to_dict() for k, v in guidegap.summarize(ds).items()})), free_running_path(member))
 
