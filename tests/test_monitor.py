@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import subprocess
@@ -162,20 +163,90 @@ def test_a_failed_append_leaves_the_earlier_entries_readable(tmp_path, monkeypat
     xr.testing.assert_identical(after.isel(training_step=[0]), before)
 
 
-def test_a_resumed_run_replaces_the_entries_it_repeats_and_other_settings_are_refused(tmp_path, scheduler, mixture_teacher):
+def test_a_resumed_run_rewinds_to_its_checkpoint_and_other_settings_are_refused_by_name(tmp_path, scheduler, mixture_teacher):
     store = tmp_path / "guidance.zarr"
     first = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
     for step in (10, 20, 30):
         first.check(step, mixture_teacher)
-    resumed = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)  # restarted from the step-20 checkpoint
+    resumed = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)  # restarted from the step-15 checkpoint
+    with pytest.raises(InputError, match=r"step 15 comes before the last entry .* \(step 30\).*rewind"):
+        resumed.check(15, mixture_teacher)  # not rewound: refused, nothing dropped
+    assert load_log(store)["training_step"].values.tolist() == [10, 20, 30]
+    resumed.rewind(15)
+    assert load_log(store)["training_step"].values.tolist() == [10]
     resumed.check(20, shrunk_student(mixture_teacher, 0.5))
+    resumed.check(20, shrunk_student(mixture_teacher, 0.5))  # the same step again replaces it
     log = load_log(store)
     assert log["training_step"].values.tolist() == [10, 20]
     assert log["verdict"].values.tolist() == ["healthy", "miscalibrated"]
-    other = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, sampling_steps=5)
-    with pytest.raises(InputError, match="other monitor settings"):
-        other.check(40, mixture_teacher)
+    for other, named in ((dict(sampling_steps=5), "sampling steps"), (dict(n_boot=50), "n_boot"),
+                         (dict(labels=0), "labels"), (dict(thresholds=guidegap.Thresholds(rho_low=0.4)), "thresholds")):
+        with pytest.raises(InputError, match=f"other monitor settings \\(.*{named}.* differ\\)"):
+            GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, **other).check(40, mixture_teacher)
     assert load_log(store)["training_step"].values.tolist() == [10, 20]
+
+
+def test_an_oracle_teacher_continues_its_log_under_either_name(tmp_path, scheduler):
+    store = tmp_path / "guidance.zarr"
+    GuidanceMonitor("oracle", store=store, scheduler=scheduler, num_samples=2, sampling_steps=3).check(
+        10, oracle_mixture(0).denoiser(scheduler))
+    GuidanceMonitor("oracle:0", store=store, scheduler=scheduler, num_samples=2, sampling_steps=3).check(
+        20, oracle_mixture(0).denoiser(scheduler))
+    assert load_log(store)["training_step"].values.tolist() == [10, 20]
+
+
+def test_a_check_before_the_last_is_refused_in_memory_too_until_rewound(scheduler, mixture_teacher):
+    monitor = GuidanceMonitor(mixture_teacher, scheduler=scheduler, num_samples=2, sampling_steps=3)
+    for step in (100, 200):
+        monitor.check(step, mixture_teacher)
+    with pytest.raises(InputError, match="step 0 comes before the last check"):
+        monitor.check(0, mixture_teacher)
+    monitor.rewind(100)
+    monitor.check(150, mixture_teacher)
+    assert monitor.log["training_step"].values.tolist() == [100, 150]
+
+
+def test_a_writer_killed_while_truncating_leaves_readers_a_whole_log(tmp_path, monkeypatch, scheduler, mixture_teacher):
+    """The snapshot readers open shrinks before any chunk is removed, so a kill midway shows the shorter log."""
+    import zarr
+
+    store = tmp_path / "guidance.zarr"
+    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, num_samples=2, sampling_steps=3)
+    for step in (10, 20, 30):
+        monitor.check(step, shrunk_student(mixture_teacher, 0.5) if step == 10 else mixture_teacher)
+    original, calls = zarr.Array.resize, {"n": 0}
+
+    def killed_after_some(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.Array, "resize", killed_after_some)
+    with pytest.raises(KeyboardInterrupt):
+        monitor.rewind(10)
+    seen = _open_in_another_process(store)
+    assert seen["steps"] == [10] and seen["verdict"] == ["miscalibrated"]
+    monkeypatch.setattr(zarr.Array, "resize", original)
+    monitor.check(20, mixture_teacher)  # the next append repairs the arrays and goes on
+    assert load_log(store)["training_step"].values.tolist() == [10, 20]
+
+
+def test_the_trainer_rewinds_its_callbacks_to_the_step_it_starts_from(tmp_path):
+    config = TrainConfig(out=str(tmp_path / "run"), role="teacher", tier="oracle", train_steps=4, batch_size=8,
+                         checkpoint_every=2, log_every=1, progress=False)
+    seen = []
+
+    class Recorder:
+        def __call__(self, step, student):
+            return None
+
+        def rewind(self, step):
+            seen.append(step)
+
+    train(config, callbacks=[Recorder()])
+    train(dataclasses.replace(config, train_steps=6), callbacks=[Recorder()], resume=True)
+    assert seen == [0, 4]
 
 
 def test_only_the_main_process_checks_and_writes(tmp_path, monkeypatch, scheduler, mixture_teacher):

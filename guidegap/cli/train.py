@@ -179,7 +179,7 @@ def run_training(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         callbacks.append(LightAudit(config.teacher, schedule=config.schedule or _teacher_schedule(config.teacher),
-                                    store=Path(config.out) / "guidance.zarr"))
+                                    store=Path(config.out) / "guidance.zarr", num_train_timesteps=config.num_train_timesteps))
     result = train(config, callbacks=callbacks, resume=args.resume)
     ratio = f" ({result.teacher_parameters / result.num_parameters:.2f}x fewer than the teacher)" if result.teacher_parameters else ""
     print(f"{config.role}: {result.num_parameters:,} parameters{ratio}; step {result.step}; checkpoint {result.checkpoint}")

@@ -28,7 +28,7 @@ from guidegap.results.training_log import (STEP_CURVES, TRAINING_STEP, has_log, 
 if TYPE_CHECKING:
     from guidegap.auditing.verdicts import Thresholds
 
-__all__ = ["TRAINING_STEP", "STEP_CURVES", "log_entry", "append_entry", "truncate_log", "repair_log", "load_log", "is_log",
+__all__ = ["TRAINING_STEP", "STEP_CURVES", "log_entry", "append_entry", "rewind_log", "truncate_log", "repair_log", "load_log", "is_log",
            "log_verdicts", "log_summary", "per_step_variable", "thresholds_of", "step_curves", "summary_long_names"]
 
 
@@ -41,8 +41,9 @@ def _encoding(entry: xr.Dataset) -> dict[str, dict[str, Any]]:
 def append_entry(store: str | os.PathLike[str], entry: xr.Dataset) -> None:
     """Append a :func:`log_entry` to the zarr log at ``store`` (created on the first call).
 
-    Entries at or after the entry's training step are dropped first (a run resumed from an earlier
-    checkpoint replaces what it repeats), so ``training_step`` stays strictly increasing.
+    ``training_step`` stays strictly increasing: an entry at the last entry's step replaces it, and one before it is
+    refused (a run resumed from an earlier checkpoint first drops what it will repeat: :func:`rewind_log`), so
+    history is never lost silently.
     """
     from guidegap.monitoring.lock import store_lock
 
@@ -55,6 +56,10 @@ def append_entry(store: str | os.PathLike[str], entry: xr.Dataset) -> None:
         repair_log(store)
         steps = _stored_steps(store)
         _check_compatible(store, entry)
+        if len(steps) and step < steps[-1]:
+            raise InputError(f"training step {step} comes before the last entry of the training log {str(store)!r} (step "
+                             f"{int(steps[-1])}); a run resumed from an earlier checkpoint rewinds the log first "
+                             "(GuidanceMonitor.rewind(step), which guidegap's train() calls), or use another store path.")
         keep = int(np.searchsorted(steps, step, side="left"))
         truncate_log(store, keep)
         static = [name for name, var in entry.variables.items() if TRAINING_STEP not in var.dims]
@@ -63,6 +68,21 @@ def append_entry(store: str | os.PathLike[str], entry: xr.Dataset) -> None:
         except BaseException:
             truncate_log(store, keep)
             raise
+
+
+def rewind_log(store: str | os.PathLike[str], step: int) -> int:
+    """Drop the log's entries after training step ``step`` (a run resumed from its checkpoint at ``step`` repeats
+    them); returns how many entries remain. A missing log is left missing."""
+    from guidegap.monitoring.lock import store_lock
+
+    store = Path(store)
+    with store_lock(store):
+        if not has_log(store):
+            return 0
+        repair_log(store)
+        keep = int(np.searchsorted(_stored_steps(store), int(step), side="right"))
+        truncate_log(store, keep)
+        return keep
 
 
 def _create(store: Path, entry: xr.Dataset) -> None:
@@ -88,13 +108,28 @@ def _stored_steps(store: Path) -> np.ndarray:
 
 
 def _check_compatible(store: Path, entry: xr.Dataset) -> None:
+    """Refuse an entry whose monitor settings differ from the log's, naming them. Settings a log written by an
+    older guidegap did not record (its thresholds, its labels) are not compared; an oracle teacher is compared by seed."""
+    import json
+
     with xr.open_zarr(store, consolidated=True) as ds:
-        same = (ds.attrs.get("config") == entry.attrs.get("config") and ds.sizes.get("step") == entry.sizes["step"]
-                and np.array_equal(ds["timestep"].values, entry["timestep"].values)
-                and set(ds.data_vars) == set(entry.data_vars))
-    if not same:
-        raise InputError(f"the training log {str(store)!r} was written with other monitor settings (teacher, samples, "
-                         "steps, w, seed or scheduler); use the same settings to continue it, or another store path.")
+        stored, given = json.loads(ds.attrs.get("config", "{}")), json.loads(entry.attrs.get("config", "{}"))
+        differ = sorted(key for key in stored if stored[key] != given.get(key)
+                        and not (key == "teacher" and _oracle_seed(stored[key]) is not None
+                                 and _oracle_seed(stored[key]) == _oracle_seed(given.get(key))))
+        if ds.sizes.get("step") != entry.sizes["step"] or not np.array_equal(ds["timestep"].values, entry["timestep"].values):
+            differ.append("sampling steps (timesteps)")
+        if set(ds.data_vars) != set(entry.data_vars):
+            differ.append("recorded variables")
+    if differ:
+        raise InputError(f"the training log {str(store)!r} was written with other monitor settings ({', '.join(differ)} "
+                         "differ); use the same settings to continue it, or another store path.")
+
+
+def _oracle_seed(source: Any) -> int | None:
+    from guidegap.oracle.tier import parse_oracle
+
+    return parse_oracle(source) if isinstance(source, str) else None
 
 
 def _step_arrays(store: str | os.PathLike[str]) -> list[tuple[Any, int]]:
@@ -123,7 +158,10 @@ def truncate_log(store: str | os.PathLike[str], length: int, *, consolidate: boo
     import zarr
 
     changed = consolidate
-    for array, axis in _step_arrays(store):
+    arrays = _step_arrays(store)
+    if any(array.shape[axis] > length for array, axis in arrays):
+        _shrink_snapshot(Path(store), length)  # before any chunk goes: readers never see a length with missing chunks
+    for array, axis in arrays:
         if array.shape[axis] != length:
             shape = list(array.shape)
             shape[axis] = length
@@ -131,6 +169,28 @@ def truncate_log(store: str | os.PathLike[str], length: int, *, consolidate: boo
             changed = True
     if changed:
         zarr.consolidate_metadata(str(store))
+
+
+def _shrink_snapshot(store: Path, length: int) -> None:
+    """Rewrite the consolidated metadata (zarr format 2, ``.zmetadata``) with every ``training_step`` axis cut to at
+    most ``length``, atomically: what readers see shrinks first, and the arrays are resized after."""
+    import json
+
+    from guidegap.atomic import write_bytes_atomic
+
+    path = store / ".zmetadata"
+    try:
+        snapshot = json.loads(path.read_text())
+        metadata = snapshot["metadata"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no readable snapshot: readers cannot open it anyway, and the resize's consolidation rebuilds it
+    for key, array in metadata.items():
+        if not key.endswith(".zarray"):
+            continue
+        dims = metadata.get(key[: -len(".zarray")] + ".zattrs", {}).get("_ARRAY_DIMENSIONS", [])
+        if TRAINING_STEP in dims and array["shape"][dims.index(TRAINING_STEP)] > length:
+            array["shape"][dims.index(TRAINING_STEP)] = length
+    write_bytes_atomic(path, json.dumps(snapshot, indent=4).encode())
 
 
 def repair_log(store: str | os.PathLike[str]) -> None:

@@ -132,7 +132,11 @@ class GuidanceMonitor:
         thresholds: verdict thresholds (:class:`guidegap.Thresholds`), stored in the log.
         n_boot: bootstrap resamples of each summary.
 
-    Also a trainer callback: ``train(config, callbacks=[monitor])`` calls ``monitor(step, ema_student)``.
+    Also a trainer callback: ``train(config, callbacks=[monitor])`` calls ``monitor(step, ema_student)``, and
+    :meth:`rewind` with the step it starts from. The log's ``training_step`` only grows: a check at the last step
+    replaces it, one before it is refused until :meth:`rewind` drops what a resumed run repeats. Continuing a log
+    with other settings (teacher, samples, steps, w, seed, scheduler, labels, thresholds, bootstrap) is refused,
+    naming them.
     """
 
     @renamed_keywords(num_steps="sampling_steps")
@@ -197,6 +201,19 @@ class GuidanceMonitor:
         report = self.maybe_check(step, student)
         return None if report is None else callback_values(report)
 
+    def rewind(self, step: int) -> None:
+        """Drop the checks after training step ``step``: a run resumed from its checkpoint at ``step`` repeats them
+        (guidegap's ``train()`` calls this on resuming). Without it, a check before the log's last one is refused."""
+        from guidegap.results.training_log import TRAINING_STEP
+
+        if not is_main_process():
+            return
+        if self.store is not None:
+            from guidegap.monitoring.log import rewind_log
+
+            rewind_log(self.store, int(step))
+        self._entries = [e for e in self._entries if int(e[TRAINING_STEP].values[0]) <= int(step)]
+
     # -- the log ----------------------------------------------------------------------------------
     @property
     def log(self) -> "xr.Dataset":
@@ -220,6 +237,10 @@ class GuidanceMonitor:
             append_entry(self.store, entry)
         else:
             step = int(entry[TRAINING_STEP].values[0])
+            last = int(self._entries[-1][TRAINING_STEP].values[0]) if self._entries else None
+            if last is not None and step < last:
+                raise InputError(f"training step {step} comes before the last check (step {last}); a run resumed from an "
+                                 "earlier checkpoint calls monitor.rewind(step) first (guidegap's train() does).")
             self._entries = [e for e in self._entries if int(e[TRAINING_STEP].values[0]) < step] + [entry]
 
     def _attrs(self, report: "AuditReport") -> dict[str, str]:
@@ -230,6 +251,8 @@ class GuidanceMonitor:
         config["teacher"] = self.teacher_source
         config["teacher_model"] = self.teacher.describe()
         config["n_boot"] = self.options["n_boot"]
+        config["thresholds"] = self.thresholds.to_dict()  # the stored verdicts are these thresholds'
+        config["labels"] = [int(k) for k in report.dataset["label"].values]
         return {"config": json.dumps(config, sort_keys=True), "thresholds": json.dumps(self.thresholds.to_dict()),
                 "teacher": self.teacher_source, "title": "guidegap training log (GuidanceMonitor)"}
 

@@ -19,20 +19,21 @@ __all__ = ["LightAudit"]
 class LightAudit(GuidanceMonitor):
     """A small, seeded audit of the student against the teacher; cheap enough to run every few hundred steps.
 
-    ``teacher`` is a model, a checkpoint path, or ``"oracle"``; sampling uses DDIM on the training noise schedule.
+    ``teacher`` is a model, a checkpoint path, or ``"oracle"``; sampling uses DDIM on the training noise schedule
+    (``schedule`` with ``num_train_timesteps`` steps, as the student's ``TrainConfig``).
     """
 
     @renamed_keywords(num_steps="sampling_steps")
     def __init__(self, teacher: Any, *, num_samples: int = DEFAULT_NUM_SAMPLES,
                  sampling_steps: int = DEFAULT_SAMPLING_STEPS, guidance_scale: float = 4.0,
                  seed: int = 0, schedule: str = "linear", store: str | os.PathLike[str] | None = None,
-                 raise_on: str | Iterable[str] | None = None) -> None:
+                 raise_on: str | Iterable[str] | None = None, num_train_timesteps: int = 1000) -> None:
         from guidegap.recording.schedulers import make_scheduler
         from guidegap.recording.noise_schedules import noise_scheduler
 
         super().__init__(teacher, store=store, raise_on=raise_on, num_samples=num_samples, sampling_steps=sampling_steps,
                          guidance_scale=guidance_scale, seed=seed,
-                         scheduler=make_scheduler("ddim", base=_ddim_on(noise_scheduler(schedule))))
+                         scheduler=make_scheduler("ddim", base=_ddim_on(noise_scheduler(schedule, num_train_timesteps))))
 
 
 def _ddim_on(training: Any) -> Any:

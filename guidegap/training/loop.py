@@ -49,7 +49,8 @@ def export_path(out: str | os.PathLike[str], step: int) -> Path:
 
 _STEP_STREAM = 7  # seeding stream of training steps (see guidegap.recording.seeding)
 
-# A callback gets (step, EMA student as a Denoiser) and returns values to log (or None); e.g. a light audit.
+# A callback gets (step, EMA student as a Denoiser) and returns values to log (or None); e.g. a light audit. One with a
+# rewind(step) method is told the step a run starts from, so it drops what a resumed run will repeat (GuidanceMonitor).
 Callback = Callable[[int, Denoiser], dict[str, Any] | None]
 
 
@@ -259,6 +260,10 @@ def train(
             moments.load_state_dict(stored.extras["loss_moment"])
         start = stored.step
         log.info("resumed from %s at step %d", checkpoint_path, start)
+    for callback in callbacks if main else ():
+        rewind = getattr(callback, "rewind", None)
+        if callable(rewind):
+            rewind(start)  # the steps after the checkpoint are repeated, and so are their checks
     lr_scheduler = make_lr_scheduler(optimizer, config.lr_schedule, warmup_steps=config.lr_warmup_steps,
                                      decay_steps=config.lr_decay_steps, lr_min=config.lr_min, start_step=start)
 
