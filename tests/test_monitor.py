@@ -306,3 +306,13 @@ def test_assert_guidance_healthy_fails_with_the_verdict_line_and_key_numbers(ora
     assert "rho " in message and "gap cosine " in message and "uncond error / teacher " in message
     assert "along the trajectory" not in message and "Suggested fix" not in message  # not the full report
     assert len(message) < 700
+
+
+def test_the_light_audit_samples_on_the_training_schedule_of_the_run(tmp_path):
+    from guidegap.recording.noise_schedules import noise_scheduler
+    from guidegap.training.callbacks import LightAudit
+
+    audit = LightAudit("oracle", schedule="cosine", num_train_timesteps=500)
+    assert audit.scheduler.config.num_train_timesteps == 500
+    torch.testing.assert_close(audit.scheduler.alphas_cumprod, noise_scheduler("cosine", 500).alphas_cumprod, rtol=0, atol=0)
+    torch.testing.assert_close(audit.teacher.alphas_cumprod.float(), noise_scheduler("cosine", 500).alphas_cumprod.float())
