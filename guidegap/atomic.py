@@ -26,7 +26,8 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks, leftovers are not cleaned
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_path", "temp_file_beside", "clean_stale_temps", "check_writable", "write_bytes_atomic", "STALE_AFTER_S"]
+__all__ = ["atomic_path", "temp_file_beside", "clean_stale_temps", "check_writable", "write_bytes_atomic", "write_bytes_exclusive",
+           "STALE_AFTER_S"]
 
 STALE_AFTER_S = 60.0  # a live writer's temporary file is locked; this also covers the instant before it locks
 _PROBE_BYTES = 1 << 20
@@ -130,6 +131,24 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | memoryview, s
         finally:
             os.close(fd)
     return path
+
+
+def write_bytes_exclusive(path: str | os.PathLike[str], data: bytes | memoryview) -> bool:
+    """Create ``path`` with ``data``, whole or not at all, only if it does not exist yet: ``False`` when another
+    writer created it first (two processes racing to create one file never replace each other's)."""
+    path = Path(path)
+    fd, tmp = temp_file_beside(path)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
 
 
 def check_writable(path: str | os.PathLike[str], nbytes: int = _PROBE_BYTES) -> None:

@@ -194,3 +194,107 @@ def test_a_diverged_run_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(InputError, match="the loss became .*no checkpoint was written"):
         train(_config(exploded, train_steps=200, checkpoint_every=1000, lr=1e10))
     assert not (exploded / "checkpoint.pt").exists()  # was: weights of magnitude 1e10 saved as the run's checkpoint
+
+
+class _Killed(BaseException):
+    """A kill in the middle of a step, after the last checkpoint (raised from a callback)."""
+
+
+def _kill_at(step: int):
+    def callback(done, student):
+        if done == step:
+            raise _Killed
+    return callback
+
+
+def test_a_run_with_dropout_resumed_after_a_kill_equals_the_uninterrupted_run(tmp_path):
+    """Dropout draws from the global RNGs, seeded per step: the resumed run draws the masks the uninterrupted one did."""
+    from guidegap.checkpoints import read_checkpoint
+    from guidegap.training.architectures import unet_config
+    from guidegap.training.config import TrainConfig
+    from guidegap.training.loop import train
+    from guidegap.training.sources import TensorSource
+
+    generator = torch.Generator().manual_seed(0)
+    source = TensorSource(torch.randn(32, 1, 8, 8, generator=generator), torch.randint(0, 2, (32,), generator=generator), 2)
+
+    def config(out):
+        return TrainConfig(out=str(tmp_path / out), role="student", objective="scratch", tier="cpu", model_class="UNet2DModel",
+                           model_config={**unet_config((8, 8), 1, 8, 1, 2, 4, head_dim=8), "dropout": 0.1}, train_steps=4,
+                           checkpoint_every=2, audit_every=1, batch_size=4, mixed_precision="no", progress=False,
+                           lr_warmup_steps=0)
+
+    train(config("whole"), source=source)
+    with pytest.raises(_Killed):
+        train(config("killed"), source=source, callbacks=[_kill_at(3)])
+    assert read_checkpoint(tmp_path / "killed" / "checkpoint.pt").step == 2
+    train(config("killed"), source=source, resume=True)
+    whole, resumed = read_checkpoint(tmp_path / "whole" / "checkpoint.pt"), read_checkpoint(tmp_path / "killed" / "checkpoint.pt")
+    for key, value in whole.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[key], value, rtol=0, atol=0)
+    for key, value in whole.ema_state_dict.items():
+        torch.testing.assert_close(resumed.ema_state_dict[key], value, rtol=0, atol=0)
+
+
+def test_a_resume_on_another_precision_or_against_a_replaced_teacher_is_refused(tmp_path, monkeypatch):
+    import guidegap.training.loop as loop
+    from guidegap.checkpoints import read_checkpoint, save_checkpoint
+    from guidegap.training.config import TrainConfig
+
+    teachers = tmp_path / "teachers"
+    loop.train(TrainConfig(out=str(teachers / "a"), role="teacher", tier="oracle", train_steps=4, batch_size=8, progress=False))
+    loop.train(TrainConfig(out=str(teachers / "b"), role="teacher", tier="oracle", train_steps=4, batch_size=8, seed=1,
+                           progress=False))
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes((teachers / "a" / "checkpoint.pt").read_bytes())
+
+    def student(steps):
+        return TrainConfig(out=str(tmp_path / "student"), tier="oracle", teacher=str(teacher), objective="dash",
+                           train_steps=steps, batch_size=8, checkpoint_every=2, mixed_precision="auto", progress=False)
+
+    loop.train(student(2))
+    stored = read_checkpoint(tmp_path / "student" / "checkpoint.pt")
+    assert stored.metadata["mixed_precision_resolved"] == loop.resolve_mixed_precision("auto", False)
+    other = "no" if stored.metadata["mixed_precision_resolved"] == "bf16" else "bf16"
+    monkeypatch.setattr(loop, "resolve_mixed_precision", lambda setting, cuda: other)  # 'auto' on another machine
+    with pytest.raises(InputError, match=f"trained with mixed precision .* resolves to '{other}'.*--mixed-precision"):
+        loop.train(student(4), resume=True)
+    monkeypatch.undo()
+    teacher.write_bytes((teachers / "b" / "checkpoint.pt").read_bytes())  # the teacher file replaced
+    with pytest.raises(InputError, match="its teacher file has changed since the run started"):
+        loop.train(student(4), resume=True)
+    teacher.write_bytes((teachers / "a" / "checkpoint.pt").read_bytes())
+    assert loop.train(student(4), resume=True).step == 4
+    old = read_checkpoint(tmp_path / "student" / "checkpoint.pt")
+    old.metadata = {k: v for k, v in old.metadata.items() if k not in ("mixed_precision_resolved", "teacher_fingerprint")}
+    save_checkpoint(old, tmp_path / "student" / "checkpoint.pt")  # written before either was recorded: resumes
+    assert loop.train(student(6), resume=True).step == 6
+
+
+def test_a_teacher_cache_is_refused_for_batches_from_a_source_of_the_callers(tmp_path):
+    from guidegap.training.config import TrainConfig
+    from guidegap.training.loop import train
+    from guidegap.training.sources import make_source
+
+    config = TrainConfig(out=str(tmp_path / "run"), tier="oracle", teacher="oracle", objective="dash", train_steps=2,
+                         batch_size=8, teacher_cache=str(tmp_path / "cache"), progress=False)
+    with pytest.raises(InputError, match="teacher cache is keyed by config.data.*source="):
+        train(config, source=make_source("oracle"))
+
+
+def test_two_runs_racing_to_create_a_teacher_cache_agree_on_one_manifest(tmp_path, monkeypatch):
+    """The manifest is created whole and only once: the run that loses the race compares against the winner's."""
+    import guidegap.training.teacher_cache as teacher_cache
+    from guidegap.atomic import write_bytes_exclusive
+
+    folder = tmp_path / "cache"
+    real = write_bytes_exclusive
+
+    def other_run_first(path, data):  # another run's manifest lands between the check and this write
+        real(path, json.dumps({"teacher": "sha256:other"}).encode())
+        return real(path, data)
+
+    monkeypatch.setattr(teacher_cache, "write_bytes_exclusive", other_run_first)
+    with pytest.raises(InputError, match="made for other settings \\(teacher differ\\)"):
+        teacher_cache.TeacherCache(folder, {"teacher": "sha256:mine"})
+    assert json.loads((folder / "cache.json").read_text()) == {"teacher": "sha256:other"}

@@ -27,7 +27,7 @@ def guidance_fidelity(images: torch.Tensor, requested_labels: torch.Tensor, clas
     """Fraction of ``images`` (N, 1, 28, 28) in [-1, 1] that the classifier assigns to ``requested_labels`` (N,)."""
     from guidegap.evaluation.classifier import load_classifier
 
-    labels = torch.as_tensor(requested_labels).long().reshape(-1)
+    labels = torch.as_tensor(requested_labels).long().reshape(-1).cpu()  # compared with predictions on the CPU
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) != len(labels) or len(labels) == 0:
         raise InputError(f"guidance_fidelity: expected images (N, 1, 28, 28) and N labels with N > 0, received images "
                          f"{tuple(getattr(images, 'shape', ()))} and {len(labels)} labels.")

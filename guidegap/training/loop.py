@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from guidegap.training.lr_schedule import make_lr_scheduler
 from guidegap.training.noise import add_noise, noise_scheduler, schedule_name
 from guidegap.training.objectives import TeacherPreds, TrainBatch, make_objective
 from guidegap.training.sources import DataSource, make_source
-from guidegap.training.run_folder import (check_resumable, check_steps, divergence_message, holding_run_folder,
+from guidegap.training.run_folder import (check_resumable, check_same_run, check_steps, divergence_message, holding_run_folder,
                                           trim_log)
 from guidegap.training.tirt import TIRT, LossMomentPrior
 
@@ -48,6 +49,7 @@ def export_path(out: str | os.PathLike[str], step: int) -> Path:
 
 
 _STEP_STREAM = 7  # seeding stream of training steps (see guidegap.recording.seeding)
+_DROPOUT_STREAM = 8  # the global RNGs of each step (dropout), seeded per (step, rank)
 
 # A callback gets (step, EMA student as a Denoiser) and returns values to log (or None); e.g. a light audit. One with a
 # rewind(step) method is told the step a run starts from, so it drops what a resumed run will repeat (GuidanceMonitor).
@@ -132,6 +134,13 @@ def _route_through(denoiser: Denoiser, wrapped: torch.nn.Module) -> Denoiser:
     return denoiser
 
 
+def _teacher_identity(spec: Any) -> str | None:
+    """The teacher's fingerprint (its file's SHA-256, or its spec string) when it is given as a path or a string."""
+    from guidegap.training.teacher_cache import teacher_fingerprint
+
+    return teacher_fingerprint(spec) if isinstance(spec, (str, os.PathLike)) else None
+
+
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(sample_seed(seed, step * 4096 + rank, _STEP_STREAM))
 
@@ -185,6 +194,9 @@ def train(
     cuda = torch.cuda.is_available()
     accelerator = _accelerator(resolve_mixed_precision(config.mixed_precision, cuda), cuda)
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    teacher_id = _teacher_identity(teacher_spec)
+    if stored is not None:
+        check_same_run(stored.metadata, accelerator.mixed_precision, teacher_id, checkpoint_path)
     if config.batch_size % world:
         raise InputError(f"batch_size {config.batch_size} must be divisible by the number of processes ({world}).")
     if main:
@@ -192,6 +204,7 @@ def train(
     log = _logger(out, main)
     scheduler = noise_scheduler(config.schedule, config.num_train_timesteps)
     alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)
+    source_given = source is not None
     source = source or make_source(config.data)
     objective = make_objective(config.objective, **config.objective_options)
     teacher_d, teacher_tirt, teacher_params = None, None, None
@@ -206,8 +219,11 @@ def train(
     if config.teacher_cache and objective.needs_teacher:
         from guidegap.training.teacher_cache import TeacherCache, teacher_fingerprint
 
+        if source_given:
+            raise InputError("a teacher cache is keyed by config.data, and train() was given its own source=: its batches "
+                             "could differ from the ones cached; drop teacher_cache, or train on config.data.")
         cache = TeacherCache(config.teacher_cache, {
-            "teacher": teacher_fingerprint(teacher if teacher is not None else config.teacher), "seed": config.seed,
+            "teacher": teacher_id or teacher_fingerprint(teacher_spec), "seed": config.seed,
             "batch_size": config.batch_size, "processes": world, "data": config.data, "schedule": config.schedule,
             "num_train_timesteps": config.num_train_timesteps})
     model_class, model_config = config.model_class, config.model_config
@@ -260,6 +276,11 @@ def train(
             moments.load_state_dict(stored.extras["loss_moment"])
         start = stored.step
         log.info("resumed from %s at step %d", checkpoint_path, start)
+        missed = [k for k in config.export_steps if k <= start and not export_path(out, k).exists()]
+        if missed and main:  # the run is past them: their EMA weights are gone
+            note = f"export steps {missed} are at or before the resumed step {start} and were not written; they cannot be now"
+            log.info(note)
+            print(f"guidegap: note: {note}.", file=sys.stderr)
     for callback in callbacks if main else ():
         rewind = getattr(callback, "rewind", None)
         if callable(rewind):
@@ -286,7 +307,8 @@ def train(
             tirt_lambda=tirt.lambda_t.detach().cpu().clone(), optimizer=optimizer.state_dict(),
             rng_state={"torch": torch.get_rng_state()}, step=step,
             metadata={"config": config.to_dict(), "ema_updates": ema.updates, "parameters": num_params,
-                      "teacher_parameters": teacher_params, "role": config.role},
+                      "teacher_parameters": teacher_params, "role": config.role,
+                      "mixed_precision_resolved": accelerator.mixed_precision, "teacher_fingerprint": teacher_id},
             extras={**({"loss_moment": moments.state_dict()} if moments is not None else {}),
                     **({"grad_scaler": accelerator.scaler.state_dict()} if accelerator.scaler is not None else {})},
         )
@@ -314,6 +336,9 @@ def train(
     try:
         for step in range(start, config.train_steps):
             generator = _step_generator(config.seed, step, rank)
+            # the model's own randomness (dropout) draws from the global RNGs: seeded per (step, rank) too, so a
+            # resumed run (and every DDP rank, CPU or CUDA) draws what an uninterrupted one would
+            torch.manual_seed(sample_seed(config.seed, step * 4096 + rank, _DROPOUT_STREAM))
             x0, labels = source.sample(per_rank, generator)
             t = torch.randint(0, config.num_train_timesteps, (per_rank,), generator=generator)
             noise = torch.randn(x0.shape, generator=generator)

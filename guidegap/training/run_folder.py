@@ -122,6 +122,22 @@ def check_resumable(metadata: Mapping[str, Any], path: str | os.PathLike[str]) -
                          "was not written by guidegap's trainer (an export or another tool's file): start a new --out.")
 
 
+def check_same_run(metadata: Mapping[str, Any], mixed_precision: str, teacher: str | None,
+                   path: str | os.PathLike[str]) -> None:
+    """Refuse to resume a run on another precision than it trained in (``auto`` resolves per machine) or against
+    another teacher file than it distilled from (the file at the same path replaced); checkpoints written before
+    guidegap recorded either are not checked for it."""
+    stored = metadata.get("mixed_precision_resolved")
+    if stored is not None and stored != mixed_precision:
+        raise InputError(f"cannot resume {str(path)!r}: it trained with mixed precision {stored!r} and this run resolves to "
+                         f"{mixed_precision!r} ('auto' differs between machines); pass --mixed-precision {stored} to continue it "
+                         "as it was trained, or start a new --out.")
+    fingerprint = metadata.get("teacher_fingerprint")
+    if fingerprint is not None and teacher is not None and fingerprint != teacher:
+        raise InputError(f"cannot resume {str(path)!r}: its teacher file has changed since the run started ({fingerprint[:19]} "
+                         f"then, {teacher[:19]} now); restore that teacher, or start a new --out to distil from this one.")
+
+
 def check_steps(steps: int, step: int, path: str | os.PathLike[str]) -> None:
     """Refuse to resume a checkpoint at ``step`` with a target of fewer ``steps`` (nothing to train, a wrong step)."""
     if steps < step:

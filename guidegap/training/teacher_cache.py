@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from guidegap.atomic import atomic_path
+from guidegap.atomic import atomic_path, write_bytes_exclusive
 from guidegap.errors import InputError
 
 __all__ = ["TeacherCache", "teacher_fingerprint"]
@@ -53,18 +53,16 @@ class TeacherCache:
         self.key = json.loads(json.dumps(key, sort_keys=True))
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = self.folder / MANIFEST
-        if manifest.exists():
-            try:
-                stored = json.loads(manifest.read_text())
-            except (OSError, json.JSONDecodeError) as error:
-                raise InputError(f"teacher cache {manifest} is unreadable ({error}); delete the folder or choose another.") from None
-            if stored != self.key:
-                differ = sorted(k for k in set(stored) | set(self.key) if stored.get(k) != self.key.get(k))
-                raise InputError(f"teacher cache {self.folder} was made for other settings ({', '.join(differ)} differ); "
-                                 "use another --teacher-cache folder for this run.")
-        else:
-            with atomic_path(manifest) as tmp:
-                Path(tmp).write_text(json.dumps(self.key, indent=2, sort_keys=True))
+        if not manifest.exists():  # created whole, and only if no other run got there first
+            write_bytes_exclusive(manifest, json.dumps(self.key, indent=2, sort_keys=True).encode())
+        try:  # whoever created it, the manifest on disk decides
+            stored = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"teacher cache {manifest} is unreadable ({error}); delete the folder or choose another.") from None
+        if stored != self.key:
+            differ = sorted(k for k in set(stored) | set(self.key) if stored.get(k) != self.key.get(k))
+            raise InputError(f"teacher cache {self.folder} was made for other settings ({', '.join(differ)} differ); "
+                             "use another --teacher-cache folder for this run.")
         self.hits = 0
         self.misses = 0
 
