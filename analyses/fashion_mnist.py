@@ -71,8 +71,12 @@ STUDENT_MODEL = unet_config((8, 20, 20), 2, 28, 1, 10, 4, head_dim=8)
 # DASH's recipe (docs/design.md §5) scaled to a run of thousands of steps: its cosine noise schedule, TIRT learned
 # jointly in the model's AdamW group, a cosine LR decay to 1e-6, weight decay 0.01 / 1e-3, grad clip 1; the
 # EMA horizon and the learning rate sized for this run length rather than 391K / 234K iterations.
+# Float32 on every machine: "auto" resolves per machine (bf16 autocast where the CPU has bf16 units, float32 where
+# it emulates them 8x slower), and the campaign moves between machines of both kinds, so "auto" would train students
+# of one table in two precisions (the first dash run did: bf16 on an AVX-512-BF16 Xeon; the teacher was float32 on an
+# AVX2 EPYC). Pinned on 2026-12-02 before any student finished; the bf16 dash run was discarded.
 _COMMON = dict(schedule="dash-cosine", batch_size=64, lr_schedule="cosine", lr_min=1e-6, grad_clip=1.0, dropout=0.0,
-               mixed_precision="auto", label_dropout_per_batch=False)
+               mixed_precision="no", label_dropout_per_batch=False)
 TEACHER = dict(lr=5e-4, lr_warmup_steps=100, weight_decay=0.01, ema_decay=0.999, tirt="learned", **_COMMON)
 # The teacher trains in segments, each resumed with its cosine extended to the segment's end (a warm restart), and is
 # evaluated at each end; it trains on to the next segment only when it misses its bar there (``teacher_steps``). The
