@@ -19,6 +19,7 @@ the population and reported on the held-out part, split by objective (family), n
     python analyses/detector_validation.py evaluate    # outcomes + audits of every member not yet evaluated
     python analyses/detector_validation.py analyze     # analyses/results/detector_validation.{csv,md}, figure
     python analyses/detector_validation.py all
+    python analyses/detector_validation.py snapshot    # pack runs still training, to commit when a session ends
 """
 
 from __future__ import annotations
@@ -154,19 +155,33 @@ def construct() -> None:
 
 
 # -- extra training ------------------------------------------------------------------------------------------
+def extra_runs() -> list[tuple[campaign.Run, bool]]:
+    """The runs this validation trains itself, each with whether it is finished and exported."""
+    peer = campaign.Run("teacher-seed1", "scratch", campaign.find("teacher").steps)
+    runs = [(peer, (campaign.CHECKPOINTS / "teacher-seed1.pt").exists())]
+    for name, objective, _options, steps in EXTRA_STUDENTS:
+        run = campaign.Run(name, objective, steps)
+        runs.append((run, campaign.exported(run)))
+    return runs
+
+
+def snapshot() -> None:
+    """Pack the runs of :func:`extra_runs` still training (``fashion_mnist.py snapshot`` packs the campaign's)."""
+    for run, done in extra_runs():
+        campaign.snapshot_run(run, done)
+
+
 def train_extras() -> None:
     """The peer teacher (the campaign's recipe, seed 1) and students distilled at another guidance scale."""
-    teacher = campaign.find("teacher")  # the campaign teacher's steps (the segment where it met its bar)
-    peer = campaign.Run("teacher-seed1", "scratch", teacher.steps)
-    config = campaign.config_for(teacher)
+    (peer, peer_done), *students = extra_runs()
+    config = campaign.config_for(campaign.find("teacher"))  # the campaign teacher's steps and segments
     config.out, config.seed = str(campaign.RUNS / peer.name), PEER_SEED
-    target = campaign.CHECKPOINTS / "teacher-seed1.pt"
-    if not target.exists():
+    if not peer_done:
         log("peer teacher: training (resumes when a checkpoint exists)")
+        campaign.restore_run(peer)  # packed by `snapshot` when a session ended mid-run
         campaign.train_teacher(config)  # the campaign teacher's path (its segments), another seed
-        campaign.export_final(peer, target)
-    for name, objective, options, steps in EXTRA_STUDENTS:
-        run = campaign.Run(name, objective, steps)
+        campaign.export_final(peer, campaign.CHECKPOINTS / "teacher-seed1.pt")
+    for (run, _), (_, _, options, _) in zip(students, EXTRA_STUDENTS):
         student = campaign.config_for(run)
         student.objective_options = dict(options)
         campaign.train_run(run, student)
@@ -409,7 +424,7 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["all", "construct", "train", "evaluate", "analyze"])
+    parser.add_argument("stage", choices=["all", "construct", "train", "evaluate", "analyze", "snapshot"])
     parser.add_argument("--only", nargs="*", help="restrict evaluate to these members")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
@@ -421,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(args.only)
     if args.stage in ("analyze", "all"):
         analyze()
+    if args.stage == "snapshot":
+        snapshot()
     return 0
 
 

@@ -123,7 +123,8 @@ class Run:
 
     @property
     def role(self) -> str:
-        return "teacher" if self.name == "teacher" else "student"
+        """``teacher`` for the campaign's teacher and its variants (``teacher-seed1``, the detector validation's peer)."""
+        return "teacher" if self.name.partition("-")[0] == "teacher" else "student"
 
     @property
     def export_steps(self) -> list[int]:
@@ -243,25 +244,31 @@ def snapshot_runs() -> None:
     """Pack every run that has a resumable checkpoint but is not exported yet (checkpoint, log, config, light audit)
     into ``SNAPSHOTS/<run>.tar``, written atomically, and copy the exports it has already written; a finished run's
     pack is removed. ``train_run`` unpacks one when this machine has no run folder (:func:`restore_run`)."""
+    for run in plan():
+        snapshot_run(run, exported(run))
+
+
+def snapshot_run(run: Run, done: bool) -> None:
+    """Pack one run (see :func:`snapshot_runs`); ``done``: it is finished and exported, so its pack goes instead."""
     import tarfile
 
-    for run in plan():
-        pack, folder = SNAPSHOTS / f"{run.name}.tar", RUNS / run.name
-        if exported(run):
-            pack.unlink(missing_ok=True)
-            continue
-        if not (folder / "checkpoint.pt").exists():
-            continue
-        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
-        partial = pack.with_name(pack.name + ".partial")
-        with tarfile.open(partial, "w") as tar:
-            for path in sorted(folder.iterdir()):
-                if path.name not in SNAPSHOT_LEAVES_OUT and not path.name.endswith(".lock"):
-                    tar.add(path, arcname=path.name)
-        os.replace(partial, pack)
+    pack, folder = SNAPSHOTS / f"{run.name}.tar", RUNS / run.name
+    if done:
+        pack.unlink(missing_ok=True)
+        return
+    if not (folder / "checkpoint.pt").exists():
+        return
+    SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+    partial = pack.with_name(pack.name + ".partial")
+    with tarfile.open(partial, "w") as tar:
+        for path in sorted(folder.iterdir()):
+            if path.name not in SNAPSHOT_LEAVES_OUT and not path.name.endswith(".lock"):
+                tar.add(path, arcname=path.name)
+    os.replace(partial, pack)
+    if run.role == "student":  # a teacher's export is its final file, written when it is done
         export_run(run)
-        log(f"{run.name}: step {read_checkpoint(folder / 'checkpoint.pt').step} packed in {relative(pack)} "
-            f"({pack.stat().st_size / 1e6:.1f} MB)")
+    log(f"{run.name}: step {read_checkpoint(folder / 'checkpoint.pt').step} packed in {relative(pack)} "
+        f"({pack.stat().st_size / 1e6:.1f} MB)")
 
 
 def restore_run(run: Run) -> None:
