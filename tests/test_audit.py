@@ -216,6 +216,54 @@ def test_a_teacher_without_a_gap_is_not_called_non_finite():
     assert "teacher" in flat_text(report)
 
 
+def _oracle_wrapper(forward, name):
+    from guidegap.oracle import GaussianMixture
+    from guidegap.oracle.students import _TeacherWrapper
+    from guidegap.recording.schedulers import default_scheduler
+
+    teacher = GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(
+        default_scheduler())
+
+    class Wrapped(_TeacherWrapper):
+        def __init__(self):
+            super().__init__(teacher, name)
+            self.calls = 0
+
+        def forward(self, x, t, labels):
+            self.calls += 1
+            return forward(self, x, t, labels)
+
+    return teacher, Wrapped()
+
+
+def test_a_student_that_breaks_on_its_own_path_is_non_finite():
+    """Exact at the teacher's states, NaN on its own free-running path (its second call of each step)."""
+    teacher, student = _oracle_wrapper(
+        lambda self, x, t, labels: self.teacher(x, t, labels) * (float("nan") if self.calls % 2 == 0 else 1.0), "nan-own-path")
+    report = guidegap.audit(student, teacher, num_samples=4, num_steps=6, n_boot=50)
+    assert values(report)["nonfinite"] == 0.0 and math.isnan(values(report)["divergence"])
+    assert report.verdict == "non-finite" and "own (free-running) path" in report.finding.reason
+
+
+def test_a_student_beside_a_teacher_without_a_gap_is_inconclusive_not_miscalibrated():
+    """The teacher is label-blind (its gap is exactly zero); a student with a tiny gap has rho = x/0 = inf."""
+    def blind(self, x, t, labels):
+        return self.teacher(x, t, torch.full_like(labels, self.teacher.null_label))
+
+    _, zero_gap = _oracle_wrapper(blind, "label-blind")
+    _, tiny_gap = _oracle_wrapper(lambda self, x, t, labels: blind(self, x, t, labels)
+                                  + 1e-4 * (labels != self.null_label).view(-1, 1, 1, 1).float(), "tiny-gap")
+    report = guidegap.audit(tiny_gap, zero_gap, num_samples=4, num_steps=6, n_boot=50)
+    assert math.isinf(values(report)["rho"]) and report.verdict == "inconclusive"
+
+
+def test_a_teacher_free_model_that_predicts_zeros_is_collapsed_not_non_finite():
+    _, zeros = _oracle_wrapper(lambda self, x, t, labels: torch.zeros_like(self.teacher(x, t, labels)), "zero-init")
+    report = guidegap.audit(zeros, None, num_samples=4, num_steps=6, n_boot=50)
+    assert report.verdict == "collapsed" and "zero" in report.finding.reason
+    assert not report.passes("collapsed")
+
+
 # -- verdict rules on hand-made summaries ---------------------------------------------------------
 @pytest.mark.parametrize(
     "overrides, verdict",
@@ -445,3 +493,11 @@ def test_figure_gets_the_usual_permissions(collapsed_report, tmp_path):
     path.chmod(0o640)
     collapsed_report.plot(path)  # overwriting keeps the file's mode, as open() would
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_the_report_names_the_free_running_divergence_only_when_it_was_recorded():
+    teacher, student = _oracle_wrapper(lambda self, x, t, labels: self.teacher(x, t, labels), "exact")
+    with_it = guidegap.audit(student, teacher, num_samples=2, num_steps=3, n_boot=20)
+    without = guidegap.audit(student, teacher, num_samples=2, num_steps=3, n_boot=20, divergence=False)
+    assert "teacher-forced, with free-running divergence" in str(with_it)
+    assert "teacher-forced" in str(without) and "free-running divergence" not in str(without)

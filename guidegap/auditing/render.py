@@ -137,7 +137,7 @@ def render_report(report: Report) -> str:
     elif ds.attrs.get("mode") == "pipeline":
         how = "free-running pipelines from the same seed"
     else:
-        how = "teacher-forced, with free-running divergence"
+        how = "teacher-forced" + (", with free-running divergence" if config.get("divergence", True) else "")
     lines.append(f"  {config['num_samples']} samples x {ds.sizes['step']} {sched} steps, w = {w}, seed {config['seed']}; {how}")
     if "prompts" in ds.attrs:
         nulls = json.loads(ds.attrs.get("null_condition", "{}"))

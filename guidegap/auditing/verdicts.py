@@ -3,7 +3,7 @@
 =================  ===========================================================================
 verdict            rule (defaults in :class:`Thresholds`)
 =================  ===========================================================================
-``non-finite``     any NaN/Inf in any recorded prediction
+``non-finite``     any NaN/Inf in any recorded prediction, or on the student's own (free-running) path
 ``collapsed``      rho < 0.3
 ``miscalibrated``  rho outside [0.8, 1.25] or mean gap_cos < 0.8
 ``drifted``        gap fine, but cond_error or uncond_error relative to the teacher's branch RMS > 0.25
@@ -11,8 +11,9 @@ verdict            rule (defaults in :class:`Thresholds`)
 =================  ===========================================================================
 
 rho and cos alone cannot see a student whose two branches drift together (its gap is intact); the
-per-branch errors close that null space. A teacher whose gap is zero leaves rho undefined (0/0) with every
-prediction finite: that is ``inconclusive``, not ``non-finite``. Without a teacher only ``non-finite``,
+per-branch errors close that null space. A teacher whose gap (or a branch) is zero leaves rho undefined (0/0, or
+x/0 when the student's is not) with every prediction finite: that is ``inconclusive``, not ``non-finite`` or
+``miscalibrated``. Without a teacher only ``non-finite``,
 ``collapsed`` (a vanished gap) or ``inconclusive`` can be said. A guidance-distilled student (w is an input of the
 model, LCM / Flux-dev) has no unconditional branch: it is ``guidance-distilled`` (or ``non-finite``), never
 ``collapsed`` (:func:`judge_guidance_distilled`).
@@ -24,6 +25,8 @@ the figures follow.
 """
 
 from __future__ import annotations
+
+import math
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -115,14 +118,17 @@ class Verdict:
 
 
 def _undefined(v: Values) -> list[str]:
-    """The judged ratios that are 0/0 (NaN), by their report names."""
+    """The judged ratios without a reference, by their report names: 0/0 (NaN), or x/0 (inf: rho and the branch
+    errors over a teacher whose gap or branch is zero)."""
     return [label for label, name in (("rho", "rho"), ("gap cosine", "cos_delta"), ("cond error", "rel_cond_error"),
-                                      ("uncond error", "rel_uncond_error")) if v[name] != v[name]]
+                                      ("uncond error", "rel_uncond_error")) if not math.isfinite(v[name])]
 
 
 def _nonfinite_rule(v: Values, th: Thresholds) -> str | None:
     if v["nonfinite"] > 0 or (bool(_undefined(v)) and "nonfinite" not in v):
         return "some predictions contain NaN or Inf"
+    if "divergence" in v and not math.isfinite(v["divergence"]):
+        return "the student's own (free-running) path turns NaN or Inf"
     return None
 
 
@@ -309,8 +315,12 @@ def judge_teacher_free(summary: Mapping[str, Estimate], guidance_response: float
     """Teacher-free verdict: only a vanished gap (or NaN/Inf) can be called; the rest is ``inconclusive``."""
     th = thresholds
     rel_gap = _value(summary, "rel_gap")
-    if _value(summary, "nonfinite") > 0 or rel_gap != rel_gap:
+    if _value(summary, "nonfinite") > 0 or (rel_gap != rel_gap and "nonfinite" not in summary):
         return Finding("non-finite", "some predictions contain NaN or Inf", ["non-finite"])
+    if not math.isfinite(guidance_response):
+        return Finding("non-finite", "the model's unguided (w = 1) path turns NaN or Inf", ["non-finite"])
+    if rel_gap != rel_gap:  # 0/0 with every prediction finite: eps_c is zero, and so is the gap
+        return Finding("collapsed", "every prediction is zero (gap / eps_c = 0/0): guidance does nothing", ["collapsed"])
     vanished = rel_gap < th.min_rel_gap
     inert = guidance_response < th.min_guidance_response
     if vanished or inert:
