@@ -25,7 +25,7 @@ from guidegap.checkpoints.format import Checkpoint, save_checkpoint
 from guidegap.cli.main import main
 from guidegap.errors import InputError
 
-from conftest import tiny_unet
+from conftest import tiny_dit, tiny_unet
 
 AUDIT = ["--num-samples", "2", "--num-steps", "2", "--json"]
 
@@ -47,6 +47,21 @@ def _mlp_checkpoint(path: Path, **fields) -> Path:
     model = MLPDenoiser(sample_shape=(1, 2, 2), num_classes=10, hidden=16, depth=1, time_dim=8)
     values = {"model_class": "MLPDenoiser", "model_config": model.config, "state_dict": model.state_dict(), **fields}
     return save_checkpoint(Checkpoint(**values), path)
+
+
+def _mlp_config() -> dict:
+    from guidegap.oracle.mlp import MLPDenoiser
+
+    return dict(MLPDenoiser(sample_shape=(1, 2, 2), num_classes=10, hidden=16, depth=1, time_dim=8).config)
+
+
+@pytest.mark.parametrize("field, value", [("model_config", "[1, 2]"), ("model_config", "null"), ("scheduler_config", "[1]"),
+                                          ("metadata", "[" * 100_000 + "]" * 100_000)])
+def test_a_checkpoint_config_that_is_not_a_json_object_is_one_clear_line(tmp_path, capfd, field, value):
+    raw = torch.load(_mlp_checkpoint(tmp_path / "ok.pt"), weights_only=True)
+    torch.save({**raw, field: value}, tmp_path / "bad.pt")
+    err = _one_line_exit_2(["audit", str(tmp_path / "bad.pt"), "--teacher", "oracle", *AUDIT], capfd)
+    assert "must be a JSON object" in err or "incomplete or damaged (RecursionError" in err, err
 
 
 def _unet_folder(path: Path, **config_edits) -> Path:
@@ -171,6 +186,18 @@ def test_memory_bombs_are_refused_in_one_line_with_peak_rss_under_1_gb(tmp_path,
             "not a diffusers scheduler class"),
         "netCDF 4 GiB variable": (["plot", str(_netcdf_bomb(audit_file, tmp_path)), "--figure", str(tmp_path / "f.png")],
                                   "GiB of variables"),
+        "expanded tensor": (["audit", str(_mlp_checkpoint(tmp_path / "x.pt", model_config={**_mlp_config(), "hidden": 20_000,
+                                                                                             "depth": 2},
+                                                           state_dict={"fill": torch.zeros(1).expand(3 * 10**9)})),
+                             "--teacher", "oracle", *AUDIT], "an expanded view"),
+        "DiT float sample_size": (["audit", str(save_checkpoint(Checkpoint(
+            model_class="DiTTransformer2DModel", model_config={**dict(tiny_dit(4).config), "sample_size": 8192.0},
+            state_dict=tiny_dit(4).state_dict()), tmp_path / "dit.pt")), "--teacher", "oracle", *AUDIT], "must be an integer"),
+        "schedule of 4e7 steps": (["audit", str(_mlp_checkpoint(tmp_path / "t.pt", scheduler_config={
+            "_class_name": "DDPMScheduler", "num_train_timesteps": 40_000_000})), "--teacher", "oracle", *AUDIT],
+            "1 to 100,000 training steps"),
+        "MLP of 1e9 timesteps": (["audit", str(_mlp_checkpoint(tmp_path / "m.pt", model_config={
+            **_mlp_config(), "num_train_timesteps": 10**9})), "--teacher", "oracle", *AUDIT], "num_train_timesteps"),
     }
     limit = 3 << 30  # the address space: a bomb that got past the checks would fail to allocate, not swap
     argvs = [argv for argv, _ in cases.values()]

@@ -76,21 +76,28 @@ class Checkpoint:
                 "upgrade guidegap."
             )
         try:
+            configs = {name: json.loads(raw[name]) if raw.get(name) else None
+                       for name in ("model_config", "scheduler_config", "metadata")}
+            for name, value in configs.items():
+                if not isinstance(value, (dict, type(None))) or (name == "model_config" and value is None):
+                    raise InputError(f"{source}: the checkpoint's {name} must be a JSON object, received "
+                                     f"{type(value).__name__}; re-save it with guidegap.")
             return cls(
                 model_class=str(raw["model_class"]),
-                model_config=json.loads(raw["model_config"]),
+                model_config=configs["model_config"],
                 state_dict=dict(raw["state_dict"]),
                 ema_state_dict=dict(raw["ema_state_dict"]) if raw.get("ema_state_dict") else None,
-                scheduler_config=json.loads(raw["scheduler_config"]) if raw.get("scheduler_config") else None,
+                scheduler_config=configs["scheduler_config"],
                 tirt_lambda=raw.get("tirt_lambda"),
                 optimizer=raw.get("optimizer"),
                 rng_state=raw.get("rng_state"),
                 step=int(raw.get("step", 0)),
-                metadata=json.loads(raw.get("metadata") or "{}"),
+                metadata=configs["metadata"] or {},
                 extras=dict(raw.get("extras") or {}),
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise InputError(f"{source}: the guidegap checkpoint is incomplete or damaged ({type(error).__name__}: {error}).") from None
+        except (KeyError, TypeError, ValueError, RecursionError) as error:
+            raise InputError(f"{source}: the guidegap checkpoint is incomplete or damaged ({type(error).__name__}: "
+                             f"{str(error)[:200]}).") from None
 
 
 # diffusers lists a set of key names here, in hash order (which changes with PYTHONHASHSEED)

@@ -13,6 +13,7 @@ from typing import Any
 
 from guidegap.errors import InputError
 from guidegap.files import human_bytes, require_regular_file  # named here before they moved
+from guidegap.recording.schedulers import MAX_TRAIN_TIMESTEPS
 
 __all__ = ["require_regular_file", "check_config", "check_implied_size", "state_numel", "human_bytes", "MAX_REPEATS",
            "MAX_POSITIONS"]
@@ -48,17 +49,34 @@ def check_config(model_class: str, config: Mapping[str, Any], source: str) -> No
         if limit is not None and any(i > limit for i in _ints(value)):
             raise InputError(f"{source}: config {key!r} = {max(_ints(value))} exceeds {limit} (layers are built one by one); "
                              "the config does not describe a real model; re-save it.")
+    steps = config.get("num_train_timesteps")
+    if steps is not None and not isinstance(steps, bool) and isinstance(steps, (int, float)) and steps > MAX_TRAIN_TIMESTEPS:
+        raise InputError(f"{source}: config 'num_train_timesteps' = {steps:g} exceeds {MAX_TRAIN_TIMESTEPS:,} (schedules are "
+                         "built as arrays of that length); the config does not describe a real model; re-save it.")
     if model_class == "DiTTransformer2DModel":
         size, patch = config.get("sample_size") or 0, config.get("patch_size") or 1
+        for key, value in (("sample_size", size), ("patch_size", patch)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{source}: a DiT's {key} must be an integer, received {value!r}; re-save the model's config.")
         width = int(config.get("num_attention_heads") or 0) * int(config.get("attention_head_dim") or 0)
         if isinstance(size, int) and isinstance(patch, int) and patch > 0 and (size // patch) ** 2 * width > MAX_POSITIONS:
             raise InputError(f"{source}: a DiT with sample_size {size}, patch_size {patch} and width {width} needs a positional "
                              f"table of {(size // patch) ** 2 * width:,} values; the config does not describe a real model.")
 
 
-def state_numel(state: Mapping[str, Any]) -> int:
-    """Elements of all tensors in a state dict."""
-    return sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+def state_numel(state: Mapping[str, Any], source: str = "the checkpoint") -> int:
+    """Elements of all tensors in a state dict, refusing a tensor that claims more elements than its storage holds
+    (``expand``-ed, stride 0: 2 KB can claim billions, which would then justify building a model that large)."""
+    total = 0
+    for key, value in state.items():
+        if not hasattr(value, "numel"):
+            continue
+        storage = getattr(value, "untyped_storage", None)
+        if storage is not None and value.numel() * value.element_size() > storage().nbytes():
+            raise InputError(f"{source}: tensor {key!r} claims {value.numel():,} elements but its storage holds "
+                             f"{storage().nbytes():,} bytes (an expanded view); save real tensors (tensor.contiguous()).")
+        total += int(value.numel())
+    return total
 
 
 def check_implied_size(model_class: str, config: Mapping[str, Any], stored_numel: int, source: str) -> None:

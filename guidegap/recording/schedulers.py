@@ -19,7 +19,7 @@ import torch
 from guidegap.errors import InputError
 
 __all__ = ["SCHEDULER_NAMES", "default_scheduler", "make_scheduler", "fresh_copy", "SchedulerStepper", "scheduler_from_config",
-           "scheduler_class", "on_stored_schedule", "check_same_schedule", "sampler_for"]
+           "scheduler_class", "on_stored_schedule", "check_same_schedule", "sampler_for", "MAX_TRAIN_TIMESTEPS"]
 
 SCHEDULER_NAMES: dict[str, str] = {
     "ddim": "DDIMScheduler",
@@ -97,24 +97,39 @@ def make_scheduler(spec: Any = None, *, base: Any = None) -> Any:
     return scheduler_from_config(cls, base.config)
 
 
+MAX_TRAIN_TIMESTEPS = 100_000  # a stored schedule longer than this is no real model's (every array has this length)
+
+
 def on_stored_schedule(config: dict[str, Any] | None, name: str | None = None) -> Any:
     """The sampler ``name`` (default DDIM) built on a stored noise schedule (a scheduler config, as checkpoints and
     diffusers folders keep it; x0 clipping off), else on :func:`default_scheduler`.
 
-    The config may name diffusers scheduler classes only (a pipeline or model class there is refused).
+    The config may name diffusers scheduler classes only (a pipeline or model class there is refused), and at most
+    ``MAX_TRAIN_TIMESTEPS`` training steps (checked before any array is built).
     """
-    base = default_scheduler()
-    if config:
-        from diffusers import DDIMScheduler
+    if not config:
+        return make_scheduler(name or "ddim", base=default_scheduler())
+    from diffusers import DDIMScheduler
 
-        cls = scheduler_class(str(config.get("_class_name", "DDIMScheduler")), "the stored scheduler config", fallback=True)
-        try:
-            stored = scheduler_from_config(cls, config)
-        except Exception as error:
-            raise InputError(f"the stored scheduler config cannot be used ({type(error).__name__}: {error}); re-save the "
-                             "scheduler with save_pretrained.") from None
+    if not isinstance(config, dict):
+        raise InputError(f"expected the stored scheduler config to be a JSON object, received {type(config).__name__}; "
+                         "re-save the scheduler with save_pretrained.")
+    length = config.get("num_train_timesteps", 1000)
+    betas = config.get("trained_betas")
+    if isinstance(length, bool) or not isinstance(length, (int, float)) or not 1 <= length <= MAX_TRAIN_TIMESTEPS \
+            or (betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) > MAX_TRAIN_TIMESTEPS)):
+        raise InputError(f"expected a stored schedule of 1 to {MAX_TRAIN_TIMESTEPS:,} training steps, received "
+                         f"num_train_timesteps={length!r}{'' if betas is None else ' and trained_betas'}; re-save the scheduler.")
+    cls = scheduler_class(str(config.get("_class_name", "DDIMScheduler")), "the stored scheduler config", fallback=True)
+    try:
+        stored = scheduler_from_config(cls, config)
         base = scheduler_from_config(DDIMScheduler, stored.config, clip_sample=False)
-    return make_scheduler(name or "ddim", base=base)
+        return make_scheduler(name or "ddim", base=base)
+    except InputError:
+        raise
+    except Exception as error:
+        raise InputError(f"the stored scheduler config cannot be used ({type(error).__name__}: {error}); re-save the "
+                         "scheduler with save_pretrained.") from None
 
 
 def check_same_schedule(student: dict[str, Any] | None, teacher: dict[str, Any] | None) -> None:
