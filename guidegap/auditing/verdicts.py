@@ -27,7 +27,6 @@ the figures follow.
 from __future__ import annotations
 
 import math
-
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field

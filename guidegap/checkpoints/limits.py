@@ -59,7 +59,7 @@ def check_config(model_class: str, config: Mapping[str, Any], source: str) -> No
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InputError(f"{source}: a DiT's {key} must be an integer, received {value!r}; re-save the model's config.")
         width = int(config.get("num_attention_heads") or 0) * int(config.get("attention_head_dim") or 0)
-        if isinstance(size, int) and isinstance(patch, int) and patch > 0 and (size // patch) ** 2 * width > MAX_POSITIONS:
+        if patch > 0 and (size // patch) ** 2 * width > MAX_POSITIONS:  # both integers, checked above
             raise InputError(f"{source}: a DiT with sample_size {size}, patch_size {patch} and width {width} needs a positional "
                              f"table of {(size // patch) ** 2 * width:,} values; the config does not describe a real model.")
 

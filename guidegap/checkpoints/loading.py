@@ -25,9 +25,9 @@ from guidegap.checkpoints.archive import check_torch_archive
 from guidegap.checkpoints.format import FORMAT, Checkpoint, build_model
 from guidegap.checkpoints.limits import check_implied_size, state_numel
 from guidegap.checkpoints.offline import hub_offline
-from guidegap.recording.schedulers import check_same_schedule  # re-exported: the audit's refusal of two schedules
 from guidegap.errors import InputError
 from guidegap.files import require_regular_file
+from guidegap.recording.schedulers import check_same_schedule  # re-exported: the audit's refusal of two schedules
 
 __all__ = ["LoadedModel", "load_model", "read_checkpoint", "load_scheduler", "read_json", "check_same_schedule"]
 

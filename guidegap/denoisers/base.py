@@ -8,10 +8,9 @@ into it (k-diffusion's ``external.py`` pattern).
 
 from __future__ import annotations
 
-from typing import Any
-
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
