@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import sys
@@ -308,18 +309,18 @@ def best_threshold(score: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
 
 
 def best_pair_rule(frame: pd.DataFrame, columns: list[str], bad: np.ndarray, train: np.ndarray) -> dict:
-    """The best evidence-based rule of the verdict's shape, fitted on the training part: flag a member when either of
-    two statistics exceeds its threshold (each threshold from that statistic's best single split on the training part)."""
+    """The best evidence-based rule of the verdict's shape, fitted on the training part: flag a member when one
+    statistic, or either of two, exceeds its threshold (each threshold from that statistic's best single split on the training part)."""
     thresholds = {c: best_threshold(frame[c].to_numpy(float)[train], bad[train])[0] for c in columns}
     best = {"balanced_accuracy_train": -1.0}
-    for i, first in enumerate(columns):
-        for second in columns[i:]:
-            flagged = (frame[first].to_numpy(float) > thresholds[first]) | (frame[second].to_numpy(float) > thresholds[second])
-            tpr, tnr = flagged[train & bad].mean(), (~flagged[train & ~bad]).mean()
-            balanced = 0.5 * (tpr + tnr)
-            if balanced > best["balanced_accuracy_train"]:
-                best = {"rule": f"{first} > {thresholds[first]:.4g} or {second} > {thresholds[second]:.4g}",
-                        "balanced_accuracy_train": float(balanced), "flagged": flagged}
+    # singles first, so that a pair replaces a single statistic only by doing strictly better
+    for chosen in [(c,) for c in columns] + list(itertools.combinations(columns, 2)):
+        flagged = np.logical_or.reduce([frame[c].to_numpy(float) > thresholds[c] for c in chosen])
+        tpr, tnr = flagged[train & bad].mean(), (~flagged[train & ~bad]).mean()
+        balanced = 0.5 * (tpr + tnr)
+        if balanced > best["balanced_accuracy_train"]:
+            best = {"rule": " or ".join(f"{c} > {thresholds[c]:.4g}" for c in chosen),
+                    "balanced_accuracy_train": float(balanced), "flagged": flagged}
     return best
 
 
@@ -367,7 +368,7 @@ def analyze() -> None:
              confusion.to_markdown(), "", "Candidate statistics, best first by ROC AUC on the training part:", "",
              stats.head(25).to_markdown(index=False, floatfmt=".3f")]
     if rule:
-        lines += ["", f"Best two-statistic rule fitted on the training part: `{rule['rule']}` (balanced accuracy "
+        lines += ["", f"Best rule of one or two statistics fitted on the training part: `{rule['rule']}` (balanced accuracy "
                   f"{rule['balanced_accuracy_train']:.0%} on the training part); it agrees with the outcome for "
                   f"{rule_accuracy:.0%} of the held-out members."]
     if not peer.empty:

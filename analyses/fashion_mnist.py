@@ -946,6 +946,22 @@ def save_figure(fig, name: str) -> None:
     log(f"wrote figures/{name}")
 
 
+RHO_TICKS = (0.1, 0.25, 0.5, 0.8, 1.0, 1.25, 1.5, 2.0, 4.0, 10.0)  # the healthy band's edges and a few more
+
+
+def plain_log_y(ax, ticks: tuple[float, ...] | None = None) -> None:
+    """A log y axis labelled in plain numbers: ``ticks`` within the data's range, or 1, 2, 5 x 10^k; no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if ticks is None:
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    else:
+        low, high = ax.get_ylim()
+        ax.set_yticks([v for v in ticks if low <= v <= high])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def sample_mosaic(ds: xr.Dataset, w: float) -> np.ndarray:
     """An evaluation's kept samples at ``w`` as one image: a column per class, ``GRID_PER_CLASS`` rows."""
     images = ds.samples.sel(grid_w=w).values.reshape(10, GRID_PER_CLASS, 28, 28)
@@ -999,7 +1015,7 @@ def figures() -> None:
         return dict(color=color.get(name, "k"), lw=2.4 if base in HIGHLIGHT else 1.2, ls="--" if name.endswith("-x2") or base == "pdm" else "-")
 
     # learning curves: the light audit along training (lines) and the full audit / FD of each export (markers)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), layout="constrained")
     for run in students:
         rows = frame[frame.run == run.name].sort_values("steps")
         if rows.empty:
@@ -1009,8 +1025,13 @@ def figures() -> None:
             if monitored is not None and column in monitored:
                 ax.plot(monitored.training_step, monitored[column], alpha=0.45, **{**style(run.name), "lw": 0.9})
             ax.plot(rows.steps, rows[column], marker="o", ms=3.5, label=run.name, **style(run.name))
+    from matplotlib.ticker import NullFormatter
+
+    steps = sorted({s for run in students for s in run.export_steps})
     for ax, label in zip(axes, ("rho = |Delta_S| / |Delta_T|", "mean cos(Delta_S, Delta_T)", "FD to the test set (TAG guidance)")):
         ax.set_xscale("log")
+        ax.set_xticks(steps, [f"{s:,}" for s in steps], rotation=45)  # the export steps, plainly
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
     axes[0].set_yscale("log")
@@ -1019,6 +1040,8 @@ def figures() -> None:
     axes[2].set_yscale("log")
     axes[2].axhline(float(frame[frame.run == "teacher"].fd_tag.iloc[0]) if (frame.run == "teacher").any() else np.nan,
                     color="k", lw=1.0, ls=":", label="teacher")
+    plain_log_y(axes[0], RHO_TICKS)
+    plain_log_y(axes[2])
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"Students along training: the light audit every {MONITOR_EVERY} steps ({MONITOR['num_samples']} samples x "
                  f"{MONITOR['sampling_steps']} steps, thin) and the full audit + FD of each kept checkpoint (markers)")
@@ -1039,6 +1062,7 @@ def figures() -> None:
         ax.set_ylabel(label)
         ax.invert_xaxis()
     axes[0].set_yscale("log")
+    plain_log_y(axes[0], RHO_TICKS)
     axes[0].axhspan(0.8, 1.25, color="green", alpha=0.15, label="healthy rho")
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"Students at {BUDGET} steps vs teacher: guidance-gap size and direction along {AUDIT['num_steps']}-step DDIM, "

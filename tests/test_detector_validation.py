@@ -52,8 +52,16 @@ def test_the_pair_rule_is_fitted_on_the_training_part_only(validation):
     bad = np.array([False, False, True, True, False, True])
     train = np.array([True, True, True, True, False, False])
     rule = validation.best_pair_rule(frame, ["a", "b"], bad, train)
-    assert rule["rule"].startswith("a > 0.2") and rule["balanced_accuracy_train"] == 1.0
+    assert rule["rule"] == "a > 0.2" and rule["balanced_accuracy_train"] == 1.0  # a alone: no pair does better
     assert rule["flagged"][:4].tolist() == [False, False, True, True]
+
+
+def test_a_pair_is_chosen_when_each_statistic_sees_only_some_failures(validation):
+    # a flags the first failure, b the second; neither alone separates the training part
+    frame = pd.DataFrame({"a": [0.1, 0.1, 0.9, 0.1], "b": [0.1, 0.1, 0.1, 0.9]})
+    bad = np.array([False, False, True, True])
+    rule = validation.best_pair_rule(frame, ["a", "b"], bad, np.ones(4, bool))
+    assert rule["rule"] == "a > 0.1 or b > 0.1" and rule["balanced_accuracy_train"] == 1.0
 
 
 def _outcomes(a1: float, a4: float, fd1: float, fd4: float) -> xr.Dataset:
