@@ -217,6 +217,19 @@ def test_guidegap_checkpoint_round_trip(family, tmp_path):
     assert read_checkpoint(path).step == 1234
 
 
+def test_a_training_run_folder_loads_its_checkpoint(tmp_path):
+    # what `guidegap distill --out runs/dash` leaves: checkpoint.pt beside the run's config.json (not a diffusers config)
+    model = tiny_unet(NUM_CLASSES)
+    run = tmp_path / "runs" / "dash"
+    run.mkdir(parents=True)
+    save_checkpoint(make_checkpoint(model), run / "checkpoint.pt")
+    (run / "config.json").write_text(json.dumps({"objective": "dash", "train_steps": 10}))
+    from_folder, from_file = load_model(run), load_model(run / "checkpoint.pt")
+    assert from_folder.kind == "guidegap-checkpoint"
+    assert_same_model(from_folder.model, from_file.model)
+    assert from_folder.scheduler_config == from_file.scheduler_config
+
+
 def test_checkpoint_without_ema_loads_the_raw_weights(tmp_path):
     model = tiny_unet(NUM_CLASSES)
     path = save_checkpoint(make_checkpoint(model, ema_state_dict=None, scheduler_config=None, tirt_lambda=None), tmp_path / "c.pt")

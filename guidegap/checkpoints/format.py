@@ -26,8 +26,10 @@ from guidegap.atomic import atomic_path
 from guidegap.denoisers.families import FAMILIES, buildable
 from guidegap.errors import InputError
 
-__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "inference_copy", "atomic_torch_save", "SUPPORTED_MODEL_CLASSES", "supported_model_classes",
+__all__ = ["FORMAT", "RUN_CHECKPOINT", "Checkpoint", "save_checkpoint", "inference_copy", "atomic_torch_save", "SUPPORTED_MODEL_CLASSES", "supported_model_classes",
            "build_model"]
+
+RUN_CHECKPOINT = "checkpoint.pt"  # the file a training run keeps in its folder (--out), resumable, EMA weights inside
 
 FORMAT, FORMAT_VERSION = "guidegap-checkpoint", 1
 SUPPORTED_MODEL_CLASSES = ("UNet2DModel", "DiTTransformer2DModel", "MLPDenoiser")  # the built-in ones (supported_model_classes())

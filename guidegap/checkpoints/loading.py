@@ -1,7 +1,8 @@
 """Load models from paths safely: checkpoints are data, never code (docs/design.md §3).
 
 Accepted: a diffusers model folder (``save_pretrained`` of ``UNet2DModel`` / ``DiTTransformer2DModel``, or a
-pipeline folder with ``unet/`` or ``transformer/``), a guidegap checkpoint file, or a plain state dict
+pipeline folder with ``unet/`` or ``transformer/``), a guidegap checkpoint file or training-run folder (its
+``checkpoint.pt``), or a plain state dict
 (``.pt`` / ``.pth`` / ``.bin`` / ``.safetensors``) with a user-named factory ``package.module:function``.
 Weights load via safetensors or ``torch.load(weights_only=True)``; a file that needs arbitrary unpickling
 is refused unless ``trust_pickle=True``. Before anything is allocated, sizes the files claim are bounded
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from guidegap.checkpoints.archive import check_torch_archive
-from guidegap.checkpoints.format import FORMAT, Checkpoint, build_model
+from guidegap.checkpoints.format import FORMAT, RUN_CHECKPOINT, Checkpoint, build_model
 from guidegap.checkpoints.limits import check_implied_size, state_numel
 from guidegap.checkpoints.offline import hub_offline
 from guidegap.errors import InputError
@@ -57,7 +58,8 @@ def _torch_load(path: Path, trust_pickle: bool, role: str | None = None) -> Any:
             flag = f"--trust-pickle {role}" if role else "--trust-pickle"
             raise InputError(
                 f"{path}: refusing to unpickle arbitrary objects (the file stores code, not just tensors); "
-                f"re-save it as a state dict or safetensors, or pass {flag} only if you trust its author."
+                f"re-save it as a state dict or safetensors, or pass {flag} (in Python: "
+                "guidegap.load_model(path, trust_pickle=True)) only if you trust its author."
             ) from None
         raise InputError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated); re-save or re-download it.") from None
     except PermissionError:
@@ -149,6 +151,11 @@ def _state_mismatch(expected: Mapping[str, torch.Tensor], state: Mapping[str, to
     return "; ".join(parts)
 
 
+def _has_diffusers_weights(path: Path) -> bool:
+    return any((folder / f"diffusion_pytorch_model.{suffix}").exists()
+               for folder in (path, path / "unet", path / "transformer") for suffix in ("safetensors", "bin"))
+
+
 def _diffusers_folder(path: Path) -> LoadedModel:
     model_dir = path
     for sub in ("unet", "transformer"):
@@ -205,6 +212,8 @@ def load_model(
 
 def _load(path: Path, factory: str | None, trust_pickle: bool, use_ema: bool, role: str | None) -> LoadedModel:
     if path.is_dir():
+        if (path / RUN_CHECKPOINT).is_file() and not _has_diffusers_weights(path):  # a guidegap training run (--out)
+            return _load(path / RUN_CHECKPOINT, factory, trust_pickle, use_ema, role)
         return _diffusers_folder(path)
     if path.suffix == ".safetensors":
         state, _ = _load_safetensors(path)

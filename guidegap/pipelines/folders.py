@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import json
 import os
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,14 +137,27 @@ def _safe_library(name: str) -> bool:
         return False
 
 
+def _refused_pickle(error: BaseException) -> bool:
+    """Whether ``error`` comes from torch refusing to unpickle objects (diffusers wraps it, sometimes twice)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, pickle.UnpicklingError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextlib.contextmanager
 def _loading(path: Path, what: str, fix: str) -> Iterator[None]:
     """Offline; a missing or unreadable file becomes one line that names the folder and the fix."""
     with offline_hub():
         try:
             yield
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, pickle.UnpicklingError) as error:
             first = (str(error).strip().splitlines() or [""])[0][:200]
+            if _refused_pickle(error):
+                fix = ("its .bin weights store Python objects, not just tensors, and are not unpickled; convert them to "
+                       "safetensors (or load the pipeline yourself if you trust its author)")
             raise InputError(f"{path}: cannot load the {what} folder ({first}); {fix}.") from None
 
 

@@ -106,6 +106,7 @@ def probe(
     chunk_size = _positive_int("chunk_size", chunk_size)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"expected seed to be a non-negative integer, received {seed!r}.")
+    seed = int(seed)  # a numpy integer would not serialise into the config
     if num_samples is not None:
         num_samples = _positive_int("num_samples", num_samples)
     images, data_labels = _as_tensors(data, labels, num_samples)
@@ -150,7 +151,6 @@ def probe(
         "num_samples": n,
         "guidance": json.loads(describe(guidance)),
         "seed": seed,
-        "chunk_size": chunk_size,
         "noise_schedule": {"class": type(scheduler).__name__, "num_train_timesteps": train_steps},
         "models": {name: d.describe() for name, d in roles},
     }

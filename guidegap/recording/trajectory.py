@@ -234,6 +234,7 @@ def _plan(roles: list[tuple[str, Denoiser]], scheduler: Any, labels: Any, num_sa
     for name, value, least in (("num_samples", num_samples, 1), ("num_steps", num_steps, 1), ("chunk_size", chunk_size, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
             raise InputError(f"expected {name} to be an integer >= {least}, received {value!r}.")
+    num_samples, num_steps, seed, chunk_size = int(num_samples), int(num_steps), int(seed), int(chunk_size)  # numpy ints: JSON
     labels_all = resolve_labels(labels, num_samples, roles[0][1])
     shape = _sample_shape([d for _, d in roles], sample_shape)
     scheduler = sched.make_scheduler(scheduler)
@@ -249,8 +250,7 @@ def _dataset(plan: _Plan, buffers: MetricBuffers, config: dict[str, Any], mode: 
         "num_samples": plan.num_samples,
         "num_steps": plan.num_steps,
         "guidance": json.loads(describe(plan.guidance)),
-        "seed": plan.seed,
-        "chunk_size": plan.chunk_size,
+        "seed": plan.seed,  # chunk_size is not here: it changes how the work is batched, never the result
         "sample_shape": list(plan.shape),
         # Private diffusers keys (e.g. _use_default_values, a set) vary between processes: leave them out.
         "scheduler": {"class": type(plan.scheduler).__name__,

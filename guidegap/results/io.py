@@ -25,7 +25,10 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     if path.suffix != ".nc":
         raise InputError(f"expected a netCDF file name ending in .nc, received {str(path)!r}; add the .nc suffix.")
     if not path.parent.exists():
-        raise InputError(f"the folder {str(path.parent)!r} does not exist; create it or choose another --out path.")
+        raise InputError(f"the folder {str(path.parent)!r} does not exist; create it or choose another path.")
+    if not path.parent.is_dir():
+        raise InputError(f"{str(path.parent)!r} is a file, not a folder, so {path.name!r} cannot be written in it; "
+                         "choose another path.")
     if path.is_dir():
         raise InputError(f"{str(path)!r} is a folder; pass a file name such as {str(path / 'result.nc')!r}.")
     validate(ds)

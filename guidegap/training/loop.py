@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from guidegap.checkpoints.format import Checkpoint, inference_copy, save_checkpoint
+from guidegap.checkpoints.format import RUN_CHECKPOINT, Checkpoint, inference_copy, save_checkpoint
 from guidegap.checkpoints.resolve import resolve_model
 from guidegap.denoisers import Denoiser, as_denoiser
 from guidegap.errors import InputError
@@ -39,7 +39,7 @@ from guidegap.training.tirt import TIRT, LossMomentPrior
 __all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "export_path", "load_teacher", "teacher_schedule", "resolve_mixed_precision",
            "cpu_has_bf16_units"]
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = RUN_CHECKPOINT  # one name, kept where loading finds it (guidegap.checkpoints.format)
 EXPORTS = "exports"
 
 
