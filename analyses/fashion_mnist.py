@@ -1172,8 +1172,11 @@ def compute_report() -> pd.DataFrame:
     for run in plan():
         trained = recorded_training(run)
         if trained is not None:
+            item = f"steps 1-{trained[1]} of {run.steps}"
+            if trained[1] < run.steps and exported(run):  # finished on a machine whose log was not packed after this step
+                item += " (the rest trained on a machine whose log was lost; not counted)"
             rows.append({"stage": "teacher training" if run.role == "teacher" else "student training (teacher cache included)",
-                         "run": run.name, "item": f"steps 1-{trained[1]} of {run.steps}", "seconds": trained[0]})
+                         "run": run.name, "item": item, "seconds": trained[0]})
         for path in sorted((RESULTS / run.name).glob("step_*.nc")):
             copy = run.role == "teacher" and path.stem.count("_") == 1  # step_N.nc: the chosen convention's, copied
             attrs = {} if copy or path.stem.endswith("_audit") else xr.open_dataset(path, engine="h5netcdf").attrs
