@@ -199,6 +199,7 @@ def test_nan_student_is_a_verdict_not_bad_input(capsys, files):
 # -- bad input: exit 2, one line on stderr, no traceback -----------------------------------------
 BAD_INPUTS = {
     "missing file": (["audit", "{root}/missing.pt"], "no such file"),
+    "trust flag before the path": (["audit", "--trust-pickle", "{evil}"], "write the bare flag after it"),
     "missing teacher": (["audit", "{unet}", "--teacher", "{root}/missing"], "no such file"),
     "corrupt file": (["audit", "{corrupt}"], "not a readable"),
     "no class embedding": (["audit", "{unet_no_classes}"], "class-label embedding"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -310,10 +311,13 @@ def test_as_denoiser_dispatch():
     with pytest.raises(AdapterError, match="guidegap.record") as info:
         as_denoiser(text_unet)
     assert "text-conditioned" in _one_line(info)
-    for thing in (3, "model.safetensors", None):
+    for thing in (3, None):
         with pytest.raises(AdapterError, match="expected a Denoiser") as info:
             as_denoiser(thing)
         assert type(thing).__name__ in _one_line(info)
+    for path in ("model.safetensors", Path("teacher.pt")):
+        with pytest.raises(AdapterError, match=r"received the path .*guidegap\.load_model\(path\)"):
+            as_denoiser(path)
     d = ModuleDenoiser(Recorder())
     assert as_denoiser(d) is d
     with pytest.raises(AdapterError, match="already a Denoiser"):

@@ -163,6 +163,27 @@ def test_a_failed_append_leaves_the_earlier_entries_readable(tmp_path, monkeypat
     xr.testing.assert_identical(after.isel(training_step=[0]), before)
 
 
+def test_a_damaged_log_is_refused_in_one_line(tmp_path, scheduler, mixture_teacher):
+    import shutil
+
+    store = tmp_path / "guidance.zarr"
+    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, num_samples=2, sampling_steps=3)
+    for step in (10, 20):
+        monitor.check(step, mixture_teacher)
+    damages = {
+        "metadata": lambda root: (root / ".zmetadata").write_text("{ not json"),
+        "chunk": lambda root: next(p for p in sorted((root / "rho").iterdir()) if not p.name.startswith(".")).write_bytes(b"\x00junk"),
+        "step chunk": lambda root: (root / "training_step" / "1").unlink(),  # reads as 0, after step 10
+    }
+    for name, damage in damages.items():
+        copy = tmp_path / name
+        shutil.copytree(store, copy)
+        damage(copy)
+        with pytest.raises(InputError, match="damaged training log") as info:
+            load_log(copy)
+        assert "\n" not in str(info.value), name
+
+
 def test_a_resumed_run_rewinds_to_its_checkpoint_and_other_settings_are_refused_by_name(tmp_path, scheduler, mixture_teacher):
     store = tmp_path / "guidance.zarr"
     first = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)

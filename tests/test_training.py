@@ -169,7 +169,7 @@ def test_bad_runs_fail_clearly(tmp_path):
     _oracle_run(tmp_path, "dash", steps=2)
     with pytest.raises(GuidegapError, match="--resume"):
         _oracle_run(tmp_path, "dash", steps=2)
-    with pytest.raises(GuidegapError, match="differ"):
+    with pytest.raises(GuidegapError, match=r"differ from the stored run \(lr stored .*, given 0.5\)"):
         train(TrainConfig(out=str(tmp_path / "dash"), tier="oracle", teacher="oracle", objective="dash", train_steps=4,
                           checkpoint_every=4, progress=False, lr=0.5), resume=True)
     with pytest.raises(GuidegapError, match="teacher"):

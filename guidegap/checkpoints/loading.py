@@ -238,8 +238,8 @@ def _load(path: Path, factory: str | None, trust_pickle: bool, use_ema: bool, ro
 def _with_factory(state: Mapping[str, Any], factory: str | None, path: Path) -> LoadedModel:
     if factory is None:
         raise InputError(
-            f"{path}: a plain state dict holds no architecture; pass --factory package.module:function "
-            "(factory=...) that builds the model."
+            f"{path}: a plain state dict holds no architecture; pass --factory package.module:function that builds "
+            "the model (in Python: guidegap.load_model(path, factory='package.module:function'))."
         )
     model = _factory(factory)()
     if not isinstance(model, torch.nn.Module):

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,10 @@ __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse would print the whole usage)
+        swallowed = re.match(r"argument --trust-pickle: invalid choice: '([^']*)'", message)
+        if swallowed:  # the optional value took the STUDENT path: `audit --trust-pickle sd.pt`
+            message += (f"; to trust the student's file write the bare flag after it: "
+                        f"guidegap audit {swallowed.group(1)} --trust-pickle")
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
 

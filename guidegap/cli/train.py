@@ -126,7 +126,8 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         recipe.add_argument("--ema-decay", type=float, help="EMA decay (with warm-up min(decay, (1+n)/(10+n)); DASH: 0.9999 teacher, 0.9995 student)")
         recipe.add_argument("--grad-clip", type=float, help="gradient-norm clip (default 1.0, as DASH)")
         recipe.add_argument("--mixed-precision", choices=list(MIXED_PRECISION),
-                            help="accelerate autocast; auto = bf16 on CPU, fp16 + GradScaler on CUDA; weights, loss and "
+                            help="accelerate autocast; auto = fp16 + GradScaler on CUDA, bf16 on a CPU with AMX or AVX-512 BF16 units, "
+                                 "float32 on other CPUs; weights, loss and "
                                  "outputs stay float32 (cpu tier default: auto; oracle: no)")
         if role == "teacher":
             recipe.add_argument("--label-dropout-per-batch", action="store_true", default=None,

@@ -9,6 +9,7 @@ branches (:mod:`~guidegap.denoisers.views`), and the one eps-channel helper (:mo
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from guidegap.denoisers.base import Denoiser, count_parameters
@@ -47,6 +48,9 @@ def as_denoiser(model: DenoiserLike, **options: Any) -> Denoiser:
         return family.adapter(model, **options)
     if callable(model):
         return ModuleDenoiser(model, **options)
+    if isinstance(model, (str, os.PathLike)):
+        raise AdapterError(f"expected a model, received the path {str(model)!r}; load it first with "
+                           "guidegap.load_model(path) (guidegap.audit takes paths as they are).")
     adapted = " / ".join(name for name, f in FAMILIES.items() if f.adapter is not None)
     raise AdapterError(f"expected a Denoiser, a {adapted}, or a callable forward(x, t, y); received {type(model).__name__}.")
 

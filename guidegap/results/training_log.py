@@ -131,12 +131,28 @@ def has_log(store: str | os.PathLike[str]) -> bool:
 
 
 def load_log(store: str | os.PathLike[str]) -> xr.Dataset:
-    """Read a monitor's zarr training log fully into memory (safe while training appends to it)."""
+    """Read a monitor's zarr training log fully into memory (safe while training appends to it).
+
+    A store whose metadata or chunks do not decode, or whose ``training_step`` coordinate is not strictly
+    increasing (a lost chunk after the first reads as 0), is refused in one line. zarr skips writing chunks that
+    equal the fill value, so a missing chunk is not damage in itself: a lost data chunk reads as its fill value
+    (NaN for the float summaries) and cannot be told from a NaN that a check recorded.
+    """
     path = Path(store)
     if not has_log(path):
         raise InputError(f"no guidegap training log at {str(path)!r}; pass the store= folder of a GuidanceMonitor.")
-    with xr.open_zarr(path, consolidated=True) as ds:
-        return ds.load()
+    try:
+        with xr.open_zarr(path, consolidated=True) as ds:
+            loaded = ds.load()
+    except (ValueError, KeyError, OSError, RuntimeError, TypeError) as error:  # JSONDecodeError is a ValueError
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{str(path)!r} is a damaged training log ({type(error).__name__}: {reason}); "
+                         "restore it from a copy or start a new store= folder.") from error
+    steps = loaded[TRAINING_STEP].values if TRAINING_STEP in loaded.coords else np.array([])
+    if steps.size > 1 and not bool(np.all(np.diff(steps) > 0)):
+        raise InputError(f"{str(path)!r} is a damaged training log: its training_step coordinate is not strictly "
+                         f"increasing ({steps.tolist()[:8]}...); restore it from a copy or start a new store= folder.")
+    return loaded
 
 
 def is_log(ds: xr.Dataset) -> bool:

@@ -19,7 +19,7 @@ __all__ = ["TrainConfig", "TIRT_MODES", "SCHEDULES", "RECIPES", "TIER_DEFAULTS",
 
 TIRT_MODES = ("learned", "teacher", "uniform", "loss-moment")
 LR_SCHEDULES = ("constant", "cosine", "linear", "polynomial", "constant_with_warmup", "cosine_with_restarts")
-MIXED_PRECISION = ("no", "bf16", "fp16", "auto")  # auto: bf16 on CPU (AMX), fp16 + GradScaler on CUDA
+MIXED_PRECISION = ("no", "bf16", "fp16", "auto")  # auto: fp16 + GradScaler on CUDA, bf16 on a CPU with AMX / AVX-512 BF16, else no
 # The settings a recipe or a tier decides, per role.
 RECIPE_SETTINGS = ("schedule", "batch_size", "lr", "lr_schedule", "lr_warmup_steps", "lr_min", "weight_decay",
                    "dropout", "ema_decay", "grad_clip", "mixed_precision", "label_dropout_per_batch")

@@ -189,7 +189,10 @@ def train(
         config.adopt_unset(stored_config)  # settings not given again keep the stored run's values
         mismatch = config.resume_mismatch(stored_config)
         if mismatch:
-            raise InputError(f"cannot resume {checkpoint_path}: settings {mismatch} differ from the stored run; keep them or start a new --out.")
+            mine, theirs = config.to_dict(), stored_config.to_dict()
+            changes = "; ".join(f"{name} stored {theirs[name]!r}, given {mine[name]!r}" for name in mismatch)
+            raise InputError(f"cannot resume {checkpoint_path}: settings differ from the stored run ({changes}); "
+                             "keep the stored values or start a new --out.")
         check_steps(config.train_steps, stored.step, checkpoint_path)
     cuda = torch.cuda.is_available()
     accelerator = _accelerator(resolve_mixed_precision(config.mixed_precision, cuda), cuda)
