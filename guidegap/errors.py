@@ -6,7 +6,13 @@ what was received and how to fix it. The CLI prints ``str(error)`` on one line a
 
 from __future__ import annotations
 
-__all__ = ["GuidegapError", "AdapterError", "InputError", "printable"]
+__all__ = ["GuidegapError", "AdapterError", "InputError", "printable", "first_line"]
+
+
+def first_line(error: BaseException, limit: int = 200, empty: str = "") -> str:
+    """The first line of ``error``'s message, at most ``limit`` characters (``empty`` when it has none): what a
+    one-line error quotes from a library's multi-line one."""
+    return (str(error).strip().splitlines() or [empty])[0][:limit]
 
 
 def printable(text: object) -> str:

@@ -26,7 +26,7 @@ from guidegap.checkpoints.archive import check_torch_archive
 from guidegap.checkpoints.format import FORMAT, RUN_CHECKPOINT, Checkpoint, build_model
 from guidegap.checkpoints.limits import check_implied_size, state_numel
 from guidegap.checkpoints.offline import hub_offline
-from guidegap.errors import InputError
+from guidegap.errors import InputError, first_line
 from guidegap.files import require_regular_file
 from guidegap.recording.schedulers import check_same_schedule  # re-exported: the audit's refusal of two schedules
 
@@ -78,7 +78,7 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     except PermissionError:
         raise InputError(f"cannot read {path}: permission denied; make it readable (chmod u+r) or copy it.") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = first_line(error, empty=type(error).__name__)
         raise InputError(f"{path}: not a readable safetensors file ({reason}); it is truncated or not safetensors: "
                          "re-download it, or re-save the weights with safetensors.torch.save_file.") from None
 

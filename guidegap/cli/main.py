@@ -163,7 +163,7 @@ def _quiet_libraries() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from guidegap.errors import GuidegapError, printable
+    from guidegap.errors import GuidegapError, first_line, printable
 
     try:
         if args.command == "audit":
@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as error:  # a model that fails on its inputs, an unreadable file type, ...
         if os.environ.get("GUIDEGAP_DEBUG"):
             raise
-        first = printable((str(error).strip().splitlines() or [""])[0][:300])
+        first = printable(first_line(error, 300))
         print(f"guidegap: error: {type(error).__name__}: {first} (set GUIDEGAP_DEBUG=1 for the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
     raise AssertionError(f"unhandled command {args.command!r}")

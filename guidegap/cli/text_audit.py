@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from guidegap.errors import InputError
+from guidegap.errors import InputError, first_line
 
 __all__ = ["wants_text_audit", "text_report"]
 
@@ -56,7 +56,7 @@ def _device(name: str | None) -> Any:
         device = torch.device(name)
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as error:
-        first = (str(error).strip().splitlines() or [""])[0][:120]
+        first = first_line(error, 120)
         raise InputError(f"expected --device to name a device of this machine (cpu, cuda, cuda:1, ...), received "
                          f"{name!r} ({first}).") from None
     return device

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from guidegap.errors import InputError
+from guidegap.errors import InputError, first_line
 
 __all__ = ["LoadedPipeline", "load_pipeline", "is_pipeline_folder", "is_text_pipeline", "denoiser_folder", "offline_hub", "DENOISER_ATTRS"]
 
@@ -154,7 +154,7 @@ def _loading(path: Path, what: str, fix: str) -> Iterator[None]:
         try:
             yield
         except (OSError, ValueError, pickle.UnpicklingError) as error:
-            first = (str(error).strip().splitlines() or [""])[0][:200]
+            first = first_line(error)
             if _refused_pickle(error):
                 fix = ("its .bin weights store Python objects, not just tensors, and are not unpickled; convert them to "
                        "safetensors (or load the pipeline yourself if you trust its author)")

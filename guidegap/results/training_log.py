@@ -40,7 +40,7 @@ import numpy as np
 import xarray as xr
 
 from guidegap._version import __version__
-from guidegap.errors import InputError
+from guidegap.errors import InputError, first_line
 from guidegap.metrics.registry import METRICS, Metric, summaries
 
 if TYPE_CHECKING:
@@ -145,8 +145,8 @@ def load_log(store: str | os.PathLike[str]) -> xr.Dataset:
         with xr.open_zarr(path, consolidated=True) as ds:
             loaded = ds.load()
     except (ValueError, KeyError, OSError, RuntimeError, TypeError) as error:  # JSONDecodeError is a ValueError
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{str(path)!r} is a damaged training log ({type(error).__name__}: {reason}); "
+        raise InputError(f"{str(path)!r} is a damaged training log "
+                         f"({type(error).__name__}: {first_line(error, empty=type(error).__name__)}); "
                          "restore it from a copy or start a new store= folder.") from error
     steps = loaded[TRAINING_STEP].values if TRAINING_STEP in loaded.coords else np.array([])
     if steps.size > 1 and not bool(np.all(np.diff(steps) > 0)):
