@@ -1171,7 +1171,7 @@ def compute_report() -> pd.DataFrame:
     rows = []
     for run in plan():
         trained = recorded_training(run)
-        if trained is not None:
+        if trained is not None and trained[1] > 0:  # a run just started has logged no step yet
             item = f"steps 1-{trained[1]} of {run.steps}"
             if trained[1] < run.steps and exported(run):  # finished on a machine whose log was not packed after this step
                 item += " (the rest trained on a machine whose log was lost; not counted)"

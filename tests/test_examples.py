@@ -26,7 +26,7 @@ def test_the_cond_only_example_is_flagged(example_reports):
     """Its unconditional branch was never supervised: the audit must say guidance is broken."""
     report = example_reports["cond-only"]
     assert report.verdict != "healthy", str(report)
-    # measured at 32 x 25: uncond 0.27 vs cond 0.15 of the teacher's branch RMS (the cond branch is undertrained too)
+    # measured at 32 x 25: uncond 0.31 vs cond 0.17 of the teacher's branch RMS, rho 5.8, gap cosine 0.08
     assert report.summary["rel_uncond_error"].value > 1.3 * report.summary["rel_cond_error"].value
     assert report.summary["rho"].value > 1.25 and report.summary["cos_delta"].value < 0.5
 
