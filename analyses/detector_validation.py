@@ -18,7 +18,7 @@ the population and reported on the held-out part, split by objective (family), n
     python analyses/detector_validation.py train       # peer teacher and extra students (resumable)
     python analyses/detector_validation.py evaluate    # outcomes + audits of every member not yet evaluated
     python analyses/detector_validation.py analyze     # analyses/results/detector_validation.{csv,md}, figure
-    python analyses/detector_validation.py all
+    python analyses/detector_validation.py all         # construct, evaluate what exists, train, evaluate, analyze
     python analyses/detector_validation.py snapshot    # pack runs still training, to commit when a session ends
 """
 
@@ -431,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     if args.stage in ("construct", "all"):
         construct()
+    if args.stage == "all":  # what exists first: the peer teacher's hours come after every cheaper member is measured
+        evaluate()
     if args.stage in ("train", "all"):
         train_extras()
     if args.stage in ("evaluate", "all"):
