@@ -405,7 +405,12 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
         ax.set_xlabel(x)
         ax.set_ylabel(y)
     if "tf_rho" in frame:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         axes[0].set_xscale("log")
+        axes[0].set_xticks([v for v in (0.3, 0.5, 0.8, 1, 1.25, 2, 4, 8) if frame.tf_rho.min() / 1.5 <= v <= frame.tf_rho.max() * 1.5])
+        axes[0].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes[0].xaxis.set_minor_formatter(NullFormatter())
         axes[0].axvspan(0.8, 1.25, color="green", alpha=0.1)
         axes[0].axhline(0.8, color="green", lw=0.8, ls=":")
     axes[0].legend(fontsize=8)
@@ -414,7 +419,8 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
     axes[2].barh(top.statistic[::-1], top.auc_held_out[::-1], color="none", edgecolor="k", label="held out")
     axes[2].axvline(0.5, color="k", lw=0.8, ls=":")
     axes[2].set_xlabel("ROC AUC (does not guide like teacher)")
-    axes[2].legend(fontsize=8)
+    axes[2].set_xlim(0, 1)
+    axes[2].legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     fig.suptitle(f"Detector validation: {len(frame)} real models, outcome by docs/design.md §6")
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=110, bbox_inches="tight", format="png")
