@@ -222,13 +222,15 @@ def evaluate(only: list[str] | None = None) -> None:
 def trajectory_statistics(ds: xr.Dataset, prefix: str) -> dict[str, float]:
     """Candidate statistics from per-step sample means (``audit_*`` variables, ``timestep`` and ``model`` coords):
     rho (ratio of mean gap norms), mean gap cosine, teacher-gap-weighted cosine, relative gap error
-    ``sqrt(mean gap_mse) / mean |Delta_T|`` and relative branch errors, over the whole trajectory and per phase."""
+    ``sqrt(mean gap_mse) / mean |Delta_T|``, relative branch errors and the relative error of the guided prediction
+    ``g = eps_u + w (eps_c - eps_u)`` (what the sampler consumes), over the whole trajectory and per phase."""
     t = ds.timestep.values
     gap = ds["audit_gap_norm"]
     student, teacher = gap.sel(model="student").values, gap.sel(model="teacher").values
     cos, mse = ds["audit_gap_cos"].values, ds["audit_gap_mse"].values
     cond_t, uncond_t = ds["audit_cond_norm"].sel(model="teacher").values, ds["audit_uncond_norm"].sel(model="teacher").values
     cond_e, uncond_e = ds["audit_cond_error"].values, ds["audit_uncond_error"].values
+    guided_e = ds["audit_guided_error"].values if "audit_guided_error" in ds else None
     out = {}
     for phase, (low, high) in {"all": (0, 10_000), **PHASES}.items():
         k = (t >= low) & (t < high)
@@ -241,6 +243,8 @@ def trajectory_statistics(ds: xr.Dataset, prefix: str) -> dict[str, float]:
         out[f"{tag}_rel_gap_error"] = float(np.sqrt(mse[k].mean()) / teacher[k].mean())
         out[f"{tag}_rel_cond_error"] = float(cond_e[k].mean() / cond_t[k].mean())
         out[f"{tag}_rel_uncond_error"] = float(uncond_e[k].mean() / uncond_t[k].mean())
+        if guided_e is not None:  # what the sampler consumes at w: RMS(g_S - g_T) over the teacher's cond-branch RMS
+            out[f"{tag}_rel_guided_error"] = float(guided_e[k].mean() / cond_t[k].mean())
     return out
 
 

@@ -90,7 +90,8 @@ def test_trajectory_statistics_per_phase(validation):
          "audit_gap_mse": ("step", [1.0, 1.0, 1.0, 1.0, 4.0]),
          "audit_cond_norm": (("model", "step"), np.full((2, 5), 4.0)),
          "audit_uncond_norm": (("model", "step"), np.full((2, 5), 2.0)),
-         "audit_cond_error": ("step", np.full(5, 1.0)), "audit_uncond_error": ("step", np.full(5, 1.0))},
+         "audit_cond_error": ("step", np.full(5, 1.0)), "audit_uncond_error": ("step", np.full(5, 1.0)),
+         "audit_guided_error": ("step", [2.0, 2.0, 1.0, 1.0, 1.0])},
         coords={"model": ["teacher", "student"], "timestep": ("step", timesteps)})
     out = validation.trajectory_statistics(ds, "tf")
     assert out["tf_early_abs_log_rho"] == pytest.approx(np.log(2.0))  # t >= 667: 2 vs 1
@@ -100,3 +101,4 @@ def test_trajectory_statistics_per_phase(validation):
     assert out["tf_all_one_minus_weighted_cos"] == pytest.approx(1 - (1 + 1 + 1 + 1 + 0) / 8)
     assert out["tf_late_rel_gap_error"] == pytest.approx(np.sqrt(2.5) / 2.0)
     assert out["tf_all_rel_cond_error"] == pytest.approx(0.25) and out["tf_all_rel_uncond_error"] == pytest.approx(0.5)
+    assert out["tf_early_rel_guided_error"] == pytest.approx(0.5) and out["tf_late_rel_guided_error"] == pytest.approx(0.25)
