@@ -393,6 +393,34 @@ def _progress(run: Run) -> tuple[int, float | None]:
     return (rows[-1]["step"] if rows else 0), (float(np.median(rates)) if rates else None)
 
 
+def _kind(run: Run) -> str:
+    return run.name if run.role == "teacher" else (run.objective if run.objective in ("cond-only", "scratch") else "other")
+
+
+def measured_speeds() -> tuple[dict[str, float], float]:
+    """Seconds per training step by kind (median over finished students whose whole log is recorded; else over
+    all finished students; else :data:`DEFAULT_SECONDS_PER_STEP`) and the median seconds of a student evaluation
+    (else :data:`DEFAULT_EVALUATION_SECONDS`): the ETA is this machine's measured pace, not a guess."""
+    per_kind: dict[str, list[float]] = {}
+    evaluations: list[float] = []
+    for run in plan():
+        if run.role != "student":
+            continue
+        record = RESULTS / run.name / TRAINING_RECORD
+        if exported(run) and record.exists():
+            stored = json.loads(record.read_text())
+            if int(stored["step"]) >= run.steps:
+                per_kind.setdefault(_kind(run), []).append(float(stored["seconds"]) / int(stored["step"]))
+        for path in (RESULTS / run.name).glob("step_???????.nc"):
+            seconds = xr.open_dataset(path, engine="h5netcdf").attrs.get("evaluation_seconds")
+            if seconds is not None:
+                evaluations.append(float(seconds))
+    every = [rate for rates in per_kind.values() for rate in rates]
+    speeds = {kind: float(np.median(per_kind.get(kind) or every)) if every else default
+              for kind, default in DEFAULT_SECONDS_PER_STEP.items()}
+    return speeds, float(np.median(evaluations)) if evaluations else DEFAULT_EVALUATION_SECONDS
+
+
 def _cached_steps() -> int:
     folder = RUNS / "teacher_cache"
     return sum(1 for _ in folder.glob("*.safetensors")) if folder.exists() else 0
@@ -401,21 +429,22 @@ def _cached_steps() -> int:
 def status() -> None:
     """One line per run (state, step, measured speed, evaluations, ETA) and the estimated time left in all."""
     cached, remaining, rows = _cached_steps(), 0.0, []
+    speeds, evaluation_seconds = measured_speeds()
     for run in plan():
         step, rate = _progress(run)
-        kind = run.name if run.role == "teacher" else (run.objective if run.objective in ("cond-only", "scratch") else "other")
+        kind = _kind(run)
         done = exported(run)
         step = run.steps if done and not step else step  # exported on an earlier machine: no log here
         wanted = run.evaluated_steps
         evaluated = sum(evaluation_path(run, k).exists() for k in wanted)
-        seconds = (len(wanted) - evaluated) * DEFAULT_EVALUATION_SECONDS
+        seconds = (len(wanted) - evaluated) * (evaluation_seconds if run.role == "student" else DEFAULT_EVALUATION_SECONDS)
         if not done:
             needs_cache = run.role == "student" and run.objective != "scratch"
             if rate is not None:  # measured on this run (cache building included)
                 seconds += (run.steps - step) * rate
             else:
                 uncached = max(0, run.steps - cached) if needs_cache else 0
-                seconds += run.steps * DEFAULT_SECONDS_PER_STEP[kind] + uncached * CACHE_SECONDS_PER_STEP
+                seconds += run.steps * speeds[kind] + uncached * CACHE_SECONDS_PER_STEP
             if needs_cache:
                 cached = max(cached, run.steps)
         remaining += seconds
@@ -424,7 +453,9 @@ def status() -> None:
         rows.append(f"{run.name:16s} {run.objective:15s} {state:22s} {step:5d}/{run.steps:<5d} {speed:13s} "
                     f"evaluated {evaluated}/{len(wanted)}  ETA {seconds / 3600:5.2f} h")
     print("\n".join(rows))
-    print(f"teacher cache: {_cached_steps()} steps; time left (estimate, this machine): {remaining / 3600:.1f} h")
+    pace = ", ".join(f"{kind} {rate:.2f}" for kind, rate in speeds.items() if kind != "teacher")
+    print(f"teacher cache: {_cached_steps()} steps; time left (estimate, this machine): {remaining / 3600:.1f} h "
+          f"(pending runs at the finished students' median pace, s/step: {pace}; {evaluation_seconds:.0f} s per evaluation)")
 
 
 # -- evaluation -------------------------------------------------------------------------------------------
