@@ -373,16 +373,19 @@ def roc_auc(score: np.ndarray, bad: np.ndarray) -> float:
 
 
 def best_threshold(score: np.ndarray, bad: np.ndarray) -> tuple[float, float]:
-    """The threshold (flag when score > it) with the best balanced accuracy, and that accuracy."""
+    """The threshold (flag when score > it) with the best balanced accuracy, and that accuracy. The threshold sits
+    halfway between the two neighbouring scores the split falls between, not on a training member's own score,
+    which would put the boundary against the training part's last accepted member."""
     candidates = np.unique(score)
     best = (float("nan"), -1.0)
-    for c in candidates:
+    for i, c in enumerate(candidates):
         flagged = score > c
         tpr = flagged[bad].mean() if bad.any() else 0.0
         tnr = (~flagged[~bad]).mean() if (~bad).any() else 0.0
         balanced = 0.5 * (tpr + tnr)
         if balanced > best[1]:
-            best = (float(c), float(balanced))
+            threshold = 0.5 * (c + candidates[i + 1]) if i + 1 < len(candidates) else c
+            best = (float(threshold), float(balanced))
     return best
 
 

@@ -39,11 +39,11 @@ def test_best_threshold_flags_above_it_with_the_best_balanced_accuracy(validatio
     score = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     bad = np.array([False, False, False, True, True, True])
     threshold, balanced = validation.best_threshold(score, bad)
-    assert threshold == 0.3 and balanced == 1.0
+    assert threshold == pytest.approx(0.5) and balanced == 1.0  # halfway between the last good and the first bad
     # one good member scoring high: the best split keeps it wrong rather than two bad ones
     score = np.array([0.1, 0.2, 0.95, 0.7, 0.8, 0.9])
     threshold, balanced = validation.best_threshold(score, bad)
-    assert threshold == 0.2 and balanced == pytest.approx(0.5 * (1 + 2 / 3))
+    assert threshold == pytest.approx(0.45) and balanced == pytest.approx(0.5 * (1 + 2 / 3))
 
 
 def test_the_pair_rule_is_fitted_on_the_training_part_only(validation):
@@ -52,7 +52,7 @@ def test_the_pair_rule_is_fitted_on_the_training_part_only(validation):
     bad = np.array([False, False, True, True, False, True])
     train = np.array([True, True, True, True, False, False])
     rule = validation.best_pair_rule(frame, ["a", "b"], bad, train)
-    assert rule["rule"] == "a > 0.2" and rule["balanced_accuracy_train"] == 1.0  # a alone: no pair does better
+    assert rule["rule"] == "a > 0.5" and rule["balanced_accuracy_train"] == 1.0  # a alone: no pair does better
     assert rule["flagged"][:4].tolist() == [False, False, True, True]
 
 
@@ -61,7 +61,7 @@ def test_a_pair_is_chosen_when_each_statistic_sees_only_some_failures(validation
     frame = pd.DataFrame({"a": [0.1, 0.1, 0.9, 0.1], "b": [0.1, 0.1, 0.1, 0.9]})
     bad = np.array([False, False, True, True])
     rule = validation.best_pair_rule(frame, ["a", "b"], bad, np.ones(4, bool))
-    assert rule["rule"] == "a > 0.1 or b > 0.1" and rule["balanced_accuracy_train"] == 1.0
+    assert rule["rule"] == "a > 0.5 or b > 0.5" and rule["balanced_accuracy_train"] == 1.0
 
 
 def _outcomes(a1: float, a4: float, fd1: float, fd4: float) -> xr.Dataset:
