@@ -98,8 +98,10 @@ TEACHER_BAR = dict(fd_max=10.0, fidelity_w4_min=0.95)
 DISTIL_BELOW_BAR = True
 # Students in the order they train: dash and cond-only first, each followed by its run at twice the budget (the
 # convergence check), then the others.
-STUDENTS = ("dash", "cond-only", "composite", "dash-no-tirt", "scratch", "gap", "multi-w", "pdm",
-            "dash-no-uncond", "dash-no-anchor")
+# training order: dash-no-uncond early (the share of DASH's gain from its unconditional term needs it), pdm last
+# (its loss is gap's by construction, README)
+STUDENTS = ("dash", "cond-only", "composite", "dash-no-tirt", "scratch", "dash-no-uncond", "gap", "multi-w",
+            "dash-no-anchor", "pdm")
 DOUBLED = ("dash", "cond-only")
 # EMA weights kept along every run (log-spaced): the real-student population of the detector validation (issue 17).
 EXPORT_STEPS = (250, 500, 1000, 2000, 4000, 8000)
