@@ -99,16 +99,7 @@ def log(message: str) -> None:
 
 # -- the population ----------------------------------------------------------------------------------------------
 def campaign_members() -> list[Member]:
-    members = []
-    for run in campaign.plan():
-        if run.role == "teacher":
-            continue
-        for step in (k for k in run.export_steps if k not in SKIPPED_EXPORT_STEPS):
-            path = run.checkpoint(step)
-            if path.exists():
-                members.append(Member(f"{run.name}@{step}", FAMILY.get(run.name, run.objective), path,
-                                      campaign.evaluation_path(run, step), step))
-    return members
+    return [m for m, *_ in planned_members()["campaign exports"] if m.checkpoint.exists()]
 
 
 def constructed_members() -> list[Member]:
@@ -230,15 +221,6 @@ def evaluate(only: list[str] | None = None) -> None:
 FREE_RUNNING_SECONDS = {"student": 90.0, "teacher-sized": 240.0}  # until one of each kind is measured here
 
 
-def _seconds(paths: list[Path]) -> list[float]:
-    out = []
-    for path in paths:
-        value = campaign._read(path).attrs.get("evaluation_seconds") if path.exists() else None
-        if value is not None:
-            out.append(float(value))
-    return out
-
-
 def planned_members() -> dict[str, list[tuple[Member, bool, bool]]]:
     """Every member the validation will have once the campaign and :func:`train_extras` finish, by group, each with
     whether it is teacher-sized (constructed failures, the peer) and whether the campaign evaluates it itself."""
@@ -256,12 +238,13 @@ def status() -> None:
     groups = planned_members()
     every = [entry for group in groups.values() for entry in group]
     kinds = ("student", "teacher-sized")
-    done = {kind: _seconds([m.evaluation for m, big, _ in every if big == (kind == "teacher-sized")]) for kind in kinds}
+    done = {kind: campaign.recorded_seconds([m.evaluation for m, big, _ in every if big == (kind == "teacher-sized")]) for kind in kinds}
     teacher = campaign.find("teacher")
-    teacher_evaluations = _seconds(sorted((campaign.RESULTS / teacher.name).glob("step_*.nc")))
-    evaluation = {"student": float(np.median(done["student"])) if done["student"] else campaign.measured_speeds()[1],
+    teacher_evaluations = campaign.recorded_seconds(sorted((campaign.RESULTS / teacher.name).glob("step_*.nc")))
+    speeds, campaign_evaluation = campaign.measured_speeds()
+    evaluation = {"student": float(np.median(done["student"])) if done["student"] else campaign_evaluation,
                   "teacher-sized": float(np.median(done["teacher-sized"] or teacher_evaluations or [1800.0]))}
-    free = {kind: _seconds([free_running_path(m) for m, big, _ in every if big == (kind == "teacher-sized")]) for kind in kinds}
+    free = {kind: campaign.recorded_seconds([free_running_path(m) for m, big, _ in every if big == (kind == "teacher-sized")]) for kind in kinds}
     free_pace = {k: float(np.median(v)) if v else FREE_RUNNING_SECONDS[k] for k, v in free.items()}
     remaining, lines = 0.0, []
     for label, group in groups.items():
@@ -274,7 +257,6 @@ def status() -> None:
     record = campaign.RESULTS / teacher.name / campaign.TRAINING_RECORD
     stored = json.loads(record.read_text()) if record.exists() else None
     teacher_pace = stored["seconds"] / stored["step"] if stored else campaign.DEFAULT_SECONDS_PER_STEP["teacher"]
-    speeds, _ = campaign.measured_speeds()
     for run, finished in extra_runs():
         step, rate = campaign._progress(run)
         pace = rate or (teacher_pace if run.name == "teacher-seed1" else speeds["other"])

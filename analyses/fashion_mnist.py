@@ -399,6 +399,12 @@ def _kind(run: Run) -> str:
     return run.name if run.role == "teacher" else (run.objective if run.objective in ("cond-only", "scratch") else "other")
 
 
+def recorded_seconds(paths: list[Path]) -> list[float]:
+    """The ``evaluation_seconds`` each existing evaluation Dataset among ``paths`` recorded."""
+    values = (_read(path).attrs.get("evaluation_seconds") for path in paths if path.exists())
+    return [float(value) for value in values if value is not None]
+
+
 def measured_speeds() -> tuple[dict[str, float], float]:
     """Seconds per training step by kind (median over finished students whose whole log is recorded; else over
     all finished students; else :data:`DEFAULT_SECONDS_PER_STEP`) and the median seconds of a student evaluation
@@ -413,10 +419,7 @@ def measured_speeds() -> tuple[dict[str, float], float]:
             stored = json.loads(record.read_text())
             if int(stored["step"]) >= run.steps:
                 per_kind.setdefault(_kind(run), []).append(float(stored["seconds"]) / int(stored["step"]))
-        for path in (RESULTS / run.name).glob("step_???????.nc"):
-            seconds = xr.open_dataset(path, engine="h5netcdf").attrs.get("evaluation_seconds")
-            if seconds is not None:
-                evaluations.append(float(seconds))
+        evaluations += recorded_seconds(sorted((RESULTS / run.name).glob("step_???????.nc")))
     every = [rate for rates in per_kind.values() for rate in rates]
     speeds = {kind: float(np.median(per_kind.get(kind) or every)) if every else default
               for kind, default in DEFAULT_SECONDS_PER_STEP.items()}
