@@ -102,3 +102,38 @@ def test_trajectory_statistics_per_phase(validation):
     assert out["tf_late_rel_gap_error"] == pytest.approx(np.sqrt(2.5) / 2.0)
     assert out["tf_all_rel_cond_error"] == pytest.approx(0.25) and out["tf_all_rel_uncond_error"] == pytest.approx(0.5)
     assert out["tf_early_rel_guided_error"] == pytest.approx(0.5) and out["tf_late_rel_guided_error"] == pytest.approx(0.25)
+
+
+def test_the_probe_per_phase_reproduces_the_overall_probe_and_splits_by_timestep(validation, oracle, scheduler):
+    import torch
+
+    import guidegap
+    from guidegap.oracle import shrunk_student
+
+    data = oracle.mixture.sample(96, generator=torch.Generator().manual_seed(0))
+    probe = guidegap.probe(oracle, shrunk_student(oracle, 0.5), data, scheduler=scheduler, seed=0)
+    out = validation.trajectory_statistics(validation.probe_as_trajectory(probe), "probe")
+    summary = guidegap.summarize(probe)
+    assert out["probe_all_abs_log_rho"] == pytest.approx(abs(np.log(summary["rho"].value)))
+    assert out["probe_all_one_minus_cos"] == pytest.approx(1 - summary["cos_delta"].value)
+    assert out["probe_all_rel_cond_error"] == pytest.approx(summary["rel_cond_error"].value)
+    t = probe.timestep.values
+    early = (t >= 667) & (t < 1000)
+    student, teacher = probe.gap_norm.sel(model="student").values, probe.gap_norm.sel(model="teacher").values
+    assert out["probe_early_abs_log_rho"] == pytest.approx(abs(np.log(student[early].mean() / teacher[early].mean())))
+
+
+def test_the_headroom_sensitivity_is_reported_beside_the_outcome_and_never_replaces_it(validation):
+    teacher = _outcomes(0.55, 0.95, 10.0, 15.0)  # gain 0.40 of a headroom 0.45
+    row = validation.outcome_row(_outcomes(0.80, 0.99, 8.0, 12.0), teacher)  # gain 0.19 < 0.20, but 95% of its headroom
+    assert row["guided"] is False and row["guides_like_teacher"] is False
+    assert row["guided_of_headroom"] is True and row["guides_like_teacher_of_headroom"] is True
+    flat = validation.outcome_row(_outcomes(0.80, 0.82, 8.0, 12.0), teacher)  # 10% of its headroom
+    assert flat["guided_of_headroom"] is False
+
+
+def test_balanced_accuracy_does_not_reward_flagging_everything(validation):
+    bad = np.array([True, True, True, False])
+    assert validation.balanced_accuracy(bad, np.ones(4, bool)) == 0.5
+    assert validation.balanced_accuracy(bad, bad) == 1.0
+    assert np.isnan(validation.balanced_accuracy(np.ones(3, bool), np.ones(3, bool)))
