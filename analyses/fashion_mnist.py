@@ -941,7 +941,8 @@ def _markdown(frame: pd.DataFrame, converged: pd.DataFrame) -> None:
                          f"{row.fd_tag:.2f} / {row.fd_tag_x2:.2f} ({row.change_fd:+.1%}) | {row.rho:.3f} / {row.rho_x2:.3f} | "
                          f"{'yes' if row.converged else 'no'} |")
     frame = frame.assign(abs_log_rho=np.abs(np.log(frame.rho)))
-    shares = {c: uncond_share(frame, c, hib) for c, hib in (("fd_tag", False), ("fidelity_w4", True), ("abs_log_rho", False))}
+    shares = {c: uncond_share(frame, c, hib) for c, hib in (("fd_tag", False), ("fd_w4", False), ("fidelity_w4", True),
+                                                             ("abs_log_rho", False))}
     lines += ["", "Share of DASH's gain over cond-only distillation that comes from unconditional supervision, "
               "`(m(dash-no-uncond) - m(dash)) / (m(cond-only) - m(dash))`:",
               *[f"- {c}: {'n/a' if v is None else f'{v:.2f}'}" for c, v in shares.items()]]
