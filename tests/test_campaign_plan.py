@@ -86,3 +86,14 @@ def test_a_run_in_progress_is_packed_and_resumed_on_a_machine_without_runs(campa
     campaign.restore_run(campaign.find("dash"))
     restored = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert restored == {k: v for k, v in files.items() if not k.startswith((".guidegap", "exports"))}
+
+
+def test_each_diagnostic_run_is_one_recipe_change_away_from_its_student(campaign):
+    from dataclasses import asdict
+
+    base = asdict(campaign.config_for(campaign.find("scratch")))
+    diagnostic = asdict(campaign.config_for(campaign.find("scratch-tirt")))
+    differ = {k for k in base if base[k] != diagnostic[k]}
+    assert differ == {"out", "tirt", "objective_options"}
+    assert (base["tirt"], diagnostic["tirt"]) == ("uniform", "learned") and diagnostic["objective_options"]["tirt"] is True
+    assert campaign.find("scratch-tirt").steps == campaign.BUDGET
