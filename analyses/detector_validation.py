@@ -373,6 +373,9 @@ def population_table() -> pd.DataFrame:
             own_ds = campaign._read(own)
             row.update(trajectory_statistics(own_ds, "fr"))
             row.update(json.loads(own_ds.attrs["probe_phases"]))
+            if abs(row["probe_all_abs_log_rho"] - row["probe_abs_log_rho"]) > 1e-6:  # same images, seed and models
+                log(f"warning: {member.name}: the probe per phase does not reproduce the evaluation's probe rho "
+                    f"({np.exp(row['probe_all_abs_log_rho']):.6f} vs {probe['rho']['value']:.6f} as |log|)")
         rows.append(row)
     return pd.DataFrame(rows)
 
