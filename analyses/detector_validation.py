@@ -196,8 +196,8 @@ def probe_as_trajectory(probe: xr.Dataset) -> xr.Dataset:
     a "step" of its own, variables prefixed ``audit_``. Phase means over samples are then DASH's probe statistics
     restricted to the phase's timesteps (rho as a ratio of means, as ``summarize`` computes it)."""
     names = ("gap_norm", "gap_cos", "gap_mse", "cond_norm", "uncond_norm", "cond_error", "uncond_error", "guided_error")
-    out = probe[[n for n in names if n in probe]].rename({n: f"audit_{n}" for n in names if n in probe})
-    return out.rename({"sample": "step"})
+    present = [n for n in names if n in probe]
+    return probe[present].rename({n: f"audit_{n}" for n in present}).rename({"sample": "step"})
 
 
 @torch.no_grad()
@@ -216,7 +216,6 @@ def own_audits(member: Member, context: campaign.Context) -> xr.Dataset:
     return campaign._per_step_means(free).assign_attrs(
         summary=json.dumps({k: v.to_dict() for k, v in guidegap.summarize(free).items()}),
         probe_phases=json.dumps(trajectory_statistics(probe_as_trajectory(probe), "probe")),
-        probe_summary=json.dumps({k: v.to_dict() for k, v in guidegap.summarize(probe).items()}),
         evaluation_seconds=round(time.perf_counter() - started, 1))
 
 
@@ -375,7 +374,7 @@ def population_table() -> pd.DataFrame:
             row.update(json.loads(own_ds.attrs["probe_phases"]))
             if abs(row["probe_all_abs_log_rho"] - row["probe_abs_log_rho"]) > 1e-6:  # same images, seed and models
                 log(f"warning: {member.name}: the probe per phase does not reproduce the evaluation's probe rho "
-                    f"({np.exp(row['probe_all_abs_log_rho']):.6f} vs {probe['rho']['value']:.6f} as |log|)")
+                    f"(|log rho| {row['probe_all_abs_log_rho']:.6f} vs {row['probe_abs_log_rho']:.6f})")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -434,6 +433,11 @@ def candidate_columns(frame: pd.DataFrame) -> list[str]:
     return columns + [c for c in overall if c in frame]
 
 
+def accuracy(bad: np.ndarray, flagged: np.ndarray) -> float:
+    """Share of members whose prediction (flagged or not) agrees with the outcome (NaN for none)."""
+    return float((flagged == bad).mean()) if len(bad) else float("nan")
+
+
 def balanced_accuracy(bad: np.ndarray, flagged: np.ndarray) -> float:
     """Mean of the shares of failures flagged and of good members passed (NaN when either kind is absent): on a
     lopsided part, plain accuracy rewards flagging everything."""
@@ -465,15 +469,15 @@ def analyze() -> None:
         stats.append({"statistic": column, "auc_all": roc_auc(score[ok], bad[ok]), "auc_train": roc_auc(score[ok & train], bad[ok & train]),
                       "auc_held_out": roc_auc(score[ok & test], bad[ok & test]), "threshold_from_train": threshold,
                       "balanced_accuracy_train": balanced_train,
-                      "accuracy_held_out": float((flagged[ok & test] == bad[ok & test]).mean()) if (ok & test).any() else np.nan})
+                      "accuracy_held_out": accuracy(bad[ok & test], flagged[ok & test])})
     stats = pd.DataFrame(stats).sort_values("auc_train", ascending=False)
     verdict_bad = frame.verdict.to_numpy(str) != "healthy"
     confusion = confusion_matrix(bad, verdict_bad)
     held = frame[test]
-    accuracy_today = float((verdict_bad[test] == bad[test]).mean()) if test.any() else float("nan")
+    accuracy_today = accuracy(bad[test], verdict_bad[test])
     usable = [c for c in stats.statistic if np.isfinite(frame[c].to_numpy(float)).all()]
     rule = best_pair_rule(frame, usable, bad, train) if usable and train.any() else {}
-    rule_accuracy = float((rule["flagged"][test] == bad[test]).mean()) if rule and test.any() else float("nan")
+    rule_accuracy = accuracy(bad[test], rule["flagged"][test]) if rule else float("nan")
     peer = frame[frame.family == "peer"]
     amended_bad = ~frame.guides_like_teacher_of_headroom.to_numpy(bool)
     changed = frame.member[amended_bad != bad].tolist()
@@ -484,27 +488,26 @@ def analyze() -> None:
              f"by docs/design.md §6); held out by family: {sorted(set(held.family))} ({len(held)} members).", "",
              f"Today's verdict (`healthy` vs anything else) agrees with the outcome for {accuracy_today:.0%} of the held-out "
              f"members (balanced accuracy {balanced_accuracy(bad[test], verdict_bad[test]):.0%}) and "
-             f"{float((verdict_bad == bad).mean()):.0%} of all.", "", "Confusion matrix (all members):", "",
+             f"{accuracy(bad, verdict_bad):.0%} of all.", "", "Confusion matrix (all members):", "",
              confusion.to_markdown(), "", "Held-out members:", "", confusion_matrix(bad[test], verdict_bad[test]).to_markdown(),
              "", "Candidate statistics, best first by ROC AUC on the training part:", "",
              stats.head(25).to_markdown(index=False, floatfmt=".3f")]
     good_share = float((~bad).mean())
     lines += ["", f"Balance (issue 17 asks for at least a quarter of each kind): {good_share:.0%} guide like the teacher, "
               f"{1 - good_share:.0%} do not."]
-    amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
-                    f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
-                    f"({', '.join(changed) or 'none'}); today's verdict then agrees for "
-                    f"{float((verdict_bad[test] == amended_bad[test]).mean()):.0%} of the held-out members")
-    if rule:
-        amended_line += f" and the fitted rule above for {float((rule['flagged'][test] == amended_bad[test]).mean()):.0%}"
-    lines_after_rule = [amended_line + "."]
     if rule:
         lines += ["", f"Best rule of one or two statistics fitted on the training part: `{rule['rule']}` (balanced accuracy "
                   f"{rule['balanced_accuracy_train']:.0%} on the training part); it agrees with the outcome for "
                   f"{rule_accuracy:.0%} of the held-out members (balanced accuracy "
                   f"{balanced_accuracy(bad[test], rule['flagged'][test]):.0%}):", "",
                   confusion_matrix(bad[test], rule["flagged"][test]).to_markdown()]
-    lines += ["", *lines_after_rule]
+    amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
+                    f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
+                    f"({', '.join(changed) or 'none'}); today's verdict then agrees for "
+                    f"{accuracy(amended_bad[test], verdict_bad[test]):.0%} of the held-out members")
+    if rule:
+        amended_line += f" and the fitted rule above for {accuracy(amended_bad[test], rule['flagged'][test]):.0%}"
+    lines += ["", amended_line + "."]
     if not peer.empty:
         shown = ["verdict", "guides_like_teacher", "tf_rho", "tf_cos_delta", "tf_rel_cond_error", "tf_rel_uncond_error",
                  "tf_all_rel_gap_error", "probe_rho", "probe_cos_delta", "a4", "relative_gain", "fd4_over_teacher"]
