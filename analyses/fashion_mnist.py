@@ -104,6 +104,11 @@ DISTIL_BELOW_BAR = True
 STUDENTS = ("dash", "cond-only", "composite", "dash-no-tirt", "scratch", "dash-no-uncond", "gap", "multi-w",
             "dash-no-anchor", "pdm")
 DOUBLED = ("dash", "cond-only")
+# Seeds other than SEED, decided on 2026-12-03 before pdm trained: pdm's loss is gap's by construction (same loss and
+# gradient, tests/test_objectives.py), so at gap's seed it would retrain gap's student bit for bit. At another seed it
+# is gap's seed replicate, and the difference between the two rows is the table's seed noise. A run at another seed
+# draws other batches than the shared teacher cache holds, so it trains without the cache.
+RUN_SEEDS = {"pdm": 1}
 # Diagnostic runs after the ten, each one recipe change away from a student above. scratch-tirt: the scratch student
 # with TIRT learned jointly, as the teacher learns it. scratch meets the teacher's bar (FD 6.6) that the teacher misses
 # (19.9); the two recipes differ in TIRT, lr, EMA, warm-up and weight decay, and this separates the weighting from the rest.
@@ -197,13 +202,14 @@ def relative(path: Path) -> str:
 
 # -- training ---------------------------------------------------------------------------------------------
 def config_for(run: Run) -> TrainConfig:
-    common = dict(out=str(RUNS / run.name), role=run.role, objective=run.objective, tier="cpu", seed=SEED, data="fashion-mnist",
+    seed = RUN_SEEDS.get(run.name, SEED)
+    common = dict(out=str(RUNS / run.name), role=run.role, objective=run.objective, tier="cpu", seed=seed, data="fashion-mnist",
                   model_class="UNet2DModel", progress=False, train_steps=run.steps)
     if run.role == "teacher":
         return TrainConfig(**common, model_config=TEACHER_MODEL, checkpoint_every=100, lr_decay_steps=run.steps,
                            export_steps=[k for k in TEACHER_EXPORT_STEPS if k < run.steps], **TEACHER)
     return TrainConfig(**common, model_config=STUDENT_MODEL, teacher=str(TEACHER_FILE), checkpoint_every=MONITOR_EVERY,
-                       audit_every=MONITOR_EVERY, teacher_cache=str(RUNS / "teacher_cache"), export_steps=run.export_steps,
+                       audit_every=MONITOR_EVERY, teacher_cache=str(RUNS / "teacher_cache") if seed == SEED else None, export_steps=run.export_steps,
                        **STUDENT, **DIAGNOSTICS.get(run.name, (None, {}))[1])
 
 
@@ -921,7 +927,7 @@ def _markdown(frame: pd.DataFrame, converged: pd.DataFrame) -> None:
         "# Fashion-MNIST reproduction of the DASH comparison (measured)",
         "",
         f"Teacher {int(frame.params[frame.run == 'teacher'].max()):,} parameters, {find('teacher').steps} steps; students {BUDGET} steps each at batch 64, "
-        f"seed {SEED}, one shared teacher cache. Audit: {AUDIT['num_samples']} samples x {AUDIT['num_steps']} DDIM steps at "
+        f"seed {SEED} with one shared teacher cache ({', '.join(f'{k} at seed {v}' for k, v in RUN_SEEDS.items())}, without it). Audit: {AUDIT['num_samples']} samples x {AUDIT['num_steps']} DDIM steps at "
         f"w = {AUDIT['guidance_scale']:g}, teacher-forced. Data probe: the {PROBE_SAMPLES:,} test images at uniform t. "
         f"FD: {FD_SAMPLES} samples, {convention.description}, project-classifier features vs the 10,000 test "
         f"images, at DASH's TAG guidance (and w = 1, 4 in the CSV). Fidelity: {FD_SAMPLES} samples at w = 1 and 4, "

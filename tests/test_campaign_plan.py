@@ -97,3 +97,12 @@ def test_each_diagnostic_run_is_one_recipe_change_away_from_its_student(campaign
     assert differ == {"out", "tirt", "objective_options"}
     assert (base["tirt"], diagnostic["tirt"]) == ("uniform", "learned") and diagnostic["objective_options"]["tirt"] is True
     assert campaign.find("scratch-tirt").steps == campaign.BUDGET
+
+
+def test_pdm_is_gaps_seed_replicate_trained_without_the_shared_cache(campaign):
+    from dataclasses import asdict
+
+    gap, pdm = (asdict(campaign.config_for(campaign.find(name))) for name in ("gap", "pdm"))
+    assert {k for k in gap if gap[k] != pdm[k]} == {"out", "objective", "seed", "teacher_cache"}
+    assert pdm["seed"] != campaign.SEED and pdm["teacher_cache"] is None
+    assert gap["seed"] == campaign.SEED and gap["teacher_cache"] is not None
