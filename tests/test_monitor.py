@@ -207,6 +207,31 @@ def test_a_resumed_run_rewinds_to_its_checkpoint_and_other_settings_are_refused_
     assert load_log(store)["training_step"].values.tolist() == [10, 20]
 
 
+def test_a_log_started_before_a_metric_existed_continues_without_it_and_one_missing_a_logged_metric_is_refused(
+        tmp_path, scheduler, mixture_teacher):
+    from guidegap.metrics.registry import Metric, register_metric, remove_metric
+
+    def gap_peak(student_cond, student_uncond, teacher_cond, teacher_uncond, guidance_scale):
+        return ((student_cond - student_uncond) - (teacher_cond - teacher_uncond)).abs().flatten(1).amax(1)
+
+    settings = dict(store=tmp_path / "guidance.zarr", scheduler=scheduler, num_samples=4, sampling_steps=4)
+    GuidanceMonitor(mixture_teacher, **settings).check(10, mixture_teacher)  # the older guidegap: no gap_peak
+    register_metric(Metric("gap_peak", "pair", "largest absolute gap difference", function=gap_peak))
+    try:
+        with pytest.warns(UserWarning, match="was started without gap_peak_per_step; this check is logged without"):
+            GuidanceMonitor(mixture_teacher, **settings).check(20, shrunk_student(mixture_teacher, 0.5))
+        log = load_log(settings["store"])
+        assert log["training_step"].values.tolist() == [10, 20] and "gap_peak_per_step" not in log
+        assert log["verdict"].values.tolist() == ["healthy", "miscalibrated"]
+        other = dict(settings, store=tmp_path / "with_peak.zarr")
+        GuidanceMonitor(mixture_teacher, **other).check(10, mixture_teacher)
+    finally:
+        remove_metric("gap_peak")
+    with pytest.raises(InputError, match=r"recorded variables \(gap_peak_per_step only in the log\) differ"):
+        GuidanceMonitor(mixture_teacher, **other).check(20, mixture_teacher)
+    assert load_log(other["store"])["training_step"].values.tolist() == [10]
+
+
 def test_an_oracle_teacher_continues_its_log_under_either_name(tmp_path, scheduler):
     store = tmp_path / "guidance.zarr"
     GuidanceMonitor("oracle", store=store, scheduler=scheduler, num_samples=2, sampling_steps=3).check(

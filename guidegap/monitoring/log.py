@@ -55,7 +55,7 @@ def append_entry(store: str | os.PathLike[str], entry: xr.Dataset) -> None:
             return
         repair_log(store)
         steps = _stored_steps(store)
-        _check_compatible(store, entry)
+        entry = _compatible_entry(store, entry)
         if len(steps) and step < steps[-1]:
             raise InputError(f"training step {step} comes before the last entry of the training log {str(store)!r} (step "
                              f"{int(steps[-1])}); a run resumed from an earlier checkpoint rewinds the log first "
@@ -107,9 +107,13 @@ def _stored_steps(store: Path) -> np.ndarray:
         return np.asarray(ds[TRAINING_STEP].values, dtype=np.int64)
 
 
-def _check_compatible(store: Path, entry: xr.Dataset) -> None:
-    """Refuse an entry whose monitor settings differ from the log's, naming them. Settings a log written by an
-    older guidegap did not record (its thresholds, its labels) are not compared; an oracle teacher is compared by seed."""
+def _compatible_entry(store: Path, entry: xr.Dataset) -> xr.Dataset:
+    """The entry as the log can take it, or a refusal naming the monitor settings that differ from the log's.
+
+    Settings a log written by an older guidegap did not record (its thresholds, its labels) are not compared; an
+    oracle teacher is compared by seed. Variables the log was started without (a summary or curve a newer guidegap
+    adds, a metric registered since) are left out of the entry with a warning, so a run resumed after an upgrade
+    continues its log; variables the log has and the entry lacks are refused (the settings differ)."""
     import json
 
     with xr.open_zarr(store, consolidated=True) as ds:
@@ -119,11 +123,20 @@ def _check_compatible(store: Path, entry: xr.Dataset) -> None:
                                  and _oracle_seed(stored[key]) == _oracle_seed(given.get(key))))
         if ds.sizes.get("step") != entry.sizes["step"] or not np.array_equal(ds["timestep"].values, entry["timestep"].values):
             differ.append("sampling steps (timesteps)")
-        if set(ds.data_vars) != set(entry.data_vars):
-            differ.append("recorded variables")
+        missing = sorted(set(map(str, ds.data_vars)) - set(map(str, entry.data_vars)))
+        new = sorted(set(map(str, entry.data_vars)) - set(map(str, ds.data_vars)))
+    if missing:
+        differ.append(f"recorded variables ({', '.join(missing)} only in the log)")
     if differ:
         raise InputError(f"the training log {str(store)!r} was written with other monitor settings ({', '.join(differ)} "
                          "differ); use the same settings to continue it, or another store path.")
+    if new:
+        import warnings
+
+        warnings.warn(f"the training log {str(store)!r} was started without {', '.join(new)}; this check is logged "
+                      "without those variables (start another store path to log them).", UserWarning, stacklevel=3)
+        entry = entry.drop_vars(new)
+    return entry
 
 
 def _oracle_seed(source: Any) -> int | None:
