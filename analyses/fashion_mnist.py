@@ -1226,9 +1226,12 @@ def compute_report() -> pd.DataFrame:
                 item += " (the rest trained on a machine whose log was lost; not counted)"
             rows.append({"stage": "teacher training" if run.role == "teacher" else "student training (teacher cache included)",
                          "run": run.name, "item": item, "seconds": trained[0]})
-        for path in sorted((RESULTS / run.name).glob("step_*.nc")):
-            copy = run.role == "teacher" and path.stem.count("_") == 1  # step_N.nc: the chosen convention's, copied
-            attrs = {} if copy or path.stem.endswith("_audit") else xr.open_dataset(path, engine="h5netcdf").attrs
+        # the campaign's own evaluations only: detector_validation adds others (own audits, extra steps) beside them
+        paths = [evaluation_path(run, step) for step in run.evaluated_steps]
+        if run.role == "teacher":  # each segment's evaluation per sampler convention; step_N.nc is the chosen one's copy
+            paths = sorted((RESULTS / run.name).glob("step_*_*.nc"))
+        for path in (p for p in paths if p.exists() and not p.stem.endswith(("_audit", "_own_audits"))):
+            attrs = xr.open_dataset(path, engine="h5netcdf").attrs
             if "evaluation_seconds" in attrs:
                 rows.append({"stage": f"{run.role} evaluation", "run": run.name, "item": path.stem,
                              "seconds": float(attrs["evaluation_seconds"])})

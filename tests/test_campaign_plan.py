@@ -106,3 +106,23 @@ def test_pdm_is_gaps_seed_replicate_trained_without_the_shared_cache(campaign):
     assert {k for k in gap if gap[k] != pdm[k]} == {"out", "objective", "seed", "teacher_cache"}
     assert pdm["seed"] != campaign.SEED and pdm["teacher_cache"] is None
     assert gap["seed"] == campaign.SEED and gap["teacher_cache"] is not None
+
+
+def test_the_compute_report_counts_the_campaigns_evaluations_only(campaign, monkeypatch, tmp_path):
+    """The detector validation writes more evaluations beside the campaign's (other steps, own audits); they are its
+    compute, not the campaign's."""
+    import xarray as xr
+
+    monkeypatch.setattr(campaign, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(campaign, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(campaign, "COMPUTE", tmp_path / "compute.md")
+    run = campaign.find("dash")
+    folder = tmp_path / "results" / "dash"
+    folder.mkdir(parents=True)
+    extra = min(set(run.export_steps) - set(run.evaluated_steps))
+    names = [f"step_{k:07d}" for k in run.evaluated_steps]
+    names += [f"step_{extra:07d}", f"step_{run.steps:07d}_own_audits", f"step_{run.steps:07d}_audit"]
+    for name in names:
+        xr.Dataset(attrs={"evaluation_seconds": 60.0}).to_netcdf(folder / f"{name}.nc", engine="h5netcdf")
+    frame = campaign.compute_report()
+    assert sorted(frame.item) == sorted(names[:len(run.evaluated_steps)])
