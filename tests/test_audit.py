@@ -289,6 +289,19 @@ def test_judge_pair_first_rule_that_holds(overrides, verdict):
     assert (finding.fired[0] if finding.fired else "healthy") == verdict
 
 
+def test_the_misguided_rule_is_off_by_default_and_judges_the_guided_error_when_given_a_bar():
+    assert judge_pair(estimates(rel_guided_error=5.0)).verdict == "healthy"  # off: today's rules alone decide
+    bar = Thresholds(max_rel_guided_error=0.3)
+    assert judge_pair(estimates(rel_guided_error=0.3), bar).verdict == "healthy"  # the bound is inclusive
+    finding = judge_pair(estimates(rel_guided_error=0.31), bar)
+    assert finding.verdict == "misguided" and "0.31" in finding.reason and "<= 0.3" in finding.reason
+    finding = judge_pair(estimates(rel_guided_error=0.5, rel_cond_error=0.3), bar)
+    assert finding.verdict == "drifted" and finding.fired == ["drifted", "misguided"]  # the specific cause first
+    assert judge_pair(estimates(), bar).verdict == "healthy"  # a summary without the statistic (an older log) passes
+    with pytest.raises(InputError, match="max_rel_guided_error > 0"):
+        Thresholds(max_rel_guided_error=0.0)
+
+
 def test_judge_pair_lists_every_rule_that_fires_in_order():
     finding = judge_pair(estimates(rho=0.2, cos_delta=0.1, rel_cond_error=0.9))
     assert finding.fired == ["collapsed", "miscalibrated", "drifted"]

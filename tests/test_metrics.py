@@ -239,6 +239,7 @@ EXPECTED_PAIR = {
     "uncond_error": 1.5,
     "rel_cond_error": 0.5,  # 1 / 2
     "rel_uncond_error": 0.375,  # 1.5 / 4
+    "rel_guided_error": 1.0,  # 2 / 2: the guided error over the teacher's cond-branch RMS
     "guided_error": 2.0,
     "amplification": 2.25,
     "divergence": 1.0,

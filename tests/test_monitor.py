@@ -7,6 +7,7 @@ import json
 import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -362,3 +363,23 @@ def test_the_light_audit_samples_on_the_training_schedule_of_the_run(tmp_path):
     assert audit.scheduler.config.num_train_timesteps == 500
     torch.testing.assert_close(audit.scheduler.alphas_cumprod, noise_scheduler("cosine", 500).alphas_cumprod, rtol=0, atol=0)
     torch.testing.assert_close(audit.teacher.alphas_cumprod.float(), noise_scheduler("cosine", 500).alphas_cumprod.float())
+
+
+def test_a_log_started_before_a_threshold_existed_continues_at_its_default_and_is_refused_off_it(
+        tmp_path, scheduler, mixture_teacher):
+    import zarr
+
+    settings = dict(store=tmp_path / "guidance.zarr", scheduler=scheduler, num_samples=4, sampling_steps=4)
+    GuidanceMonitor(mixture_teacher, **settings).check(10, mixture_teacher)
+    group = zarr.open_group(str(settings["store"]), mode="a")
+    config = json.loads(group.attrs["config"])
+    del config["thresholds"]["max_rel_guided_error"]  # as an older guidegap, before the misguided rule, wrote it
+    group.attrs["config"] = json.dumps(config, sort_keys=True)
+    zarr.consolidate_metadata(str(settings["store"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the summaries added since (rel_guided_error) are left out
+        GuidanceMonitor(mixture_teacher, **settings).check(20, mixture_teacher)
+    assert load_log(settings["store"])["training_step"].values.tolist() == [10, 20]
+    judged = guidegap.Thresholds(max_rel_guided_error=0.3)
+    with pytest.raises(InputError, match=r"other monitor settings \(.*thresholds.* differ\)"):
+        GuidanceMonitor(mixture_teacher, thresholds=judged, **settings).check(30, mixture_teacher)

@@ -7,6 +7,7 @@ verdict            rule (defaults in :class:`Thresholds`)
 ``collapsed``      rho < 0.3
 ``miscalibrated``  rho outside [0.8, 1.25] or mean gap_cos < 0.8
 ``drifted``        gap fine, but cond_error or uncond_error relative to the teacher's branch RMS > 0.25
+``misguided``      guided error at w relative to the teacher's cond-branch RMS > max_rel_guided_error (off by default)
 ``healthy``        none of the above
 =================  ===========================================================================
 
@@ -48,11 +49,12 @@ class Thresholds:
     rho_high: float = 1.25
     min_cos: float = 0.8
     max_rel_branch_error: float = 0.25
+    max_rel_guided_error: float | None = None  # the misguided rule; None keeps it off (docs/design.md §2)
     min_rel_gap: float = 1e-3
     min_guidance_response: float = 1e-3
 
     def __post_init__(self) -> None:
-        nan = [name for name, value in asdict(self).items() if value != value]
+        nan = [name for name, value in asdict(self).items() if value is not None and value != value]
         if nan:
             raise InputError(f"expected numbers for the thresholds, received NaN for {', '.join(nan)}.")
         if self.min_rel_gap < 0 or self.min_guidance_response < 0:
@@ -66,8 +68,10 @@ class Thresholds:
             )
         if not -1 <= self.min_cos <= 1 or self.max_rel_branch_error <= 0:
             raise InputError(f"expected -1 <= min_cos <= 1 and max_rel_branch_error > 0, received {self.min_cos}, {self.max_rel_branch_error}.")
+        if self.max_rel_guided_error is not None and not self.max_rel_guided_error > 0:
+            raise InputError(f"expected max_rel_guided_error > 0 (None: the misguided rule off), received {self.max_rel_guided_error}.")
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
@@ -152,6 +156,14 @@ def _drifted_rule(v: Values, th: Thresholds) -> str | None:
     return None
 
 
+def _misguided_rule(v: Values, th: Thresholds) -> str | None:
+    rel_g = v["rel_guided_error"]
+    if th.max_rel_guided_error is not None and rel_g > th.max_rel_guided_error:
+        return (f"guided-prediction error at w relative to the teacher's cond branch = {rel_g:.3g} "
+                f"(healthy <= {th.max_rel_guided_error})")
+    return None
+
+
 # In the order the verdicts are listed (VERDICTS); the rules run in precedence order.
 VERDICT_RECORDS: Registry[Verdict] = Registry("verdict", ((v.name, v) for v in (
     Verdict(
@@ -188,6 +200,16 @@ VERDICT_RECORDS: Registry[Verdict] = Registry("verdict", ((v.name, v) for v in (
         "Distill longer or with the anchor term (--objective dash supervises each branch and anchors eps_c to the true noise); "
         "check that the student was distilled from this teacher and with the same noise schedule.",
         colour=4, rule=_drifted_rule, precedence=40,
+    ),
+    Verdict(
+        "misguided",
+        "What the sampler consumes at w, the guided prediction eps_u + w (eps_c - eps_u), is off from the teacher's by "
+        "a large fraction of the teacher's prediction, although neither the gap's size nor a single branch crosses its "
+        "own bar: the branches' errors add up under guidance (amplified by w), so guided samples will differ from the "
+        "teacher's.",
+        "Distill longer, or supervise both branches and the guided output (--objective dash); compare the amplification "
+        "row (guided error at w over that at w = 1) to see how much of the error guidance itself adds.",
+        colour=6, rule=_misguided_rule, precedence=45,
     ),
     Verdict(
         "non-finite",

@@ -120,7 +120,8 @@ def _compatible_entry(store: Path, entry: xr.Dataset) -> xr.Dataset:
         stored, given = json.loads(ds.attrs.get("config", "{}")), json.loads(entry.attrs.get("config", "{}"))
         differ = sorted(key for key in stored if stored[key] != given.get(key)
                         and not (key == "teacher" and _oracle_seed(stored[key]) is not None
-                                 and _oracle_seed(stored[key]) == _oracle_seed(given.get(key))))
+                                 and _oracle_seed(stored[key]) == _oracle_seed(given.get(key)))
+                        and not (key == "thresholds" and _same_thresholds(stored[key], given.get(key))))
         if ds.sizes.get("step") != entry.sizes["step"] or not np.array_equal(ds["timestep"].values, entry["timestep"].values):
             differ.append("sampling steps (timesteps)")
         missing = sorted(set(map(str, ds.data_vars)) - set(map(str, entry.data_vars)))
@@ -137,6 +138,20 @@ def _compatible_entry(store: Path, entry: xr.Dataset) -> xr.Dataset:
                       "without those variables (start another store path to log them).", UserWarning, stacklevel=3)
         entry = entry.drop_vars(new)
     return entry
+
+
+def _same_thresholds(stored: Any, given: Any) -> bool:
+    """The log's thresholds and the monitor's agree, a threshold added since the log began counting as agreeing when
+    the monitor keeps it at its default (an older guidegap judged without that rule)."""
+    from dataclasses import fields
+
+    from guidegap.auditing.verdicts import Thresholds
+
+    if not isinstance(stored, dict) or not isinstance(given, dict):
+        return False
+    defaults = {f.name: f.default for f in fields(Thresholds)}
+    return all(given.get(k) == v for k, v in stored.items()) and all(
+        k in stored or (k in defaults and v == defaults[k]) for k, v in given.items())
 
 
 def _oracle_seed(source: Any) -> int | None:
