@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -44,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fashion_mnist as campaign  # noqa: E402
 
 import guidegap  # noqa: E402
+from guidegap.auditing.verdicts import Thresholds, judge_pair  # noqa: E402
 from guidegap.checkpoints import load_scheduler, read_checkpoint, save_checkpoint  # noqa: E402
+from guidegap.metrics.summary import Estimate  # noqa: E402
 
 RUNS = campaign.REPO / "runs" / "detector_validation"
 CONSTRUCTED = RUNS / "constructed"
@@ -433,6 +436,53 @@ def candidate_columns(frame: pd.DataFrame) -> list[str]:
     return columns + [c for c in overall if c in frame]
 
 
+# The library's own verdict (guidegap's judge_pair, `healthy` or not) under threshold sets whose one free bar, the
+# misguided rule's max_rel_guided_error, is fitted on the training part: what each would do as the default. Today's
+# set has no free bar; the others switch rules off (a bar of inf never fires; rho_low at collapsed_rho and rho_high
+# inf leave only the collapse rule of the rho band).
+RULE_SETS = {
+    "today's rules": None,
+    "rho band + guided error (cosine and branch rules off)": dict(min_cos=-1.0, max_rel_branch_error=math.inf),
+    "collapse + guided error (rho band, cosine and branch rules off)": dict(min_cos=-1.0, max_rel_branch_error=math.inf,
+                                                                           rho_low=0.3, rho_high=math.inf),
+}
+JUDGED = ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error", "nonfinite")  # a mode's summary columns, <mode>_<name>
+MODES = {"tf": "teacher-forced (the audit's default)", "probe": "data probe (DASH's protocol, guidegap.probe)"}
+
+
+def library_flags(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> np.ndarray:
+    """Whether guidegap's own judge calls each member anything but ``healthy``, from its ``mode`` summary (``tf`` or
+    ``probe``) and the whole-trajectory relative guided error (``<mode>_all_rel_guided_error``, the library's
+    ``rel_guided_error``: both are a ratio of means over samples and steps)."""
+    names = {name: f"{mode}_{name}" for name in JUDGED} | {"rel_guided_error": f"{mode}_all_rel_guided_error"}
+    flagged = []
+    for row in frame.itertuples(index=False):
+        values = {name: float(getattr(row, column, np.nan)) for name, column in names.items()}
+        if not math.isfinite(values["nonfinite"]):
+            values["nonfinite"] = 0.0  # older probe summaries do not record it; their predictions were finite
+        summary = {name: Estimate(v, v, v, 0.95) for name, v in values.items()}
+        flagged.append(judge_pair(summary, thresholds).verdict != "healthy")
+    return np.array(flagged, dtype=bool)
+
+
+def fit_rule_set(frame: pd.DataFrame, mode: str, overrides: dict | None, bad: np.ndarray, train: np.ndarray
+                 ) -> tuple[Thresholds, float]:
+    """The rule set's thresholds with its guided-error bar chosen for the best balanced accuracy of the library's
+    verdict on the training part (halfway between neighbouring training scores), and that accuracy."""
+    if overrides is None:
+        thresholds = Thresholds()
+        return thresholds, balanced_accuracy(bad[train], library_flags(frame[train], mode, thresholds))
+    score = np.unique(frame[f"{mode}_all_rel_guided_error"].to_numpy(float)[train])
+    bars = list(0.5 * (score[:-1] + score[1:])) + [float(score[-1]) + 1.0]
+    best = (Thresholds(**overrides, max_rel_guided_error=bars[-1]), -1.0)
+    for bar in bars:
+        thresholds = Thresholds(**overrides, max_rel_guided_error=float(bar))
+        balanced = balanced_accuracy(bad[train], library_flags(frame[train], mode, thresholds))
+        if balanced > best[1]:
+            best = (thresholds, balanced)
+    return best
+
+
 def accuracy(bad: np.ndarray, flagged: np.ndarray) -> float:
     """Share of members whose prediction (flagged or not) agrees with the outcome (NaN for none)."""
     return float((flagged == bad).mean()) if len(bad) else float("nan")
@@ -501,6 +551,24 @@ def analyze() -> None:
                   f"{rule_accuracy:.0%} of the held-out members (balanced accuracy "
                   f"{balanced_accuracy(bad[test], rule['flagged'][test]):.0%}):", "",
                   confusion_matrix(bad[test], rule["flagged"][test]).to_markdown()]
+    lines += ["", "guidegap's own verdict (`judge_pair`: `healthy` or not) under each rule set, its guided-error bar fitted "
+              "on the training part, on members with that mode's statistics:", "",
+              "| mode | rule set | max_rel_guided_error | balanced acc. (training) | accuracy (held out) | balanced (held out) "
+              "| held-out confusion [[good passed, good flagged], [bad passed, bad flagged]] |", "|---|---|---:|---:|---:|---:|---|"]
+    for mode, mode_name in MODES.items():
+        column = f"{mode}_all_rel_guided_error"
+        judged = frame[column].notna().to_numpy() if column in frame else np.zeros(len(frame), bool)
+        if not (judged & train).any():
+            continue
+        part = frame[judged]
+        for set_name, overrides in RULE_SETS.items():
+            thresholds, balanced_train = fit_rule_set(part, mode, overrides, bad[judged], train[judged])
+            flagged = library_flags(part, mode, thresholds)
+            held_bad, held_flagged = bad[judged & test], flagged[test[judged]]
+            matrix = confusion_matrix(held_bad, held_flagged).to_numpy().tolist()
+            bar = thresholds.max_rel_guided_error
+            lines.append(f"| {mode_name} | {set_name} | {'—' if bar is None else f'{bar:.3f}'} | {balanced_train:.0%} | "
+                         f"{accuracy(held_bad, held_flagged):.0%} | {balanced_accuracy(held_bad, held_flagged):.0%} | {matrix} |")
     amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
                     f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
                     f"({', '.join(changed) or 'none'}); today's verdict then agrees for "

@@ -137,3 +137,32 @@ def test_balanced_accuracy_does_not_reward_flagging_everything(validation):
     assert validation.balanced_accuracy(bad, np.ones(4, bool)) == 0.5
     assert validation.balanced_accuracy(bad, bad) == 1.0
     assert np.isnan(validation.balanced_accuracy(np.ones(3, bool), np.ones(3, bool)))
+
+
+def _summaries(**columns: list[float]) -> pd.DataFrame:
+    """Members' teacher-forced summaries: healthy by today's rules unless a column says otherwise."""
+    n = len(next(iter(columns.values())))
+    base = dict(tf_rho=[1.0] * n, tf_cos_delta=[0.9] * n, tf_rel_cond_error=[0.1] * n, tf_rel_uncond_error=[0.1] * n,
+                tf_nonfinite=[0.0] * n, tf_all_rel_guided_error=[0.1] * n)
+    return pd.DataFrame(base | columns)
+
+
+def test_the_library_verdict_is_guidegaps_own_judge_on_each_members_summary(validation):
+    frame = _summaries(tf_cos_delta=[0.9, 0.3, 0.3, 0.9], tf_rho=[1.0, 1.0, 1.0, 0.1], tf_all_rel_guided_error=[0.1, 0.2, 0.6, 0.1])
+    today = validation.library_flags(frame, "tf", validation.Thresholds())
+    assert today.tolist() == [False, True, True, True]  # the cosine rule flags the second and third, collapse the last
+    relaxed = validation.Thresholds(**validation.RULE_SETS["collapse + guided error (rho band, cosine and branch rules off)"],
+                                    max_rel_guided_error=0.4)
+    assert validation.library_flags(frame, "tf", relaxed).tolist() == [False, False, True, True]  # collapse is kept
+
+
+def test_a_rule_sets_guided_error_bar_is_fitted_on_the_training_part_only(validation):
+    frame = _summaries(tf_cos_delta=[0.3] * 6, tf_all_rel_guided_error=[0.1, 0.2, 0.5, 0.6, 0.15, 0.7])
+    bad = np.array([False, False, True, True, True, False])  # the held-out two are the other way round
+    train = np.array([True, True, True, True, False, False])
+    overrides = validation.RULE_SETS["collapse + guided error (rho band, cosine and branch rules off)"]
+    thresholds, balanced = validation.fit_rule_set(frame, "tf", overrides, bad, train)
+    assert thresholds.max_rel_guided_error == pytest.approx(0.35) and balanced == 1.0  # halfway between 0.2 and 0.5
+    assert thresholds.min_cos == -1.0
+    today, balanced_today = validation.fit_rule_set(frame, "tf", None, bad, train)
+    assert today == validation.Thresholds() and balanced_today == 0.5  # today's cosine rule flags all six
