@@ -450,19 +450,23 @@ JUDGED = ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error", "nonfinite")
 MODES = {"tf": "teacher-forced (the audit's default)", "probe": "data probe (DASH's protocol, guidegap.probe)"}
 
 
-def library_flags(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> np.ndarray:
-    """Whether guidegap's own judge calls each member anything but ``healthy``, from its ``mode`` summary (``tf`` or
-    ``probe``) and the whole-trajectory relative guided error (``<mode>_all_rel_guided_error``, the library's
-    ``rel_guided_error``: both are a ratio of means over samples and steps)."""
+def library_verdicts(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> list[str]:
+    """guidegap's own verdict of each member, from its ``mode`` summary (``tf`` or ``probe``) and the whole-trajectory
+    relative guided error (``<mode>_all_rel_guided_error``, the library's ``rel_guided_error``: both are a ratio of
+    means over samples and steps)."""
     names = {name: f"{mode}_{name}" for name in JUDGED} | {"rel_guided_error": f"{mode}_all_rel_guided_error"}
-    flagged = []
+    verdicts = []
     for row in frame.itertuples(index=False):
         values = {name: float(getattr(row, column, np.nan)) for name, column in names.items()}
         if not math.isfinite(values["nonfinite"]):
             values["nonfinite"] = 0.0  # older probe summaries do not record it; their predictions were finite
-        summary = {name: Estimate(v, v, v, 0.95) for name, v in values.items()}
-        flagged.append(judge_pair(summary, thresholds).verdict != "healthy")
-    return np.array(flagged, dtype=bool)
+        verdicts.append(judge_pair({name: Estimate(v, v, v, 0.95) for name, v in values.items()}, thresholds).verdict)
+    return verdicts
+
+
+def library_flags(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> np.ndarray:
+    """Whether guidegap's own judge calls each member anything but ``healthy`` (:func:`library_verdicts`)."""
+    return np.array([v != "healthy" for v in library_verdicts(frame, mode, thresholds)], dtype=bool)
 
 
 def fit_rule_set(frame: pd.DataFrame, mode: str, overrides: dict | None, bad: np.ndarray, train: np.ndarray

@@ -166,3 +166,17 @@ def test_a_rule_sets_guided_error_bar_is_fitted_on_the_training_part_only(valida
     assert thresholds.min_cos == -1.0
     today, balanced_today = validation.fit_rule_set(frame, "tf", None, bad, train)
     assert today == validation.Thresholds() and balanced_today == 0.5  # today's cosine rule flags all six
+
+
+def test_the_bench_judges_its_references_as_the_table_did(validation):
+    """bench_detector re-judges each committed reference audit with guidegap itself: under the default thresholds
+    that gives the reproduction table's verdicts, and the relative guided error the validation computed."""
+    spec = importlib.util.spec_from_file_location("bench_detector_under_test", ANALYSES / "bench_detector.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = pd.read_csv(bench.TABLE)
+    references = bench.reference_table(False, validation.Thresholds())
+    assert references.verdict.tolist() == table.verdict.tolist()
+    dash = references.set_index("run").loc["dash"]
+    audit = xr.open_dataset(ANALYSES / "results" / "fashion_mnist" / "dash" / "step_0004000.nc", engine="h5netcdf")
+    assert dash.rel_guided_error == pytest.approx(validation.trajectory_statistics(audit, "tf")["tf_all_rel_guided_error"], rel=1e-6)
