@@ -418,6 +418,15 @@ def test_to_dict_is_json_with_the_contract_keys(collapsed_report):
     assert json.loads(collapsed_report.to_json())["verdict"] == "collapsed"
 
 
+def test_a_rule_switched_off_by_an_infinite_bar_stays_json(collapsed_report):
+    ds = collapsed_report.dataset.copy()
+    ds.attrs["thresholds"] = json.dumps(Thresholds(rho_high=math.inf).to_dict())  # written as Infinity
+    off = AuditReport.from_dataset(ds, n_boot=50)
+    d = off.to_dict()
+    assert d["thresholds"]["rho_high"] is None and d["thresholds"]["max_rel_guided_error"] is None
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+
+
 def test_same_seed_same_report_other_seed_differs():
     teacher = tiny_dit(NUM_CLASSES)
     student = shrunk_student(teacher, SHRINK_FACTOR)

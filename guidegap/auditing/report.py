@@ -81,7 +81,8 @@ class AuditReport:
         out["ci_level"] = next(iter(self.summary.values())).level if self.summary else None
         out["phases"] = [{**p, "summary": {k: _finite_or_none(v) for k, v in p["summary"].items()}} for p in self.phases]
         out["explanation"], out["suggestion"] = self.explanation, self.suggestion
-        out["thresholds"] = self.thresholds.to_dict()
+        # an infinite bar (a rule switched off, e.g. rho_high=inf) is written as null, like an unset one
+        out["thresholds"] = {k: None if v is None else _finite_or_none(v) for k, v in self.thresholds.to_dict().items()}
         out["config"] = json.loads(self.dataset.attrs["config"])
         for key in ("prompts", "null_condition"):  # text-to-image audits name their prompts and null branches
             if key in self.dataset.attrs:
