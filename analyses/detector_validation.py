@@ -68,8 +68,13 @@ CONSTRUCTION_SEED = 0
 
 # -- extra trained members -------------------------------------------------------------------------------------
 PEER_SEED = 1
-EXTRA_STUDENTS = (  # (name, objective, objective options, steps)
-    ("composite-w2", "composite", {"guidance_scale": 2.0}, campaign.BUDGET),
+EXTRA_STUDENTS = (  # (name, objective, objective options, steps, seed)
+    ("composite-w2", "composite", {"guidance_scale": 2.0}, campaign.BUDGET, 0),
+    # seed replicates (added 2026-12-04, before either trained; with pdm, gap's seed replicate, and the peer, "a few
+    # more seeds"): dash, the reference method, near the outcome's boundary at 2k-4k steps; dash-no-tirt, held out.
+    # Every export step is a member, as for the campaign's runs; another seed trains without the shared teacher cache.
+    ("dash-seed1", "dash", {}, campaign.BUDGET, 1),
+    ("dash-no-tirt-seed1", "dash-no-tirt", {}, campaign.BUDGET, 1),
 )
 
 # -- campaign exports left out: every student at 250 and 1,000 steps is far from guiding like its teacher (FD 45-160 at
@@ -113,9 +118,15 @@ def constructed_members() -> list[Member]:
 
 
 def extra_members() -> list[Member]:
+    """The peer, and every student of :data:`EXTRA_STUDENTS`: a seed replicate at each export step (in its objective's
+    family), a student distilled at another scale at its last (a family of its own)."""
     out = [Member("peer", "peer", campaign.CHECKPOINTS / "teacher-seed1.pt", RESULTS / "peer.nc")]
-    for name, *_rest, steps in EXTRA_STUDENTS:
-        out.append(Member(name, name, campaign.CHECKPOINTS / name / f"step_{steps:07d}.pt", RESULTS / name / f"step_{steps:07d}.nc", steps))
+    for (run, _), (name, objective, _options, steps, seed) in zip(extra_runs()[1:], EXTRA_STUDENTS):
+        replicate = seed != campaign.SEED
+        kept = [k for k in run.export_steps if k not in SKIPPED_EXPORT_STEPS] if replicate else [steps]
+        family = FAMILY.get(objective, objective) if replicate else name
+        out += [Member(f"{name}@{k}" if replicate else name, family, run.checkpoint(k), RESULTS / name / f"step_{k:07d}.nc", k)
+                for k in kept]
     return out
 
 
@@ -160,7 +171,7 @@ def extra_runs() -> list[tuple[campaign.Run, bool]]:
     """The runs this validation trains itself, each with whether it is finished and exported."""
     peer = campaign.Run("teacher-seed1", "scratch", campaign.find("teacher").steps)
     runs = [(peer, (campaign.CHECKPOINTS / "teacher-seed1.pt").exists())]
-    for name, objective, _options, steps in EXTRA_STUDENTS:
+    for name, objective, _options, steps, _seed in EXTRA_STUDENTS:
         run = campaign.Run(name, objective, steps)
         runs.append((run, campaign.exported(run)))
     return runs
@@ -172,9 +183,15 @@ def snapshot() -> None:
         campaign.snapshot_run(run, done)
 
 
-def train_extras() -> None:
-    """The peer teacher (the campaign's recipe, seed 1) and students distilled at another guidance scale."""
-    (peer, peer_done), *students = extra_runs()
+def train_students() -> None:
+    """The extra students: another guidance scale, seed replicates."""
+    for (run, _), (_, _, options, _, seed) in zip(extra_runs()[1:], EXTRA_STUDENTS):
+        campaign.train_run(run, extra_student_config(run, options, seed))
+
+
+def train_peer() -> None:
+    """The peer teacher: the campaign's recipe and segments, seed 1."""
+    peer, peer_done = extra_runs()[0]
     config = campaign.config_for(campaign.find("teacher"))  # the campaign teacher's steps and segments
     config.out, config.seed = str(campaign.RUNS / peer.name), PEER_SEED
     if not peer_done:
@@ -182,10 +199,16 @@ def train_extras() -> None:
         campaign.restore_run(peer)  # packed by `snapshot` when a session ended mid-run
         campaign.train_teacher(config)  # the campaign teacher's path (its segments), another seed
         campaign.export_final(peer, campaign.CHECKPOINTS / "teacher-seed1.pt")
-    for (run, _), (_, _, options, _) in zip(students, EXTRA_STUDENTS):
-        student = campaign.config_for(run)
-        student.objective_options = dict(options)
-        campaign.train_run(run, student)
+
+
+def extra_student_config(run: campaign.Run, options: dict, seed: int):
+    """The campaign's student recipe for ``run`` with its objective options and seed; another seed than the campaign's
+    draws other batches than the shared teacher cache holds, so it trains without it."""
+    config = campaign.config_for(run)
+    config.objective_options = dict(options)
+    if seed != campaign.SEED:
+        config.seed, config.teacher_cache = seed, None
+    return config
 
 
 # -- evaluation ----------------------------------------------------------------------------------------------
@@ -249,8 +272,9 @@ OWN_AUDIT_SECONDS = {"student": 150.0, "teacher-sized": 300.0}  # free-running +
 
 
 def planned_members() -> dict[str, list[tuple[Member, bool, bool]]]:
-    """Every member the validation will have once the campaign and :func:`train_extras` finish, by group, each with
-    whether it is teacher-sized (constructed failures, the peer) and whether the campaign evaluates it itself."""
+    """Every member the validation will have once the campaign, :func:`train_students` and :func:`train_peer` finish,
+    by group, each with whether it is teacher-sized (constructed failures, the peer) and whether the campaign
+    evaluates it itself."""
     exports = [(Member(f"{run.name}@{k}", FAMILY.get(run.name, run.objective), run.checkpoint(k), campaign.evaluation_path(run, k), k),
                 False, k in run.evaluated_steps)
                for run in campaign.plan() if run.role == "student" for k in run.export_steps if k not in SKIPPED_EXPORT_STEPS]
@@ -664,10 +688,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     if args.stage in ("construct", "all"):
         construct()
-    if args.stage == "all":  # what exists first: the peer teacher's hours come after every cheaper member is measured
+    if args.stage == "all":  # cheapest first: the peer teacher's hours come after every other member is measured
         evaluate()
     if args.stage in ("train", "all"):
-        train_extras()
+        train_students()
+    if args.stage == "all":
+        evaluate()
+    if args.stage in ("train", "all"):
+        train_peer()
     if args.stage in ("evaluate", "all"):
         evaluate(args.only)
     if args.stage in ("analyze", "all"):

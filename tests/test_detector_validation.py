@@ -180,3 +180,16 @@ def test_the_bench_judges_its_references_as_the_table_did(validation):
     dash = references.set_index("run").loc["dash"]
     audit = xr.open_dataset(ANALYSES / "results" / "fashion_mnist" / "dash" / "step_0004000.nc", engine="h5netcdf")
     assert dash.rel_guided_error == pytest.approx(validation.trajectory_statistics(audit, "tf")["tf_all_rel_guided_error"], rel=1e-6)
+
+
+def test_seed_replicates_are_members_at_every_kept_step_and_train_without_the_shared_cache(validation):
+    extras = {m.name: m for m in validation.extra_members()}
+    assert {"dash-seed1@250", "dash-seed1@4000", "dash-no-tirt-seed1@1000", "composite-w2", "peer"} <= set(extras)
+    assert not any(name.endswith("@500") for name in extras)  # the campaign's skipped export step
+    assert extras["dash-seed1@2000"].family == "dash" and extras["dash-no-tirt-seed1@2000"].family == "dash-no-tirt"
+    assert extras["composite-w2"].family == "composite-w2" and "dash-no-tirt" in validation.HELD_OUT
+    runs = dict((run.name, run) for run, _ in validation.extra_runs())
+    replicate = validation.extra_student_config(runs["dash-seed1"], {}, 1)
+    assert replicate.seed == 1 and replicate.teacher_cache is None and replicate.objective == "dash"
+    scaled = validation.extra_student_config(runs["composite-w2"], {"guidance_scale": 2.0}, 0)
+    assert scaled.seed == 0 and scaled.teacher_cache is not None and scaled.objective_options == {"guidance_scale": 2.0}
