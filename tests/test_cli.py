@@ -322,3 +322,21 @@ def test_no_divergence_skips_the_students_own_path(tmp_path, capsys):
     ds = guidegap.load_dataset(out)
     assert "divergence" not in ds and "gap_norm" in ds
     assert (tmp_path / "fast.png").stat().st_size > 0
+
+
+def test_a_probe_audit_of_the_built_in_example_on_the_held_out_images(capsys):
+    code, out, err = run_cli(capsys, "audit", "--example", "--probe-data", "fashion-mnist", "--num-samples", "48",
+                             "--no-progress", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["verdict"] == "miscalibrated"  # the cond-only student: its gap drifts off
+    assert report["config"]["num_samples"] == 48 and [p["phase"] for p in report["phases"]] == ["early", "middle", "late"]
+    assert report["rho"] > 2 and report["rel_guided_error"] > 0
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--num-steps", "5"], "--num-steps describe a sampling trajectory"),
+    (["--labels", "1", "--scheduler", "ddpm"], "--labels, --scheduler describe a sampling trajectory"),
+    (["--num-samples", "20000"], "holds 10000 images"),
+])
+def test_probe_data_refuses_what_only_a_trajectory_has(capsys, flags, match):
+    assert_bad_input(*run_cli(capsys, "audit", "--example", "--probe-data", "fashion-mnist", *flags), match=match)

@@ -208,3 +208,51 @@ def test_bad_inputs_are_one_line_guidegap_errors(oracle, data, call, match):
     with pytest.raises(GuidegapError, match=match) as info:
         call(oracle, *data)
     assert "\n" not in str(info.value)
+
+
+# -- data-probe audits: guidegap.audit(..., data=) and guidegap audit --probe-data ------------------------------
+def test_a_probe_audit_judges_the_pair_and_locates_the_rule_by_thirds_of_t(oracle, scheduler, tmp_path):
+    from guidegap.oracle import collapsed_student
+
+    held_out = oracle.mixture.sample(240, generator=torch.Generator().manual_seed(5))
+    report = guidegap.audit(collapsed_student(oracle, 4.0), oracle, data=held_out, n_boot=100)
+    assert report.verdict == "collapsed" and report.is_probe
+    assert [p["phase"] for p in report.phases] == ["early", "middle", "late"] and report.where() == ["early", "middle", "late"]
+    assert all(p["timesteps"][0] >= p["timesteps"][1] for p in report.phases)
+    assert report.phases[0]["timesteps"][1] >= 666 and report.phases[2]["timesteps"][0] < 334  # noisiest first
+    assert report.dataset.sizes["sample"] == 240 and "step" not in report.dataset.dims  # all 240: fewer than 1000
+    text = str(report)
+    assert "240 held-out images noised at uniform t" in text and "by noise level (t)" in text and "thirds of t" in text
+    assert guidegap.audit(oracle, oracle, data=held_out, n_boot=100).verdict == "healthy"
+    saved = report.save(tmp_path / "probe.nc")
+    assert guidegap.AuditReport.from_dataset(guidegap.load_dataset(saved), n_boot=100).verdict == "collapsed"
+    with pytest.raises(GuidegapError, match="no trajectory"):
+        report.plot()
+    with pytest.raises(GuidegapError, match="pass the teacher"):
+        guidegap.audit(oracle, None, data=held_out)
+
+
+def test_probe_sets_are_read_by_name_and_an_npz_is_checked_before_it_is_read(tmp_path):
+    import io
+    import zipfile
+
+    from guidegap.data.probe_sets import load_probe_set
+
+    path = tmp_path / "held_out.npz"
+    np.savez(path, images=np.zeros((5, 1, 4, 4), np.float32), labels=np.arange(5))
+    images, labels = load_probe_set(str(path), 3)
+    assert images.shape == (3, 1, 4, 4) and labels.tolist() == [0, 1, 2]
+    first, again = load_probe_set("oracle", 6), load_probe_set("oracle", 6)
+    assert torch.equal(first[0], again[0]) and first[0].shape[0] == 6  # a seeded held-out draw
+    np.savez(tmp_path / "objects.npz", images=np.array([object()] * 2), labels=np.arange(2))
+    huge = io.BytesIO()  # a header declaring 2^40 elements and no data behind it
+    np.lib.format.write_array_header_1_0(huge, {"descr": "<f4", "fortran_order": False, "shape": (1 << 20, 1, 1024, 1024)})
+    labels_npy = io.BytesIO()
+    np.save(labels_npy, np.arange(2))
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("images.npy", huge.getvalue())
+        archive.writestr("labels.npy", labels_npy.getvalue())
+    for spec, match in (("huge.npz", "at most"), ("objects.npz", "unpickling"), ("missing.npz", "does not exist"),
+                        ("imagenet", "expected probe data")):
+        with pytest.raises(GuidegapError, match=match):
+            load_probe_set(str(tmp_path / spec) if spec.endswith(".npz") else spec)

@@ -49,7 +49,7 @@ def audit(
     student: DenoiserLike | PathLike,
     teacher: DenoiserLike | PathLike | None = None,
     *,
-    num_samples: int = 64,
+    num_samples: int | None = None,
     num_steps: int = 50,
     guidance_scale: GuidanceLike = 4.0,
     labels: Sequence[int] | int | None = None,
@@ -62,6 +62,7 @@ def audit(
     trust_pickle: bool | str = False,
     progress: bool = False,
     divergence: bool = True,
+    data: Any = None,
 ) -> AuditReport:
     """Audit a student's classifier-free guidance against its teacher (or teacher-free, without one).
 
@@ -74,6 +75,13 @@ def audit(
     folders, guidegap checkpoints, state dicts with ``factory``). The noise schedule is read from the
     checkpoints when stored, else DDPM-linear with T = 1000; ``scheduler`` picks the sampler ("ddim" default).
     ``divergence=False`` skips the student's own free-running path (one student forward per step less).
+    ``num_samples``: trajectories (default 64), or with ``data`` images (default 1000, at most the data's).
+
+    ``data``: a data-probe audit instead (DASH's protocol, :func:`guidegap.probe`): both branches of both models on
+    these held-out images (``(images, labels)``, scaled like the training data, or a dataset of pairs; see
+    :func:`guidegap.data.probe_sets.load_probe_set`) noised at uniform random t. It needs a teacher; ``num_steps``,
+    ``labels``, ``scheduler``'s sampler and ``divergence`` do not apply (the noise schedule is the stored one); the
+    phases are thirds of t.
     ``trust_pickle`` allows arbitrary unpickling (code from the file runs) per file: ``"student"`` (or ``True``),
     ``"teacher"`` or ``"both"``. ``factory`` imports and runs the named function. Student and teacher that store
     different noise schedules are refused (:func:`guidegap.checkpoints.loading.check_same_schedule`).
@@ -88,12 +96,25 @@ def audit(
         'collapsed'
     """
     thresholds = thresholds or Thresholds()
+    if data is not None and teacher is None:
+        raise InputError("a data-probe audit compares the student with its teacher; pass the teacher (--teacher), or "
+                         "drop the probe data for a teacher-free audit.")
     teacher_r, student_r, sampler = resolve_roles(teacher, student, scheduler, factory=factory,
                                                   trust_pickle=(trusts(trust_pickle, "student"), trusts(trust_pickle, "teacher")))
     student_d, student_src = student_r.denoiser, student_r.source
     teacher_d, teacher_src = (teacher_r.denoiser, teacher_r.source) if teacher_r is not None else (None, None)
-    options = dict(num_samples=num_samples, num_steps=num_steps, guidance_scale=guidance_scale, labels=labels,
-                   scheduler=sampler, seed=seed, chunk_size=chunk_size, progress=progress)
+    if data is not None:
+        from guidegap.recording.probe import probe, probe_size
+
+        count = probe_size(data)
+        ds = probe(teacher_d, student_d, data, num_samples=min(1000, count) if num_samples is None else num_samples,
+                   guidance_scale=guidance_scale, scheduler=sampler, seed=seed, chunk_size=chunk_size)
+        judgement = judge(ds, thresholds, n_boot=n_boot, seed=seed)
+        stamp(ds, judgement, thresholds, student=student_src, teacher=teacher_src or "")
+        return AuditReport.of(judgement, ds, thresholds)
+    options = dict(num_samples=64 if num_samples is None else num_samples, num_steps=num_steps,
+                   guidance_scale=guidance_scale, labels=labels, scheduler=sampler, seed=seed, chunk_size=chunk_size,
+                   progress=progress)
     if teacher_d is not None:
         ds = trace(teacher_d, student_d, divergence=divergence, **options)
     else:

@@ -100,7 +100,10 @@ def stamp(ds: xr.Dataset, judgement: Judgement, thresholds: Thresholds, **source
 
 
 def phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int = 0) -> list[dict[str, Any]]:
-    """Split the steps into early / middle / late thirds and judge each (where along the trajectory it breaks)."""
+    """Split the steps into early / middle / late thirds and judge each (where along the trajectory it breaks); a data
+    probe, which has no steps, into thirds of the training timesteps (early: the noisiest)."""
+    if "step" not in ds.dims:
+        return _probe_phase_findings(ds, thresholds, pair, seed)
     steps = ds.sizes["step"]
     bounds = np.linspace(0, steps, len(PHASES) + 1).round().astype(int)
     out = []
@@ -123,6 +126,23 @@ def phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int
             "fired": finding.fired if finding else [],
             "summary": values,
         })
+    return out
+
+
+def _probe_phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int) -> list[dict[str, Any]]:
+    train_steps = int(json.loads(ds.attrs.get("config", "{}")).get("noise_schedule", {}).get("num_train_timesteps", 1000))
+    t = np.asarray(ds["timestep"].values, dtype=np.float64)
+    bounds = np.linspace(train_steps, 0, len(PHASES) + 1)
+    out = []
+    for name, high, low in zip(PHASES, bounds[:-1], bounds[1:]):
+        rows = np.flatnonzero((t >= low) & (t < high))
+        if len(rows) < 2:  # nothing to estimate (a probe of a few images)
+            continue
+        summary = summarize(ds.isel(sample=rows), n_boot=200, seed=seed)
+        finding = judge_pair(summary, thresholds) if pair else None
+        out.append({"phase": name, "steps": None, "timesteps": [float(t[rows].max()), float(t[rows].min())],
+                    "verdict": finding.verdict if finding else "", "fired": finding.fired if finding else [],
+                    "summary": {k: v.value for k, v in summary.items()}})
     return out
 
 

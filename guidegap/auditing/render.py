@@ -77,7 +77,7 @@ def _audit(report: Report) -> str:
 def _phase_table(report: Report) -> list[str]:
     """Per-phase numbers (and, with a teacher, the rules that fire in each phase), columns sized to fit."""
     keys = [(entry.name, entry.phase_label) for entry in summaries(_audit(report)) if entry.phase_label]
-    table = [["along the trajectory", *(f"{p['phase']} (t {_fmt(p['timesteps'][0])}-{_fmt(p['timesteps'][1])})" for p in report.phases)]]
+    table = [["by noise level (t)" if "step" not in report.dataset.dims else "along the trajectory", *(f"{p['phase']} (t {_fmt(p['timesteps'][0])}-{_fmt(p['timesteps'][1])})" for p in report.phases)]]
     table += [[f"  {label}", *(_fmt(p["summary"].get(key, float("nan"))) for p in report.phases)] for key, label in keys]
     if report.has_teacher:
         table.append(["  rules that fire", *(", ".join(p["fired"]) or "-" for p in report.phases)])
@@ -126,7 +126,7 @@ def render_report(report: Report) -> str:
     config = json.loads(ds.attrs["config"])
     guidance = config["guidance"]
     w = guidance.get("scale", guidance.get("kind"))
-    sched = config["scheduler"]["class"].replace("Scheduler", "")
+    probe = "step" not in ds.dims
     lines = ["guidegap audit", *_models(report)]
     distilled = "guidance_distilled" in ds.attrs
     if distilled:
@@ -138,7 +138,12 @@ def render_report(report: Report) -> str:
         how = "free-running pipelines from the same seed"
     else:
         how = "teacher-forced" + (", with free-running divergence" if config.get("divergence", True) else "")
-    lines.append(f"  {config['num_samples']} samples x {ds.sizes['step']} {sched} steps, w = {w}, seed {config['seed']}; {how}")
+    if probe:
+        lines.append(f"  {config['num_samples']} held-out images noised at uniform t (data probe, DASH's protocol), w = {w}, "
+                     f"seed {config['seed']}")
+    else:
+        sched = config["scheduler"]["class"].replace("Scheduler", "")
+        lines.append(f"  {config['num_samples']} samples x {ds.sizes['step']} {sched} steps, w = {w}, seed {config['seed']}; {how}")
     if "prompts" in ds.attrs:
         nulls = json.loads(ds.attrs.get("null_condition", "{}"))
         lines.append(f"  {len(json.loads(ds.attrs['prompts']))} prompts; null branch: "
@@ -162,9 +167,10 @@ def render_report(report: Report) -> str:
     where = report.where()
     if report.verdict == "non-finite":
         steps = report.nonfinite_timesteps()
-        where_text = f" NaN/Inf first at timestep {_fmt(steps[0])} ({len(steps)} of {ds.sizes['step']} steps)." if steps else ""
+        of = f"{len(steps)} distinct t" if probe else f"{len(steps)} of {ds.sizes['step']} steps"
+        where_text = f" NaN/Inf first at timestep {_fmt(steps[0])} ({of})." if steps else ""
     elif verdict_record(report.verdict).located and where:
-        where_text = f" It shows in the {', '.join(where)} steps."
+        where_text = f" It shows in the {', '.join(where)} {'thirds of t' if probe else 'steps'}."
     else:
         where_text = ""
     lines.extend(textwrap.wrap(report.explanation + where_text, width=100))

@@ -68,9 +68,17 @@ class AuditReport:
         verdict = verdict or self.verdict
         return [p["phase"] for p in self.phases if verdict in p["fired"]]
 
+    @property
+    def is_probe(self) -> bool:
+        """A data-probe audit (:func:`guidegap.probe`): samples at their own t, no trajectory."""
+        return "step" not in self.dataset.dims
+
     def nonfinite_timesteps(self) -> list[float]:
-        flagged = self.dataset["nonfinite"].any([d for d in self.dataset["nonfinite"].dims if d != "step"])
-        return [float(t) for t in self.dataset["timestep"].values[flagged.values]]
+        """The timesteps with a NaN/Inf prediction: steps of the trajectory, or (a probe) the noisiest first."""
+        axis = "sample" if self.is_probe else "step"
+        flagged = self.dataset["nonfinite"].any([d for d in self.dataset["nonfinite"].dims if d != axis])
+        found = [float(t) for t in self.dataset["timestep"].values[flagged.values]]
+        return sorted(set(found), reverse=True) if self.is_probe else found
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: ``verdict``, the summary values (``rho``, ``cos_delta``, ``gap_mse``, ...), CIs and phases."""
@@ -102,6 +110,9 @@ class AuditReport:
         """The collapse-curve figure; written to ``path`` when given. Returns the matplotlib Figure."""
         from guidegap.auditing.figure import plot_collapse
 
+        if self.is_probe:
+            raise InputError("a data-probe audit has no trajectory to draw collapse curves along; plot a trajectory audit "
+                             "(without probe data), or read the probe's per-phase table in the report.")
         title = "guidegap audit (guidance-distilled: gap = eps(w) - eps(w=1))" if "guidance_distilled" in self.dataset.attrs else None
         fig = plot_collapse(self.dataset, self.thresholds, title)
         if path is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
+from typing import Any
 
 from guidegap.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from guidegap.errors import InputError
@@ -89,6 +90,8 @@ def run_audit(args: argparse.Namespace) -> int:
     _check_outputs(args.out, args.figure)
     from guidegap.cli.text_audit import text_report, wants_text_audit
 
+    if args.probe_data:
+        return _finish(args, _probe_audit(args, student, teacher, thresholds), fail_on)
     if not args.example and wants_text_audit(args):
         report = text_report(args, thresholds)
     else:
@@ -99,6 +102,33 @@ def run_audit(args: argparse.Namespace) -> int:
             thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle or False,
             progress=not args.no_progress and not args.json and sys.stderr.isatty(), divergence=not args.no_divergence,
         )
+    return _finish(args, report, fail_on)
+
+
+def _probe_audit(args: argparse.Namespace, student: Any, teacher: Any, thresholds: Any) -> Any:
+    """``--probe-data``: DASH's data probe on held-out images; options that only a trajectory has are refused."""
+    from guidegap.auditing.api import audit
+    from guidegap.data.probe_sets import load_probe_set
+
+    given = [flag for flag, value in (("--num-steps", args.num_steps), ("--labels", args.labels), ("--scheduler", args.scheduler),
+                                      ("--figure", args.figure), ("--no-divergence", args.no_divergence),
+                                      ("--prompts", args.prompts), ("--true-cfg", args.true_cfg)) if value]
+    if given:
+        raise InputError(f"{', '.join(given)} describe a sampling trajectory, which a data-probe audit (--probe-data) does "
+                         "not run; drop them, or drop --probe-data.")
+    if teacher is None:
+        raise InputError("a data-probe audit (--probe-data) compares the student with its teacher; pass --teacher TEACHER.")
+    data = load_probe_set(args.probe_data, args.num_samples or 1000)
+    if args.num_samples and len(data[0]) < args.num_samples:
+        raise InputError(f"--num-samples {args.num_samples}, but {args.probe_data!r} holds {len(data[0])} images; ask for "
+                         "at most that many.")
+    return audit(student, teacher, data=data, num_samples=len(data[0]),
+                 guidance_scale=args.guidance_scale or 4.0, seed=args.seed, chunk_size=args.chunk_size,
+                 thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle or False)
+
+
+def _finish(args: argparse.Namespace, report, fail_on: set[str]) -> int:
+    """Write, print and gate on the report as the flags ask."""
     if args.out:
         report.save(args.out)
     if args.figure:

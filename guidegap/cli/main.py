@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--no-divergence", action="store_true",
                        help="skip the student's own free-running path (faster; the figure then shows branch errors)")
     audit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    audit.add_argument("--probe-data", metavar="SOURCE",
+                       help="a data-probe audit instead of trajectories (DASH's protocol): held-out images noised at "
+                            "uniform t; 'fashion-mnist' or 'cifar10:FOLDER' / 'cifar100:FOLDER' (test split), "
+                            "'oracle[:SEED]', or FILE.npz with 'images' and 'labels' (--num-samples: images, default 1000)")
     text = audit.add_argument_group("text-to-image pipelines (STUDENT / --teacher: diffusers pipeline folders)")
     text.add_argument("--prompts", help="prompts file, one per line (default: guidegap's built-in prompt set)")
     text.add_argument("--negative-prompt", help="null branch: this prompt, encoded, instead of the pipeline's own "

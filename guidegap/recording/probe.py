@@ -24,7 +24,7 @@ from guidegap.recording.seeding import PROBE, PROBE_TIMESTEP, sample_generators,
 from guidegap.recording.trajectory import _evaluating, resolve_labels, resolve_models
 from guidegap.results.schema import make_dataset
 
-__all__ = ["probe"]
+__all__ = ["probe", "probe_size"]
 
 
 def _is_pair(item: Any) -> bool:
@@ -75,6 +75,17 @@ def _as_tensors(data: Any, labels: Any, limit: int | None = None) -> tuple[torch
     if images.shape[0] != labels.shape[0]:
         raise InputError(f"expected one label per image, received {images.shape[0]} images and {labels.shape[0]} labels.")
     return images, labels
+
+
+def probe_size(data: Any) -> int:
+    """How many images ``data`` (what :func:`probe` takes) holds, without reading them."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_pair(data[0]):
+        data = data[0]
+    try:
+        return len(data)
+    except TypeError:
+        raise InputError(f"expected probe data as (images, labels) or a dataset of (image, label) pairs, received "
+                         f"{type(data).__name__}.") from None
 
 
 def _positive_int(name: str, value: Any) -> int:
