@@ -582,7 +582,8 @@ def analyze() -> None:
     lines += ["", "guidegap's own verdict (`judge_pair`: `healthy` or not) under each rule set, its guided-error bar fitted "
               "on the training part, on members with that mode's statistics:", "",
               "| mode | rule set | max_rel_guided_error | balanced acc. (training) | accuracy (held out) | balanced (held out) "
-              "| held-out confusion [[good passed, good flagged], [bad passed, bad flagged]] |", "|---|---|---:|---:|---:|---:|---|"]
+              "| held-out confusion [[good passed, good flagged], [bad passed, bad flagged]] | peer teacher's verdict |",
+              "|---|---|---:|---:|---:|---:|---|---|"]
     for mode, mode_name in MODES.items():
         column = f"{mode}_all_rel_guided_error"
         judged = frame[column].notna().to_numpy() if column in frame else np.zeros(len(frame), bool)
@@ -595,8 +596,11 @@ def analyze() -> None:
             held_bad, held_flagged = bad[judged & test], flagged[test[judged]]
             matrix = confusion_matrix(held_bad, held_flagged).to_numpy().tolist()
             bar = thresholds.max_rel_guided_error
+            peer_rows = part[part.family == "peer"]  # an equally good model: a bar that flags it asks too much
+            peer_verdict = ", ".join(library_verdicts(peer_rows, mode, thresholds)) or "not measured yet"
             lines.append(f"| {mode_name} | {set_name} | {'—' if bar is None else f'{bar:.3f}'} | {balanced_train:.0%} | "
-                         f"{accuracy(held_bad, held_flagged):.0%} | {balanced_accuracy(held_bad, held_flagged):.0%} | {matrix} |")
+                         f"{accuracy(held_bad, held_flagged):.0%} | {balanced_accuracy(held_bad, held_flagged):.0%} | {matrix} "
+                         f"| {peer_verdict} |")
     amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
                     f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
                     f"({', '.join(changed) or 'none'}); today's verdict then agrees for "
