@@ -523,3 +523,11 @@ def test_the_report_names_the_free_running_divergence_only_when_it_was_recorded(
     without = guidegap.audit(student, teacher, num_samples=2, num_steps=3, n_boot=20, divergence=False)
     assert "teacher-forced, with free-running divergence" in str(with_it)
     assert "teacher-forced" in str(without) and "free-running divergence" not in str(without)
+
+
+def test_a_named_rule_set_is_reachable_and_overridable():
+    design = Thresholds.named("design")
+    assert design.min_cos == 0.8 and design.max_rel_branch_error == 0.25 and design.max_rel_guided_error is None
+    assert Thresholds.named("design", min_cos=0.5).min_cos == 0.5
+    with pytest.raises(InputError, match="expected a rule set from design"):
+        Thresholds.named("lenient")

@@ -340,3 +340,9 @@ def test_a_probe_audit_of_the_built_in_example_on_the_held_out_images(capsys):
 ])
 def test_probe_data_refuses_what_only_a_trajectory_has(capsys, flags, match):
     assert_bad_input(*run_cli(capsys, "audit", "--example", "--probe-data", "fashion-mnist", *flags), match=match)
+
+
+def test_rules_names_a_rule_set_and_thresholds_apply_on_top(capsys):
+    code, out, _ = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--rules", "design", "--threshold", "min_cos=0.5", "--json")
+    assert json.loads(out)["thresholds"]["min_cos"] == 0.5 and json.loads(out)["thresholds"]["rho_low"] == 0.8
+    assert_bad_input(*run_cli(capsys, "audit", "--example", "oracle", *FAST, "--rules", "lenient"), match="expected a rule set")

@@ -36,7 +36,7 @@ from guidegap._registry import Registry
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
-__all__ = ["VERDICTS", "VERDICT_RECORDS", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
+__all__ = ["VERDICTS", "VERDICT_RECORDS", "RULE_SETS", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
            "verdict_record", "parse_fail_on", "judge_pair", "judge_teacher_free", "judge_guidance_distilled", "judge_single"]
 
 
@@ -73,6 +73,22 @@ class Thresholds:
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
+
+    @classmethod
+    def named(cls, name: str, **overrides: float | None) -> "Thresholds":
+        """A named rule set (:data:`RULE_SETS`) with ``overrides`` on top, e.g. ``Thresholds.named("design")``."""
+        if name not in RULE_SETS:
+            raise InputError(f"expected a rule set from {', '.join(RULE_SETS)}, received {name!r}.")
+        return cls(**{**RULE_SETS[name], **overrides})
+
+
+# Named rule sets, each the thresholds that differ from the dataclass defaults. "design": docs/design.md §2 as first
+# written (the cosine and branch-error bars set by design, the misguided rule off); it stays reachable by name when
+# the detector validation's evidence changes the defaults.
+RULE_SETS: dict[str, dict[str, float | None]] = {
+    "design": dict(collapsed_rho=0.3, rho_low=0.8, rho_high=1.25, min_cos=0.8, max_rel_branch_error=0.25,
+                   max_rel_guided_error=None),
+}
 
 
 @dataclass

@@ -13,14 +13,15 @@ from guidegap.errors import InputError
 __all__ = ["run_audit", "run_plot"]
 
 
-def _thresholds(pairs: list[tuple[str, float]]):
+def _thresholds(pairs: list[tuple[str, float]], rules: str | None = None):
+    """The thresholds of the rule set ``rules`` (default: the defaults) with each ``--threshold NAME=VALUE`` on top."""
     from guidegap.auditing.verdicts import Thresholds
 
     known = {f.name for f in fields(Thresholds)}
     unknown = [name for name, _ in pairs if name not in known]
     if unknown:
         raise InputError(f"unknown threshold {unknown[0]!r}; expected one of {', '.join(sorted(known))}.")
-    return Thresholds(**dict(pairs))
+    return Thresholds.named(rules, **dict(pairs)) if rules else Thresholds(**dict(pairs))
 
 
 def _oracle_example():
@@ -71,7 +72,7 @@ def run_audit(args: argparse.Namespace) -> int:
     from guidegap.auditing.report import parse_fail_on
 
     fail_on = parse_fail_on(args.fail_on)  # validate before the (long) run
-    thresholds = _thresholds(args.threshold)
+    thresholds = _thresholds(args.threshold, args.rules)
     defaults = {"num_samples": 64, "num_steps": 50}
     if args.example:
         if args.student or args.teacher:
