@@ -584,6 +584,7 @@ def analyze() -> None:
               "| mode | rule set | max_rel_guided_error | balanced acc. (training) | accuracy (held out) | balanced (held out) "
               "| held-out confusion [[good passed, good flagged], [bad passed, bad flagged]] | peer teacher's verdict |",
               "|---|---|---:|---:|---:|---:|---|---|"]
+    picks: dict[str, tuple[str, Thresholds, float]] = {}  # per mode: its best rule set on the training part
     for mode, mode_name in MODES.items():
         column = f"{mode}_all_rel_guided_error"
         judged = frame[column].notna().to_numpy() if column in frame else np.zeros(len(frame), bool)
@@ -592,6 +593,8 @@ def analyze() -> None:
         part = frame[judged]
         for set_name, overrides in RULE_SETS.items():
             thresholds, balanced_train = fit_rule_set(part, mode, overrides, bad[judged], train[judged])
+            if balanced_train > picks.get(mode, ("", None, -1.0))[2]:
+                picks[mode] = (set_name, thresholds, balanced_train)
             flagged = library_flags(part, mode, thresholds)
             held_bad, held_flagged = bad[judged & test], flagged[test[judged]]
             matrix = confusion_matrix(held_bad, held_flagged).to_numpy().tolist()
@@ -618,13 +621,13 @@ def analyze() -> None:
 
     write_bytes_atomic(TABLE.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
     log(f"wrote {campaign.relative(TABLE.with_suffix('.md'))}")
-    figure(frame, stats)
+    figure(frame, stats, picks)
 
 
-def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
-    """Left: today's two gap rules (rho band, cosine bar). Middle: the best statistic by training-part AUC against the
-    outcome's relative guidance gain, with its threshold fitted on the training part. Right: ROC AUC of the best
-    statistics on the training and held-out parts, side by side."""
+def figure(frame: pd.DataFrame, stats: pd.DataFrame, picks: dict[str, tuple[str, "Thresholds", float]]) -> None:
+    """Left: today's two gap rules (rho band, cosine bar). Middle: per mode (teacher-forced, data probe), the relative
+    guided error against the outcome's relative guidance gain, with the bar of that mode's best rule set on the
+    training part. Right: ROC AUC of the best statistics on the training and held-out parts, side by side."""
     import io
 
     import matplotlib
@@ -637,10 +640,12 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
 
     good = frame.guides_like_teacher.to_numpy(bool)
     held = frame.held_out.to_numpy(bool)
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.2), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1.15]})
-    best = stats.statistic.iloc[0] if len(stats) else None
-    panels = (("tf_rho", "tf_cos_delta", None), (best, "relative_gain", stats.threshold_from_train.iloc[0] if best else None))
-    for ax, (x, y, threshold) in zip(axes[:2], panels):
+    fig, axes = plt.subplots(1, 4, figsize=(24, 5.2), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1, 1.15]})
+    panels = [("tf_rho", "tf_cos_delta", None)]
+    for mode in MODES:
+        pick = picks.get(mode)
+        panels.append((f"{mode}_all_rel_guided_error", "relative_gain", pick[1].max_rel_guided_error if pick else None))
+    for ax, (x, y, threshold) in zip(axes[:3], panels):
         if x is None or x not in frame or y not in frame:
             continue
         for mask, label, color, markers in ((good, "guides like teacher", "tab:green", ("o", "o")), (~good, "does not", "tab:red", ("x", "+"))):
@@ -652,7 +657,7 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         if threshold is not None and np.isfinite(threshold):
-            ax.axvline(threshold, color="k", lw=0.9, ls="--", label=f"threshold from training part ({threshold:.3g})")
+            ax.axvline(threshold, color="k", lw=0.9, ls="--", label=f"max_rel_guided_error from training part ({threshold:.3g})")
     if "tf_rho" in frame:
         axes[0].set_xscale("log")
         axes[0].set_xticks([v for v in (0.3, 0.5, 0.8, 1, 1.25, 2, 4, 8) if frame.tf_rho.min() / 1.5 <= v <= frame.tf_rho.max() * 1.5])
@@ -662,19 +667,21 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame) -> None:
         axes[0].axhline(0.8, color="green", lw=0.8, ls=":", label="cosine bar (0.8)")
         inside = ((frame.tf_rho >= 0.8) & (frame.tf_rho <= 1.25) & (frame.tf_cos_delta >= 0.8)).sum()
         axes[0].set_title(f"today's gap rules: {inside} of {len(frame)} inside the rho band and above the cosine bar", fontsize=10)
-    axes[1].axhline(GUIDED_SHARE, color="grey", lw=0.8, ls=":", label=f"outcome's gain bar ({GUIDED_SHARE:g} x teacher's)")
-    axes[1].set_title("best statistic on the training part", fontsize=10)
-    for ax in axes[:2]:
+    for ax, mode in zip(axes[1:3], MODES):
+        ax.axhline(GUIDED_SHARE, color="grey", lw=0.8, ls=":", label=f"outcome's gain bar ({GUIDED_SHARE:g} x teacher's)")
+        pick = picks.get(mode)
+        ax.set_title(f"{MODES[mode]}: best rule set on the training part\n{pick[0] if pick else 'not measured'}", fontsize=9)
+    for ax in axes[:3]:
         ax.legend(fontsize=7, loc="best")
     top = stats.head(12).iloc[::-1]
     rows = np.arange(len(top))
-    axes[2].barh(rows + 0.2, top.auc_train, height=0.4, color="tab:blue", label="training part")
-    axes[2].barh(rows - 0.2, top.auc_held_out.fillna(0), height=0.4, color="tab:orange", label="held out")
-    axes[2].set_yticks(rows, top.statistic, fontsize=8)
-    axes[2].axvline(0.5, color="k", lw=0.8, ls=":")
-    axes[2].set_xlabel("ROC AUC (does not guide like teacher)")
-    axes[2].set_xlim(0, 1)
-    axes[2].legend(fontsize=8, loc="lower left")
+    axes[3].barh(rows + 0.2, top.auc_train, height=0.4, color="tab:blue", label="training part")
+    axes[3].barh(rows - 0.2, top.auc_held_out.fillna(0), height=0.4, color="tab:orange", label="held out")
+    axes[3].set_yticks(rows, top.statistic, fontsize=8)
+    axes[3].axvline(0.5, color="k", lw=0.8, ls=":")
+    axes[3].set_xlabel("ROC AUC (does not guide like teacher)")
+    axes[3].set_xlim(0, 1)
+    axes[3].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"Detector validation: {len(frame)} real models ({int(good.sum())} guide like the teacher), "
                  "outcome by docs/design.md §6; open circles and +: held out")
     buffer = io.BytesIO()
