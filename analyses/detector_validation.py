@@ -202,12 +202,13 @@ def train_peer() -> None:
 
 
 def extra_student_config(run: campaign.Run, options: dict, seed: int):
-    """The campaign's student recipe for ``run`` with its objective options and seed; another seed than the campaign's
-    draws other batches than the shared teacher cache holds, so it trains without it."""
+    """The campaign's student recipe for ``run`` with its objective options and seed, without the shared teacher
+    cache: another seed draws other batches than it holds, and at the campaign's seed, filling it again where a
+    machine change lost it (it lives under runs/) costs more than the one run it would serve (the cache is
+    float32-exact, so the student is the same either way)."""
     config = campaign.config_for(run)
     config.objective_options = dict(options)
-    if seed != campaign.SEED:
-        config.seed, config.teacher_cache = seed, None
+    config.seed, config.teacher_cache = seed, None
     return config
 
 
