@@ -103,19 +103,15 @@ def audit(
                                                   trust_pickle=(trusts(trust_pickle, "student"), trusts(trust_pickle, "teacher")))
     student_d, student_src = student_r.denoiser, student_r.source
     teacher_d, teacher_src = (teacher_r.denoiser, teacher_r.source) if teacher_r is not None else (None, None)
-    if data is not None:
-        from guidegap.recording.probe import probe, probe_size
-
-        count = probe_size(data)
-        ds = probe(teacher_d, student_d, data, num_samples=min(1000, count) if num_samples is None else num_samples,
-                   guidance_scale=guidance_scale, scheduler=sampler, seed=seed, chunk_size=chunk_size)
-        judgement = judge(ds, thresholds, n_boot=n_boot, seed=seed)
-        stamp(ds, judgement, thresholds, student=student_src, teacher=teacher_src or "")
-        return AuditReport.of(judgement, ds, thresholds)
     options = dict(num_samples=64 if num_samples is None else num_samples, num_steps=num_steps,
                    guidance_scale=guidance_scale, labels=labels, scheduler=sampler, seed=seed, chunk_size=chunk_size,
                    progress=progress)
-    if teacher_d is not None:
+    if data is not None:
+        from guidegap.recording.probe import probe, probe_size
+
+        ds = probe(teacher_d, student_d, data, num_samples=min(1000, probe_size(data)) if num_samples is None else num_samples,
+                   guidance_scale=guidance_scale, scheduler=sampler, seed=seed, chunk_size=chunk_size)
+    elif teacher_d is not None:
         ds = trace(teacher_d, student_d, divergence=divergence, **options)
     else:
         ds = trace_teacher_free(student_d, **options)
