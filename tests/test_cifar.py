@@ -210,3 +210,14 @@ def test_the_paper_tier_asks_for_a_cifar_folder_instead_of_defaulting_to_fashion
 
     with pytest.raises(InputError, match="cifar10:"):
         TrainConfig(out="unused", role="teacher", tier="paper")
+
+
+def test_a_probe_set_is_the_test_split(tmp_path: Path) -> None:
+    from guidegap.data.probe_sets import load_probe_set
+
+    expected = _cifar10_bin(tmp_path / "cifar-10-batches-bin")
+    images, labels = load_probe_set(f"cifar10:{tmp_path}", 5)
+    pixels, test_labels = expected["test"]
+    _check(images, labels, pixels[:5], test_labels[:5])
+    with pytest.raises(InputError, match="cifar10:/path/to/folder"):
+        load_probe_set("cifar10:")
