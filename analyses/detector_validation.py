@@ -47,6 +47,7 @@ import fashion_mnist as campaign  # noqa: E402
 import guidegap  # noqa: E402
 from guidegap.auditing.verdicts import Thresholds, judge_pair  # noqa: E402
 from guidegap.checkpoints import load_scheduler, read_checkpoint, save_checkpoint  # noqa: E402
+from guidegap.evaluation.outcome import DEGRADED_FACTOR, FAITHFUL_MARGIN, GUIDED_SHARE  # noqa: E402  (§6, at w = 4)
 from guidegap.metrics.summary import Estimate  # noqa: E402
 
 RUNS = campaign.REPO / "runs" / "detector_validation"
@@ -56,9 +57,6 @@ TABLE = campaign.HERE / "results" / "detector_validation.csv"
 FIGURE = campaign.FIGURES / "detector_validation.png"
 
 # -- the outcome (docs/design.md §6, written before any campaign student existed) ---------------------------
-FAITHFUL_MARGIN = 0.10  # a_S(4) >= a_T(4) - 0.10
-GUIDED_SHARE = 0.5  # gain_S >= 0.5 gain_T
-DEGRADED_FACTOR = 2.0  # FD_S(4) <= 2 FD_T(4)
 OUTCOME_FD_GUIDANCE = ("1", "4")  # the outcome needs FD at w = 4 and its change from w = 1; TAG's is the table's
 
 # -- constructed failures from the trained teacher ------------------------------------------------------------

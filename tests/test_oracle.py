@@ -240,3 +240,32 @@ def test_bad_inputs_raise_one_line_errors(mixture: GaussianMixture, scheduler: D
             call()  # type: ignore[operator]
         message = str(info.value)
         assert fragment in message and "expected" in message and "received" in message and "\n" not in message, message
+
+
+# -- the outcome of guidance, measured exactly on the oracle (docs/design.md §6) ---------------------------------
+@pytest.fixture(scope="module")
+def tier_teacher():
+    from guidegap.oracle import oracle_mixture
+    from guidegap.recording.schedulers import default_scheduler
+
+    return oracle_mixture(0).denoiser(default_scheduler())
+
+
+def test_the_oracle_outcome_says_what_each_constructed_student_does(tier_teacher):
+    from guidegap.evaluation.outcome import guides_like
+    from guidegap.oracle import collapsed_student, shifted_student, shrunk_student
+    from guidegap.oracle.outcome import oracle_outcome
+
+    teacher = oracle_outcome(tier_teacher, tier_teacher, num_samples=512)
+    assert teacher.gain > 0.3 and guides_like(teacher, teacher)  # guidance lifts the Bayes accuracy
+    collapsed = oracle_outcome(collapsed_student(tier_teacher, 4.0), tier_teacher, num_samples=512)
+    assert collapsed.gain == 0.0 and collapsed.accuracy_guided == pytest.approx(teacher.accuracy_guided, abs=1e-9)
+    assert not guides_like(collapsed, teacher)  # the teacher's guided samples, but guidance adds nothing
+    assert guides_like(oracle_outcome(shrunk_student(tier_teacher, 0.9), tier_teacher, num_samples=512), teacher)
+    weak = oracle_outcome(shrunk_student(tier_teacher, 0.2), tier_teacher, num_samples=512)
+    assert not guides_like(weak, teacher) and weak.accuracy_guided < teacher.accuracy_guided - 0.1  # not faithful
+    shifted = oracle_outcome(shifted_student(tier_teacher, 1.0), tier_teacher, num_samples=512)
+    assert not guides_like(shifted, teacher) and shifted.fd_guided > 2 * teacher.fd_guided  # degraded
+    assert oracle_outcome(tier_teacher, tier_teacher, num_samples=512) == teacher  # seeded: the same outcome
+    with pytest.raises(InputError, match="expected the oracle teacher"):
+        oracle_outcome(tier_teacher, shrunk_student(tier_teacher, 0.9))

@@ -1,8 +1,10 @@
 """The oracle tier (docs/design.md §4): a class-conditional Gaussian mixture with exact eps (the teacher), its spec
-(``"oracle[:SEED]"``), constructed students with known verdicts, and the small MLP student it trains."""
+(``"oracle[:SEED]"``), constructed students with known verdicts, the exact outcome of guidance on its students
+(docs/design.md §6), and the small MLP student it trains."""
 
 from guidegap.oracle.gaussian_mixture import GaussianMixture, OracleDenoiser
 from guidegap.oracle.mlp import MLPDenoiser
+from guidegap.oracle.outcome import bayes_accuracy, oracle_outcome
 from guidegap.oracle.students import (
     GuidedOutputStudent,
     ShiftedStudent,
@@ -18,11 +20,13 @@ __all__ = [
     "GaussianMixture",
     "GuidedOutputStudent",
     "MLPDenoiser",
+    "bayes_accuracy",
     "OracleDenoiser",
     "ShiftedStudent",
     "ShrunkGapStudent",
     "collapsed_student",
     "oracle_mixture",
+    "oracle_outcome",
     "oracle_teacher",
     "parse_oracle",
     "shifted_student",
