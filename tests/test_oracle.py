@@ -269,3 +269,24 @@ def test_the_oracle_outcome_says_what_each_constructed_student_does(tier_teacher
     assert oracle_outcome(tier_teacher, tier_teacher, num_samples=512) == teacher  # seeded: the same outcome
     with pytest.raises(InputError, match="expected the oracle teacher"):
         oracle_outcome(tier_teacher, shrunk_student(tier_teacher, 0.9))
+
+
+def test_a_noisy_student_is_off_on_each_branch_by_its_own_fixed_field(tier_teacher):
+    import guidegap
+    from guidegap.oracle import noisy_student
+
+    x = torch.randn(6, *tier_teacher.sample_shape, generator=torch.Generator().manual_seed(0))
+    t = torch.full((6,), 500)
+    labels = torch.arange(6) % tier_teacher.num_classes
+    cond_t, uncond_t = tier_teacher.branches(x, t, labels)
+    student = noisy_student(tier_teacher, 0.1, 0.1, seed=3)
+    cond, uncond = student.branches(x, t, labels)
+    assert torch.equal(noisy_student(tier_teacher, 0.1, 0.1, seed=3).branches(x, t, labels)[0], cond)  # seeded
+    assert not torch.allclose(cond - cond_t, uncond - uncond_t)  # each branch its own error: the gap moves too
+    assert (cond - cond_t).abs().max() <= 0.1 + 1e-6 and (cond - cond_t).pow(2).mean().sqrt() > 0.03
+    exact_cond, exact_uncond = noisy_student(tier_teacher, 0.0).branches(x, t, labels)
+    assert torch.equal(exact_cond, cond_t) and torch.equal(exact_uncond, uncond_t)
+    report = guidegap.audit(student, tier_teacher, num_samples=8, num_steps=6, n_boot=50)
+    assert report.summary["amplification"].value > 1.5  # guidance multiplies the part of the errors that differs
+    with pytest.raises(InputError, match="finite cond_scale"):
+        noisy_student(tier_teacher, float("nan"))

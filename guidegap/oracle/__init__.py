@@ -7,9 +7,11 @@ from guidegap.oracle.mlp import MLPDenoiser
 from guidegap.oracle.outcome import bayes_accuracy, oracle_outcome
 from guidegap.oracle.students import (
     GuidedOutputStudent,
+    NoisyBranchStudent,
     ShiftedStudent,
     ShrunkGapStudent,
     collapsed_student,
+    noisy_student,
     shifted_student,
     shrunk_student,
 )
@@ -20,11 +22,13 @@ __all__ = [
     "GaussianMixture",
     "GuidedOutputStudent",
     "MLPDenoiser",
+    "NoisyBranchStudent",
     "bayes_accuracy",
     "OracleDenoiser",
     "ShiftedStudent",
     "ShrunkGapStudent",
     "collapsed_student",
+    "noisy_student",
     "oracle_mixture",
     "oracle_outcome",
     "oracle_teacher",

@@ -7,6 +7,11 @@ With teacher branches ``eps_c``, ``eps_u`` and gap ``Delta = eps_c - eps_u``:
 | :func:`collapsed_student` | ``eps_u + w Delta`` | ``eps_u + w Delta`` | 0 | collapsed (rho = 0) |
 | :func:`shrunk_student` | ``eps_u + f Delta`` | ``eps_u`` | ``f Delta`` | miscalibrated for small ``f`` |
 | :func:`shifted_student` | ``eps_c + offset`` | ``eps_u + offset`` | ``Delta`` | drifted for a large ``offset`` |
+| :func:`noisy_student` | ``eps_c + s_c g_c(x)`` | ``eps_u + s_u g_u(x)`` | ``Delta + s_c g_c - s_u g_u`` | depends on ``s`` |
+
+``noisy_student`` is what a small distilled student looks like: each branch off by an error field of its own, a
+fixed smooth function of the state (``g(x) = sin(A x + b)``, RMS about 1/sqrt(2), drawn from a seed), so guidance
+amplifies the part of the two errors that differs.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ __all__ = [
     "GuidedOutputStudent",
     "ShiftedStudent",
     "ShrunkGapStudent",
+    "NoisyBranchStudent",
     "collapsed_student",
+    "noisy_student",
     "shifted_student",
     "shrunk_student",
 ]
@@ -157,6 +164,34 @@ class ShiftedStudent(_TeacherWrapper):
         return self.teacher(x, t, labels) + self.offset
 
 
+class NoisyBranchStudent(_TeacherWrapper):
+    """Teacher plus a fixed smooth error field per branch, ``s_c sin(A_c x + b_c)`` and ``s_u sin(A_u x + b_u)``."""
+
+    def __init__(self, teacher: Denoiser, cond_scale: float, uncond_scale: float, seed: int = 0) -> None:
+        self.cond_scale = _finite("noisy_student", "cond_scale", cond_scale)
+        self.uncond_scale = _finite("noisy_student", "uncond_scale", uncond_scale)
+        super().__init__(teacher, f"noisy({_name(teacher)}, cond={self.cond_scale:g}, uncond={self.uncond_scale:g}, seed={seed})")
+        if self.sample_shape is None:
+            raise InputError("noisy_student: expected a teacher that declares its sample shape (the error field's size).")
+        dim = math.prod(self.sample_shape)
+        generator = torch.Generator().manual_seed(int(seed))
+        # entries of A ~ N(0, 9 / dim): the field varies on the data's scale; cond and uncond draw their own
+        self._fields = [(torch.randn(dim, dim, generator=generator) * 3.0 / math.sqrt(dim),
+                         torch.rand(dim, generator=generator) * 2 * math.pi) for _ in range(2)]
+
+    def _field(self, which: int, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = (v.to(x.device, torch.float32) for v in self._fields[which])
+        return torch.sin(x.flatten(1).float() @ weight.T + bias).reshape(x.shape)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Teacher output plus the cond field on class rows and the uncond field on null rows."""
+        is_null = self._null_rows(labels)
+        out = self.teacher(x, t, labels)
+        error = torch.where(is_null.view(-1, *([1] * (x.ndim - 1))), self.uncond_scale * self._field(1, x),
+                            self.cond_scale * self._field(0, x))
+        return out + error.to(out.dtype)
+
+
 def collapsed_student(denoiser: Denoiser, guidance_scale: float) -> GuidedOutputStudent:
     """A student that learned only the guided output at scale ``w``: both branches ``eps_u + w Delta``, rho = 0."""
     return GuidedOutputStudent(denoiser, guidance_scale)
@@ -170,3 +205,8 @@ def shrunk_student(denoiser: Denoiser, factor: float) -> ShrunkGapStudent:
 def shifted_student(denoiser: Denoiser, offset: float) -> ShiftedStudent:
     """A student whose two branches both drift by ``offset``; gap exact."""
     return ShiftedStudent(denoiser, offset)
+
+
+def noisy_student(denoiser: Denoiser, cond_scale: float, uncond_scale: float | None = None, seed: int = 0) -> NoisyBranchStudent:
+    """A student whose branches are each off by an error field of their own (``uncond_scale`` default: ``cond_scale``)."""
+    return NoisyBranchStudent(denoiser, cond_scale, cond_scale if uncond_scale is None else uncond_scale, seed)
