@@ -510,6 +510,61 @@ def fit_rule_set(frame: pd.DataFrame, mode: str, overrides: dict | None, bad: np
     return best
 
 
+# -- a population of known outcome: constructed students of the oracle teacher -------------------------------------
+# (added on 2026-12-04, after a first look at 15 of them; each is audited as the library audits by default, 64 x 50
+# teacher-forced at w = 4, and by a data probe of 1,000 held-out mixture samples, and its outcome is measured exactly,
+# guidegap.oracle.oracle_outcome). The rule sets are judged with the bars fitted on Fashion-MNIST, unchanged: a rule
+# that holds only on the data it was fitted on would show it here.
+ORACLE_STUDENTS = (
+    *((f"shrunk-{f:g}", "shrunk_student", (f,)) for f in (0.2, 0.5, 0.7, 0.9, 1.1, 1.5, 2.0)),
+    *((f"shifted-{o:g}", "shifted_student", (o,)) for o in (0.02, 0.1, 0.3, 1.0)),
+    *((f"noisy-{c:g}-{u:g}", "noisy_student", (c, u)) for c, u in ((0.02, 0.02), (0.05, 0.05), (0.1, 0.1), (0.2, 0.2),
+                                                                   (0.05, 0.0), (0.1, 0.0), (0.0, 0.05), (0.0, 0.1))),
+    *((f"collapsed-w{w:g}", "collapsed_student", (float(w),)) for w in (1, 2, 4, 6)),
+)
+ORACLE_CSV = campaign.HERE / "results" / "detector_validation_oracle.csv"
+
+
+def oracle_population() -> pd.DataFrame:
+    """Each constructed oracle student's exact outcome and its summaries in both modes (columns as the population's)."""
+    from guidegap import oracle as tier
+    from guidegap.evaluation.outcome import guides_like
+    from guidegap.recording.schedulers import default_scheduler
+
+    teacher = tier.oracle_mixture(0).denoiser(default_scheduler())
+    reference = tier.oracle_outcome(teacher, teacher)
+    held_out = teacher.mixture.sample(1000, generator=torch.Generator().manual_seed(CONSTRUCTION_SEED + 7))
+    rows = []
+    for name, build, arguments in (("teacher", None, ()), *ORACLE_STUDENTS):
+        student = teacher if build is None else getattr(tier, build)(teacher, *arguments)
+        outcome = tier.oracle_outcome(student, teacher)
+        row = {"member": name, **outcome.to_dict(), "guides_like_teacher": guides_like(outcome, reference)}
+        for mode, data in (("tf", None), ("probe", held_out)):
+            report = guidegap.audit(student, teacher, num_samples=64 if data is None else None, num_steps=50, data=data,
+                                    divergence=False, n_boot=200)
+            row.update({f"{mode}_{k}": v.value for k, v in report.summary.items()})
+            row[f"{mode}_all_rel_guided_error"] = report.summary["rel_guided_error"].value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def oracle_check(picks: dict[str, tuple[str, Thresholds, float]], fitted: dict[tuple[str, str], Thresholds]) -> list[str]:
+    """The report's lines: how often each rule set, with its Fashion-MNIST bar, agrees with the oracle outcomes."""
+    frame = oracle_population()
+    campaign._save_csv(frame, ORACLE_CSV)
+    bad = ~frame.guides_like_teacher.to_numpy(bool)
+    lines = ["", f"Constructed students of the oracle teacher, outcome measured exactly ({len(frame)} models, "
+             f"{int((~bad).sum())} guide like the teacher; `{campaign.relative(ORACLE_CSV)}`), judged with the bars "
+             "fitted on Fashion-MNIST:", "", "| mode | rule set | agreement | balanced | disagreements |", "|---|---|---:|---:|---|"]
+    for (mode, set_name), thresholds in fitted.items():
+        verdicts = library_verdicts(frame, mode, thresholds)
+        flagged = np.array([v != "healthy" for v in verdicts])
+        wrong = [f"{m} ({v}, {'guides' if not b else 'does not'})" for m, v, f, b in zip(frame.member, verdicts, flagged, bad) if f != b]
+        lines.append(f"| {MODES[mode]} | {set_name} | {accuracy(bad, flagged):.0%} | {balanced_accuracy(bad, flagged):.0%} | "
+                     f"{'; '.join(wrong) or 'none'} |")
+    return lines
+
+
 def accuracy(bad: np.ndarray, flagged: np.ndarray) -> float:
     """Share of members whose prediction (flagged or not) agrees with the outcome (NaN for none)."""
     return float((flagged == bad).mean()) if len(bad) else float("nan")
@@ -584,6 +639,7 @@ def analyze() -> None:
               "| held-out confusion [[good passed, good flagged], [bad passed, bad flagged]] | peer teacher's verdict |",
               "|---|---|---:|---:|---:|---:|---|---|"]
     picks: dict[str, tuple[str, Thresholds, float]] = {}  # per mode: its best rule set on the training part
+    fitted: dict[tuple[str, str], Thresholds] = {}  # every (mode, rule set) with its bar
     for mode, mode_name in MODES.items():
         column = f"{mode}_all_rel_guided_error"
         judged = frame[column].notna().to_numpy() if column in frame else np.zeros(len(frame), bool)
@@ -592,6 +648,7 @@ def analyze() -> None:
         part = frame[judged]
         for set_name, overrides in RULE_SETS.items():
             thresholds, balanced_train = fit_rule_set(part, mode, overrides, bad[judged], train[judged])
+            fitted[(mode, set_name)] = thresholds
             if balanced_train > picks.get(mode, ("", None, -1.0))[2]:
                 picks[mode] = (set_name, thresholds, balanced_train)
             flagged = library_flags(part, mode, thresholds)
@@ -603,6 +660,8 @@ def analyze() -> None:
             lines.append(f"| {mode_name} | {set_name} | {'—' if bar is None else f'{bar:.3f}'} | {balanced_train:.0%} | "
                          f"{accuracy(held_bad, held_flagged):.0%} | {balanced_accuracy(held_bad, held_flagged):.0%} | {matrix} "
                          f"| {peer_verdict} |")
+    if fitted:
+        lines += oracle_check(picks, fitted)
     amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
                     f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
                     f"({', '.join(changed) or 'none'}); today's verdict then agrees for "
