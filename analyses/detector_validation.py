@@ -453,10 +453,12 @@ STATISTIC_PREFIXES = tuple(f"{mode}_{phase}_" for mode in ("tf", "fr", "probe") 
 
 
 def candidate_columns(frame: pd.DataFrame) -> list[str]:
+    """Every per-mode, per-phase statistic, the gap MSEs, and the default audit's free-running divergence (the RMS
+    distance of the student's own guided path from the teacher's from the same noise; a candidate since 2026-12-04)."""
     columns = [c for c in frame.columns if c.startswith(STATISTIC_PREFIXES)]
     overall = ("probe_gap_mse", "tf_gap_mse") if "probe_all_abs_log_rho" in frame else (
         "probe_abs_log_rho", "probe_one_minus_cos", "probe_gap_mse", "tf_gap_mse")  # probe_all_* are the first two
-    return columns + [c for c in overall if c in frame]
+    return columns + [c for c in (*overall, "tf_divergence") if c in frame]
 
 
 # The library's own verdict (guidegap's judge_pair, `healthy` or not) under threshold sets whose one free bar, the
