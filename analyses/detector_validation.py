@@ -47,7 +47,8 @@ import fashion_mnist as campaign  # noqa: E402
 import guidegap  # noqa: E402
 from guidegap.auditing.verdicts import Thresholds, judge_pair  # noqa: E402
 from guidegap.checkpoints import load_scheduler, read_checkpoint, save_checkpoint  # noqa: E402
-from guidegap.evaluation.outcome import DEGRADED_FACTOR, FAITHFUL_MARGIN, GUIDED_SHARE  # noqa: E402  (§6, at w = 4)
+from guidegap.evaluation.outcome import (  # noqa: E402  (§6, at w = 4)
+    DEGRADED_FACTOR, FAITHFUL_MARGIN, GUIDED_SHARE, GuidanceOutcome, guides_like)
 from guidegap.metrics.summary import Estimate  # noqa: E402
 
 RUNS = campaign.REPO / "runs" / "detector_validation"
@@ -359,9 +360,10 @@ def outcome_row(ds: xr.Dataset, teacher: xr.Dataset) -> dict[str, float | bool]:
     def a(d: xr.Dataset, w: str) -> float:  # the 1,000-sample accuracies of the FD sets
         return float(d.fd_accuracy.sel(guidance=w))
 
-    gain_s, gain_t = a(ds, "4") - a(ds, "1"), a(teacher, "4") - a(teacher, "1")
-    fd_s, fd_t = float(ds.fd.sel(guidance="4")), float(teacher.fd.sel(guidance="4"))
-    faithful = a(ds, "4") >= a(teacher, "4") - FAITHFUL_MARGIN
+    student_outcome, teacher_outcome = (GuidanceOutcome(a(d, "1"), a(d, "4"), float(d.fd.sel(guidance="4"))) for d in (ds, teacher))
+    gain_s, gain_t = student_outcome.gain, teacher_outcome.gain
+    fd_s, fd_t = student_outcome.fd_guided, teacher_outcome.fd_guided
+    faithful = a(ds, "4") >= a(teacher, "4") - FAITHFUL_MARGIN  # the three criteria, shown apart; guides_like decides
     guided = gain_s >= GUIDED_SHARE * gain_t
     not_degraded = fd_s <= DEGRADED_FACTOR * fd_t
     # Sensitivity only, never the outcome (docs/design.md §6, added 2026-12-03 after audit numbers were seen): the
@@ -372,7 +374,7 @@ def outcome_row(ds: xr.Dataset, teacher: xr.Dataset) -> dict[str, float | bool]:
     return {"a1": a(ds, "1"), "a4": a(ds, "4"), "gain": gain_s, "relative_gain": gain_s / gain_t if gain_t else np.nan,
             "fd1": float(ds.fd.sel(guidance="1")), "fd4": fd_s, "fd4_over_teacher": fd_s / fd_t,
             "faithful": faithful, "guided": guided, "not_degraded": not_degraded,
-            "guides_like_teacher": bool(faithful and guided and not_degraded),
+            "guides_like_teacher": guides_like(student_outcome, teacher_outcome),
             "guided_of_headroom": bool(guided_headroom),
             "guides_like_teacher_of_headroom": bool(faithful and guided_headroom and not_degraded)}
 
@@ -530,7 +532,6 @@ ORACLE_CSV = campaign.HERE / "results" / "detector_validation_oracle.csv"
 def oracle_population() -> pd.DataFrame:
     """Each constructed oracle student's exact outcome and its summaries in both modes (columns as the population's)."""
     from guidegap import oracle as tier
-    from guidegap.evaluation.outcome import guides_like
     from guidegap.recording.schedulers import default_scheduler
 
     teacher = tier.oracle_mixture(0).denoiser(default_scheduler())

@@ -178,3 +178,15 @@ def test_the_accessor_is_registered_from_one_place_and_not_by_import_guidegap():
             "guidegap.load_log; assert hasattr(xr.Dataset(), 'guidegap'); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_log_without_the_guided_error_says_the_misguided_bar_cannot_apply(training_log):
+    import warnings
+
+    bar = Thresholds(max_rel_guided_error=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a log that records the statistic is judged on it, silently
+        log_verdicts(training_log, bar)
+    older = training_log.drop_vars(["rel_guided_error", "rel_guided_error_ci"])  # a log begun before it was recorded
+    with pytest.warns(UserWarning, match="no rel_guided_error"):
+        assert log_verdicts(older, bar).values.tolist() == ["healthy", "miscalibrated", "collapsed"]

@@ -422,9 +422,11 @@ def test_a_rule_switched_off_by_an_infinite_bar_stays_json(collapsed_report):
     ds = collapsed_report.dataset.copy()
     ds.attrs["thresholds"] = json.dumps(Thresholds(rho_high=math.inf).to_dict())  # written as Infinity
     off = AuditReport.from_dataset(ds, n_boot=50)
-    d = off.to_dict()
+    d = json.loads(off.to_json())  # strict JSON: to_json refuses NaN / Infinity
     assert d["thresholds"]["rho_high"] is None and d["thresholds"]["max_rel_guided_error"] is None
-    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    assert Thresholds(**d["thresholds"]) == Thresholds(rho_high=math.inf)  # null reads back as no bar
+    with pytest.raises(InputError, match="received None for min_cos"):
+        Thresholds(min_cos=None)
 
 
 def test_same_seed_same_report_other_seed_differs():
@@ -525,9 +527,16 @@ def test_the_report_names_the_free_running_divergence_only_when_it_was_recorded(
     assert "teacher-forced" in str(without) and "free-running divergence" not in str(without)
 
 
-def test_a_named_rule_set_is_reachable_and_overridable():
+def test_a_named_rule_set_is_reachable_and_overridable(monkeypatch):
+    from guidegap.auditing import verdicts
+
     design = Thresholds.named("design")
     assert design.min_cos == 0.8 and design.max_rel_branch_error == 0.25 and design.max_rel_guided_error is None
-    assert Thresholds.named("design", min_cos=0.5).min_cos == 0.5
+    monkeypatch.setitem(verdicts.RULE_SETS, "lenient", dict(min_cos=-1.0, max_rel_guided_error=0.3))
+    lenient = Thresholds.named("lenient", rho_low=0.5)
+    assert (lenient.min_cos, lenient.max_rel_guided_error, lenient.rho_low) == (-1.0, 0.3, 0.5)  # the set, then overrides
+    assert lenient.max_rel_branch_error == Thresholds().max_rel_branch_error  # what the set leaves alone
     with pytest.raises(InputError, match="expected a rule set from design"):
-        Thresholds.named("lenient")
+        Thresholds.named("strict")
+    with pytest.raises(InputError, match="unknown threshold 'bogus'"):
+        Thresholds.named("design", bogus=1.0)

@@ -337,12 +337,21 @@ def test_a_probe_audit_of_the_built_in_example_on_the_held_out_images(capsys):
     (["--num-steps", "5"], "--num-steps describe a sampling trajectory"),
     (["--labels", "1", "--scheduler", "ddpm"], "--labels, --scheduler describe a sampling trajectory"),
     (["--num-samples", "20000"], "holds 10000 images"),
+    (["--negative-prompt", "blurry"], "text-to-image pipelines are audited along their sampling trajectories"),
 ])
 def test_probe_data_refuses_what_only_a_trajectory_has(capsys, flags, match):
     assert_bad_input(*run_cli(capsys, "audit", "--example", "--probe-data", "fashion-mnist", *flags), match=match)
 
 
-def test_rules_names_a_rule_set_and_thresholds_apply_on_top(capsys):
-    code, out, _ = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--rules", "design", "--threshold", "min_cos=0.5", "--json")
-    assert json.loads(out)["thresholds"]["min_cos"] == 0.5 and json.loads(out)["thresholds"]["rho_low"] == 0.8
-    assert_bad_input(*run_cli(capsys, "audit", "--example", "oracle", *FAST, "--rules", "lenient"), match="expected a rule set")
+def test_rules_names_a_rule_set_and_thresholds_apply_on_top(capsys, monkeypatch):
+    from guidegap.auditing import verdicts
+
+    monkeypatch.setitem(verdicts.RULE_SETS, "lenient", dict(min_cos=-1.0, max_rel_guided_error=0.3))
+    code, out, _ = run_cli(capsys, "audit", "--example", "oracle", *FAST, "--rules", "lenient", "--threshold", "rho_low=0.5", "--json")
+    applied = json.loads(out)["thresholds"]
+    assert (applied["min_cos"], applied["max_rel_guided_error"], applied["rho_low"]) == (-1.0, 0.3, 0.5)
+    assert_bad_input(*run_cli(capsys, "audit", "--example", "oracle", *FAST, "--rules", "strict"), match="expected a rule set")
+
+
+def test_the_oracle_example_is_not_probed_with_the_tiers_mixture(capsys):
+    assert_bad_input(*run_cli(capsys, "audit", "--example", "oracle", "--probe-data", "oracle"), match="its own")

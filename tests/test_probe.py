@@ -230,6 +230,9 @@ def test_a_probe_audit_judges_the_pair_and_locates_the_rule_by_thirds_of_t(oracl
         report.plot()
     with pytest.raises(GuidegapError, match="pass the teacher"):
         guidegap.audit(oracle, None, data=held_out)
+    images, labels = held_out
+    separate = guidegap.audit(collapsed_student(oracle, 4.0), oracle, data=images, labels=labels, n_boot=100)
+    assert separate.dataset.label.values.tolist() == labels.tolist()  # images with their labels given apart
 
 
 def test_probe_sets_are_read_by_name_and_an_npz_is_checked_before_it_is_read(tmp_path):
@@ -252,7 +255,18 @@ def test_probe_sets_are_read_by_name_and_an_npz_is_checked_before_it_is_read(tmp
     with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
         archive.writestr("images.npy", huge.getvalue())
         archive.writestr("labels.npy", labels_npy.getvalue())
-    for spec, match in (("huge.npz", "at most"), ("objects.npz", "unpickling"), ("missing.npz", "does not exist"),
-                        ("imagenet", "expected probe data")):
+    np.savez(tmp_path / "uneven.npz", images=np.zeros((5, 1, 2, 2), np.float32), labels=np.arange(4))
+    np.savez(tmp_path / "complex.npz", images=np.zeros((2, 1, 2, 2), np.complex128), labels=np.arange(2))
+    for spec, match in (("huge.npz", "at most"), ("objects.npz", "real numeric images"), ("missing.npz", "does not exist"),
+                        ("uneven.npz", r"labels of shape \(N,\), received \(5, 1, 2, 2\) and \(4,\)"),
+                        ("complex.npz", "real numeric images"), ("imagenet", "expected probe data")):
         with pytest.raises(GuidegapError, match=match):
             load_probe_set(str(tmp_path / spec) if spec.endswith(".npz") else spec)
+
+
+def test_a_probe_set_can_be_named_in_the_python_api_as_on_the_command_line(scheduler):
+    from guidegap.oracle import oracle_mixture
+
+    tier = oracle_mixture(0).denoiser(scheduler)
+    report = guidegap.audit(shrunk_student(tier, 0.5), tier, data="oracle", num_samples=50, n_boot=50)
+    assert report.is_probe and report.dataset.sizes["sample"] == 50 and report.verdict == "miscalibrated"

@@ -78,10 +78,10 @@ def audit(
     ``num_samples``: trajectories (default 64), or with ``data`` images (default 1000, at most the data's).
 
     ``data``: a data-probe audit instead (DASH's protocol, :func:`guidegap.probe`): both branches of both models on
-    these held-out images (``(images, labels)``, scaled like the training data, or a dataset of pairs; see
-    :func:`guidegap.data.probe_sets.load_probe_set`) noised at uniform random t. It needs a teacher; ``num_steps``,
-    ``labels``, ``scheduler``'s sampler and ``divergence`` do not apply (the noise schedule is the stored one); the
-    phases are thirds of t.
+    these held-out images noised at uniform random t — ``(images, labels)`` scaled like the training data, a dataset
+    of pairs, images with their class ids in ``labels``, or a probe set's name (``"fashion-mnist"``, ...,
+    :func:`guidegap.data.probe_sets.load_probe_set`). It needs a teacher; ``num_steps``, ``scheduler``'s sampler,
+    ``divergence`` and ``progress`` do not apply (the noise schedule is the stored one); the phases are thirds of t.
     ``trust_pickle`` allows arbitrary unpickling (code from the file runs) per file: ``"student"`` (or ``True``),
     ``"teacher"`` or ``"both"``. ``factory`` imports and runs the named function. Student and teacher that store
     different noise schedules are refused (:func:`guidegap.checkpoints.loading.check_same_schedule`).
@@ -109,8 +109,12 @@ def audit(
     if data is not None:
         from guidegap.recording.probe import probe, probe_size
 
-        ds = probe(teacher_d, student_d, data, num_samples=min(1000, probe_size(data)) if num_samples is None else num_samples,
-                   guidance_scale=guidance_scale, scheduler=sampler, seed=seed, chunk_size=chunk_size)
+        if isinstance(data, (str, os.PathLike)):  # a probe set by name, as the CLI's --probe-data takes it
+            from guidegap.data.probe_sets import load_probe_set
+
+            data = load_probe_set(os.fspath(data), num_samples or 1000)
+        ds = probe(teacher_d, student_d, data, labels, guidance_scale=guidance_scale, scheduler=sampler, seed=seed,
+                   num_samples=min(1000, probe_size(data)) if num_samples is None else num_samples, chunk_size=chunk_size)
     elif teacher_d is not None:
         ds = trace(teacher_d, student_d, divergence=divergence, **options)
     else:

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from guidegap.auditing.verdicts import Thresholds
+from guidegap.errors import InputError
 from guidegap.metrics.summary import rho_per_step
 
 __all__ = ["plot_collapse"]
@@ -55,6 +56,9 @@ def plot_collapse(ds: xr.Dataset, thresholds: Thresholds | None = None, title: s
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    if "step" not in ds.dims:
+        raise InputError("a data-probe audit has no trajectory to draw collapse curves along; plot a trajectory audit "
+                         "(without probe data), or read the probe's per-phase table in the report.")
     th = thresholds or Thresholds()
     steps = np.asarray(ds["step"].values)
     palette = sns.color_palette("colorblind")

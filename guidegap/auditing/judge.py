@@ -158,6 +158,11 @@ def judge_log(log: xr.Dataset, thresholds: Thresholds | None = None, caller: str
     require_log(log, caller)
     th = thresholds if thresholds is not None else thresholds_of(log)
     names = [str(n) for n in log.data_vars if f"{n}_ci" in log]
+    if th.max_rel_guided_error is not None and "rel_guided_error" not in names:
+        import warnings
+
+        warnings.warn("this training log has no rel_guided_error (it began before guidegap recorded it), so the misguided "
+                      "rule's bar cannot be applied to it; its verdicts are those of the other rules.", UserWarning, stacklevel=3)
     verdicts = []
     for i in range(log.sizes[TRAINING_STEP]):
         row = log.isel({TRAINING_STEP: i})

@@ -98,7 +98,7 @@ class AuditReport:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        return json.dumps(self.to_dict(), allow_nan=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the Dataset (verdict and summary in its attrs) to a netCDF file, atomically."""
@@ -110,9 +110,6 @@ class AuditReport:
         """The collapse-curve figure; written to ``path`` when given. Returns the matplotlib Figure."""
         from guidegap.auditing.figure import plot_collapse
 
-        if self.is_probe:
-            raise InputError("a data-probe audit has no trajectory to draw collapse curves along; plot a trajectory audit "
-                             "(without probe data), or read the probe's per-phase table in the report.")
         title = "guidegap audit (guidance-distilled: gap = eps(w) - eps(w=1))" if "guidance_distilled" in self.dataset.attrs else None
         fig = plot_collapse(self.dataset, self.thresholds, title)
         if path is not None:

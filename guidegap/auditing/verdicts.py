@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from guidegap._registry import Registry
 from guidegap.errors import InputError
@@ -38,6 +38,9 @@ from guidegap.metrics.summary import Estimate
 
 __all__ = ["VERDICTS", "VERDICT_RECORDS", "RULE_SETS", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
            "verdict_record", "parse_fail_on", "judge_pair", "judge_teacher_free", "judge_guidance_distilled", "judge_single"]
+
+
+_UPPER_BARS = ("rho_high", "max_rel_branch_error")  # bars whose None (null in a report's JSON) means no bar
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,16 @@ class Thresholds:
     min_guidance_response: float = 1e-3
 
     def __post_init__(self) -> None:
+        # An upper bar of None (as a report's JSON writes an infinite one) is no bar; the misguided rule's None is "off".
+        for name in _UPPER_BARS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, math.inf)
+        if self.max_rel_guided_error == math.inf:
+            object.__setattr__(self, "max_rel_guided_error", None)
+        unset = [name for name, value in asdict(self).items() if value is None and name != "max_rel_guided_error"]
+        if unset:
+            raise InputError(f"expected numbers for the thresholds, received None for {', '.join(unset)}; a lower bar is "
+                             "switched off by its floor (rho_low=collapsed_rho, min_cos=-1), not by None.")
         nan = [name for name, value in asdict(self).items() if value is not None and value != value]
         if nan:
             raise InputError(f"expected numbers for the thresholds, received NaN for {', '.join(nan)}.")
@@ -79,6 +92,9 @@ class Thresholds:
         """A named rule set (:data:`RULE_SETS`) with ``overrides`` on top, e.g. ``Thresholds.named("design")``."""
         if name not in RULE_SETS:
             raise InputError(f"expected a rule set from {', '.join(RULE_SETS)}, received {name!r}.")
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"unknown threshold {unknown[0]!r}; expected one of {', '.join(f.name for f in fields(cls))}.")
         return cls(**{**RULE_SETS[name], **overrides})
 
 

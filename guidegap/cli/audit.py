@@ -112,11 +112,20 @@ def _probe_audit(args: argparse.Namespace, student: Any, teacher: Any, threshold
     from guidegap.data.probe_sets import load_probe_set
 
     given = [flag for flag, value in (("--num-steps", args.num_steps), ("--labels", args.labels), ("--scheduler", args.scheduler),
-                                      ("--figure", args.figure), ("--no-divergence", args.no_divergence),
-                                      ("--prompts", args.prompts), ("--true-cfg", args.true_cfg)) if value]
+                                      ("--figure", args.figure), ("--no-divergence", args.no_divergence)) if value]
     if given:
         raise InputError(f"{', '.join(given)} describe a sampling trajectory, which a data-probe audit (--probe-data) does "
                          "not run; drop them, or drop --probe-data.")
+    from guidegap.cli.text_audit import wants_text_audit
+
+    text = [flag for flag, value in (("--prompts", args.prompts), ("--true-cfg", args.true_cfg), ("--base", args.base),
+                                     ("--negative-prompt", args.negative_prompt), ("--device", args.device)) if value]
+    if text or (not args.example and wants_text_audit(args)):
+        raise InputError("a data-probe audit (--probe-data) takes class-conditional models; text-to-image pipelines are "
+                         "audited along their sampling trajectories: drop --probe-data.")
+    if args.example == "oracle":
+        raise InputError("the oracle example's mixture is its own, not the oracle tier's that --probe-data oracle draws "
+                         "from; probe a Fashion-MNIST example instead: guidegap audit --example --probe-data fashion-mnist.")
     if teacher is None:
         raise InputError("a data-probe audit (--probe-data) compares the student with its teacher; pass --teacher TEACHER.")
     data = load_probe_set(args.probe_data, args.num_samples or 1000)

@@ -8,7 +8,9 @@ without unpickling, and its arrays' sizes are checked from their headers before 
 
 from __future__ import annotations
 
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from guidegap.errors import InputError
 
 __all__ = ["load_probe_set", "MAX_PROBE_ELEMENTS"]
 
-MAX_PROBE_ELEMENTS = 1 << 30  # 4 GiB of float32 images: beyond any probe set, refused before reading
+MAX_PROBE_ELEMENTS = 1 << 28  # image elements (at most 8 bytes each in the file, 1 GiB as float32): refused beyond, unread
 _ORACLE_PROBE_SEED = 2_000_003  # the oracle's held-out draw: not the stream its training samples come from
 
 
@@ -54,33 +56,35 @@ def _read_npz(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise InputError(f"probe data {str(path)!r} does not exist; pass an existing .npz with 'images' and 'labels'.")
     try:
         with zipfile.ZipFile(path) as archive:
-            shapes = {name: _header_shape(archive, f"{name}.npy", path) for name in ("images", "labels")}
+            headers = {name: _header(archive, f"{name}.npy", path) for name in ("images", "labels")}
     except zipfile.BadZipFile:
         raise InputError(f"{str(path)!r} is not an .npz archive; write one with numpy.savez(path, images=..., labels=...).") from None
-    count = int(np.prod(shapes["images"], dtype=np.int64))
-    if count > MAX_PROBE_ELEMENTS or len(shapes["labels"]) != 1:
-        raise InputError(f"{str(path)!r}: expected images of at most {MAX_PROBE_ELEMENTS} elements and labels of shape (N,), "
-                         f"received {shapes['images']} and {shapes['labels']}.")
+    (shape, dtype), (label_shape, label_dtype) = headers["images"], headers["labels"]
+    if dtype.kind not in "biuf" or label_dtype.kind not in "iu":  # decided from the headers, before reading
+        raise InputError(f"{str(path)!r}: expected real numeric images and integer labels, received {dtype} and {label_dtype}; "
+                         "save plain numeric arrays with numpy.savez.")
+    count = math.prod(shape)
+    if count > MAX_PROBE_ELEMENTS or len(shape) < 2 or label_shape != shape[:1]:
+        raise InputError(f"{str(path)!r}: expected images (N, ...) of at most {MAX_PROBE_ELEMENTS} elements and labels of "
+                         f"shape (N,), received {shape} and {label_shape}.")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             images, labels = arrays["images"], arrays["labels"]
-    except ValueError as error:  # object arrays (they would need unpickling), a truncated member
-        raise InputError(f"{str(path)!r}: cannot read its arrays without unpickling or intact data ({error}); save plain "
-                         "numeric arrays with numpy.savez.") from None
-    if not np.issubdtype(images.dtype, np.number) or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"{str(path)!r}: expected numeric images and integer labels, received {images.dtype} and {labels.dtype}.")
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # truncated or corrupt members
+        raise InputError(f"{str(path)!r}: its arrays cannot be read ({type(error).__name__}: {error}); write the file again "
+                         "with numpy.savez.") from None
     return torch.from_numpy(np.asarray(images, dtype=np.float32)), torch.from_numpy(labels.astype(np.int64))
 
 
-def _header_shape(archive: zipfile.ZipFile, member: str, path: Path) -> tuple[int, ...]:
-    """The shape an ``.npy`` member declares, read from its header alone."""
+def _header(archive: zipfile.ZipFile, member: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an ``.npy`` member declares, read from its header alone."""
     if member not in archive.namelist():
         raise InputError(f"{str(path)!r} has no {member[:-4]!r} array; write it with numpy.savez(path, images=..., labels=...).")
     with archive.open(member) as stream:
         try:
             major, _ = np.lib.format.read_magic(stream)
             read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, _ = read_header(stream)  # the header only: no data is read
-        except ValueError as error:
+            shape, _, dtype = read_header(stream)  # the header only: no data is read
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             raise InputError(f"{str(path)!r}: {member} is not a valid .npy array ({error}).") from None
-    return tuple(int(n) for n in shape)
+    return tuple(int(n) for n in shape), dtype

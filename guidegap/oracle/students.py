@@ -164,6 +164,9 @@ class ShiftedStudent(_TeacherWrapper):
         return self.teacher(x, t, labels) + self.offset
 
 
+_MAX_FIELD_DIM = 4096  # two 4096 x 4096 float32 fields: 128 MiB
+
+
 class NoisyBranchStudent(_TeacherWrapper):
     """Teacher plus a fixed smooth error field per branch, ``s_c sin(A_c x + b_c)`` and ``s_u sin(A_u x + b_u)``."""
 
@@ -174,6 +177,9 @@ class NoisyBranchStudent(_TeacherWrapper):
         if self.sample_shape is None:
             raise InputError("noisy_student: expected a teacher that declares its sample shape (the error field's size).")
         dim = math.prod(self.sample_shape)
+        if dim > _MAX_FIELD_DIM:  # the fields are dim x dim matrices
+            raise InputError(f"noisy_student: expected samples of at most {_MAX_FIELD_DIM} values (oracle-sized), received "
+                             f"{self.sample_shape}; it is a constructed student for small teachers.")
         generator = torch.Generator().manual_seed(int(seed))
         # entries of A ~ N(0, 9 / dim): the field varies on the data's scale; cond and uncond draw their own
         self._fields = [(torch.randn(dim, dim, generator=generator) * 3.0 / math.sqrt(dim),
