@@ -91,10 +91,10 @@ class AuditReport:
         out["explanation"], out["suggestion"] = self.explanation, self.suggestion
         # an infinite bar (a rule switched off, e.g. rho_high=inf) is written as null, like an unset one
         out["thresholds"] = {k: None if v is None else _finite_or_none(v) for k, v in self.thresholds.to_dict().items()}
-        out["config"] = json.loads(self.dataset.attrs["config"])
+        out["config"] = _strict(json.loads(self.dataset.attrs["config"]))  # e.g. a scheduler's lambda_min_clipped = -inf
         for key in ("prompts", "null_condition"):  # text-to-image audits name their prompts and null branches
             if key in self.dataset.attrs:
-                out[key] = json.loads(self.dataset.attrs[key])
+                out[key] = _strict(json.loads(self.dataset.attrs[key]))
         return out
 
     def to_json(self) -> str:
@@ -127,6 +127,17 @@ class AuditReport:
 
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every non-finite float, however deep, as ``None`` (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return _finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _save_figure(fig: Any, path: Path) -> None:
