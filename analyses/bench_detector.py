@@ -106,11 +106,9 @@ def reference_table(population: bool, thresholds: Thresholds) -> pd.DataFrame:
         sys.exit(f"{source} is missing; run python analyses/{'detector_validation.py analyze' if population else 'fashion_mnist.py all'} first.")
     frame = pd.read_csv(source)
     if population:
-        frame = frame.rename(columns={"member": "run", "tf_all_rel_guided_error": "rel_guided_error"}).copy()
-        frame = frame.assign(rho=frame.tf_rho, cos_delta=frame.tf_cos_delta)
-        frame["verdict"] = validation.library_verdicts(frame.rename(columns={"rel_guided_error": "tf_all_rel_guided_error"}),
-                                                       "tf", thresholds)
-        return frame
+        return frame.copy().assign(run=frame.member, rho=frame.tf_rho, cos_delta=frame.tf_cos_delta,
+                            rel_guided_error=frame.tf_all_rel_guided_error,
+                            verdict=validation.library_verdicts(frame, "tf", thresholds))
     # the table's students: each reference audit Dataset (step_N_audit.nc) judged again by guidegap itself
     import xarray as xr
 

@@ -112,7 +112,10 @@ def audit(
         if isinstance(data, (str, os.PathLike)):  # a probe set by name, as the CLI's --probe-data takes it
             from guidegap.data.probe_sets import load_probe_set
 
-            data = load_probe_set(os.fspath(data), num_samples or 1000)
+            name, data = os.fspath(data), load_probe_set(os.fspath(data), num_samples or 1000)
+            if num_samples and len(data[0]) < num_samples:
+                raise InputError(f"--num-samples {num_samples}, but {name!r} holds {len(data[0])} images; ask for at most "
+                                 "that many.")
         ds = probe(teacher_d, student_d, data, labels, guidance_scale=guidance_scale, scheduler=sampler, seed=seed,
                    num_samples=min(1000, probe_size(data)) if num_samples is None else num_samples, chunk_size=chunk_size)
     elif teacher_d is not None:

@@ -18,6 +18,7 @@ import xarray as xr
 from guidegap.auditing.verdicts import Thresholds
 from guidegap.errors import InputError
 from guidegap.metrics.summary import rho_per_step
+from guidegap.results.schema import is_probe
 
 __all__ = ["plot_collapse"]
 
@@ -56,7 +57,7 @@ def plot_collapse(ds: xr.Dataset, thresholds: Thresholds | None = None, title: s
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    if "step" not in ds.dims:
+    if is_probe(ds):
         raise InputError("a data-probe audit has no trajectory to draw collapse curves along; plot a trajectory audit "
                          "(without probe data), or read the probe's per-phase table in the report.")
     th = thresholds or Thresholds()

@@ -20,7 +20,7 @@ import xarray as xr
 from guidegap.auditing.verdicts import Finding, Thresholds, judge_guidance_distilled, judge_pair, judge_teacher_free
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate, bootstrap, mean, ratio_of_means, summarize
-from guidegap.results.schema import seed_of
+from guidegap.results.schema import is_probe, seed_of
 from guidegap.results.training_log import TRAINING_STEP, require_log
 
 __all__ = ["Judgement", "PHASES", "audit_kind", "judge", "stamp", "phase_findings", "guidance_response_estimate",
@@ -102,26 +102,18 @@ def stamp(ds: xr.Dataset, judgement: Judgement, thresholds: Thresholds, **source
 def phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int = 0) -> list[dict[str, Any]]:
     """Split the steps into early / middle / late thirds and judge each (where along the trajectory it breaks); a data
     probe, which has no steps, into thirds of the training timesteps (early: the noisiest)."""
-    if "step" not in ds.dims:
-        return _probe_phase_findings(ds, thresholds, pair, seed)
-    steps = ds.sizes["step"]
-    bounds = np.linspace(0, steps, len(PHASES) + 1).round().astype(int)
     out = []
-    for name, lo, hi in zip(PHASES, bounds[:-1], bounds[1:]):
-        if hi <= lo:
-            continue
-        part = ds.isel(step=slice(int(lo), int(hi)))
+    for name, part, steps, timesteps in _phases(ds):
         summary = summarize(part, n_boot=200, seed=seed)
         # Teacher-free, a phase is not judged: the gap legitimately shrinks once the class is decided.
         finding = judge_pair(summary, thresholds) if pair else None
         values = {k: v.value for k, v in summary.items()}
         if "guidance_response" in part:
             values["guidance_response"] = float(part["guidance_response"].isel(step=-1).mean())
-        timesteps = part["timestep"].values
         out.append({
             "phase": name,
-            "steps": [int(lo), int(hi) - 1],
-            "timesteps": [float(timesteps[0]), float(timesteps[-1])],
+            "steps": steps,
+            "timesteps": timesteps,
             "verdict": finding.verdict if finding else "",
             "fired": finding.fired if finding else [],
             "summary": values,
@@ -129,21 +121,21 @@ def phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int
     return out
 
 
-def _probe_phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int) -> list[dict[str, Any]]:
+def _phases(ds: xr.Dataset) -> list[tuple[str, xr.Dataset, list[int] | None, list[float]]]:
+    """Each phase's ``(name, part of ds, [first, last] step or None, [first, last] timestep)``: thirds of the steps,
+    or for a probe thirds of the training timesteps (a third with under two samples is left out)."""
+    if not is_probe(ds):
+        bounds = np.linspace(0, ds.sizes["step"], len(PHASES) + 1).round().astype(int)
+        parts = [(name, ds.isel(step=slice(int(lo), int(hi))), [int(lo), int(hi) - 1])
+                 for name, lo, hi in zip(PHASES, bounds[:-1], bounds[1:]) if hi > lo]
+        return [(name, part, steps, [float(part["timestep"].values[0]), float(part["timestep"].values[-1])])
+                for name, part, steps in parts]
     train_steps = int(json.loads(ds.attrs.get("config", "{}")).get("noise_schedule", {}).get("num_train_timesteps", 1000))
     t = np.asarray(ds["timestep"].values, dtype=np.float64)
     bounds = np.linspace(train_steps, 0, len(PHASES) + 1)
-    out = []
-    for name, high, low in zip(PHASES, bounds[:-1], bounds[1:]):
-        rows = np.flatnonzero((t >= low) & (t < high))
-        if len(rows) < 2:  # nothing to estimate (a probe of a few images)
-            continue
-        summary = summarize(ds.isel(sample=rows), n_boot=200, seed=seed)
-        finding = judge_pair(summary, thresholds) if pair else None
-        out.append({"phase": name, "steps": None, "timesteps": [float(t[rows].max()), float(t[rows].min())],
-                    "verdict": finding.verdict if finding else "", "fired": finding.fired if finding else [],
-                    "summary": {k: v.value for k, v in summary.items()}})
-    return out
+    rows = [(name, np.flatnonzero((t >= low) & (t < high))) for name, high, low in zip(PHASES, bounds[:-1], bounds[1:])]
+    return [(name, ds.isel(sample=index), None, [float(t[index].max()), float(t[index].min())])
+            for name, index in rows if len(index) >= 2]
 
 
 def guidance_response_estimate(ds: xr.Dataset, n_boot: int = 1000, seed: int = 0) -> Estimate:

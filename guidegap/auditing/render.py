@@ -12,6 +12,7 @@ import xarray as xr
 from guidegap.auditing.verdicts import Finding, Thresholds, verdict_record
 from guidegap.metrics.registry import report_rows, summaries
 from guidegap.metrics.summary import Estimate
+from guidegap.results.schema import is_probe
 
 __all__ = ["Report", "render_report", "per_prompt"]
 
@@ -77,7 +78,7 @@ def _audit(report: Report) -> str:
 def _phase_table(report: Report) -> list[str]:
     """Per-phase numbers (and, with a teacher, the rules that fire in each phase), columns sized to fit."""
     keys = [(entry.name, entry.phase_label) for entry in summaries(_audit(report)) if entry.phase_label]
-    table = [["by noise level (t)" if "step" not in report.dataset.dims else "along the trajectory", *(f"{p['phase']} (t {_fmt(p['timesteps'][0])}-{_fmt(p['timesteps'][1])})" for p in report.phases)]]
+    table = [["by noise level (t)" if is_probe(report.dataset) else "along the trajectory", *(f"{p['phase']} (t {_fmt(p['timesteps'][0])}-{_fmt(p['timesteps'][1])})" for p in report.phases)]]
     table += [[f"  {label}", *(_fmt(p["summary"].get(key, float("nan"))) for p in report.phases)] for key, label in keys]
     if report.has_teacher:
         table.append(["  rules that fire", *(", ".join(p["fired"]) or "-" for p in report.phases)])
@@ -126,7 +127,7 @@ def render_report(report: Report) -> str:
     config = json.loads(ds.attrs["config"])
     guidance = config["guidance"]
     w = guidance.get("scale", guidance.get("kind"))
-    probe = "step" not in ds.dims
+    probe = is_probe(ds)
     lines = ["guidegap audit", *_models(report)]
     distilled = "guidance_distilled" in ds.attrs
     if distilled:

@@ -16,6 +16,7 @@ from guidegap.auditing.judge import PHASES, Judgement, guidance_response_estimat
 from guidegap.auditing.verdicts import Finding, Thresholds, parse_fail_on, verdict_record
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
+from guidegap.results.schema import is_probe
 
 __all__ = ["AuditReport", "phase_findings", "parse_fail_on", "guidance_response_estimate", "PHASES"]
 
@@ -71,7 +72,7 @@ class AuditReport:
     @property
     def is_probe(self) -> bool:
         """A data-probe audit (:func:`guidegap.probe`): samples at their own t, no trajectory."""
-        return "step" not in self.dataset.dims
+        return is_probe(self.dataset)
 
     def nonfinite_timesteps(self) -> list[float]:
         """The timesteps with a NaN/Inf prediction: steps of the trajectory, or (a probe) the noisiest first."""
@@ -90,7 +91,7 @@ class AuditReport:
         out["phases"] = [{**p, "summary": {k: _finite_or_none(v) for k, v in p["summary"].items()}} for p in self.phases]
         out["explanation"], out["suggestion"] = self.explanation, self.suggestion
         # an infinite bar (a rule switched off, e.g. rho_high=inf) is written as null, like an unset one
-        out["thresholds"] = {k: None if v is None else _finite_or_none(v) for k, v in self.thresholds.to_dict().items()}
+        out["thresholds"] = _strict(self.thresholds.to_dict())
         out["config"] = _strict(json.loads(self.dataset.attrs["config"]))  # e.g. a scheduler's lambda_min_clipped = -inf
         for key in ("prompts", "null_condition"):  # text-to-image audits name their prompts and null branches
             if key in self.dataset.attrs:

@@ -88,14 +88,16 @@ class Thresholds:
         return asdict(self)
 
     @classmethod
-    def named(cls, name: str, **overrides: float | None) -> "Thresholds":
-        """A named rule set (:data:`RULE_SETS`) with ``overrides`` on top, e.g. ``Thresholds.named("design")``."""
-        if name not in RULE_SETS:
+    def named(cls, name: str | None, **overrides: float | None) -> "Thresholds":
+        """A named rule set (:data:`RULE_SETS`; ``None``: the defaults) with ``overrides`` on top, e.g.
+        ``Thresholds.named("design")``; an unknown set or threshold name is one-line refused."""
+        if name is not None and name not in RULE_SETS:
             raise InputError(f"expected a rule set from {', '.join(RULE_SETS)}, received {name!r}.")
-        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        known = sorted(f.name for f in fields(cls))
+        unknown = [key for key in overrides if key not in known]
         if unknown:
-            raise InputError(f"unknown threshold {unknown[0]!r}; expected one of {', '.join(f.name for f in fields(cls))}.")
-        return cls(**{**RULE_SETS[name], **overrides})
+            raise InputError(f"unknown threshold {unknown[0]!r}; expected one of {', '.join(known)}.")
+        return cls(**{**(RULE_SETS[name] if name is not None else {}), **overrides})
 
 
 # Named rule sets, each the thresholds that differ from the dataclass defaults. "design": docs/design.md §2 as first

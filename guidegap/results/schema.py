@@ -41,7 +41,7 @@ import xarray as xr
 from guidegap.errors import InputError
 from guidegap.metrics.registry import VariablesView
 
-__all__ = ["Variable", "VARIABLES", "COORDINATES", "MODES", "make_dataset", "validate", "config_of", "seed_of"]
+__all__ = ["Variable", "VARIABLES", "COORDINATES", "MODES", "make_dataset", "validate", "config_of", "seed_of", "is_probe"]
 
 MODES = ("teacher-forced", "free-running", "data-probe", "pipeline")
 
@@ -164,6 +164,11 @@ def _parse_config(text: object) -> dict:
             "write results with guidegap."
         )
     return config
+
+
+def is_probe(ds: xr.Dataset) -> bool:
+    """A data-probe recording (:func:`guidegap.probe`): each sample at its own t, no ``step`` dim, no trajectory."""
+    return "step" not in ds.dims
 
 
 def config_of(ds: xr.Dataset) -> dict:
