@@ -475,6 +475,8 @@ RULE_SETS = {
 }
 JUDGED = ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error", "nonfinite")  # a mode's summary columns, <mode>_<name>
 MODES = {"tf": "teacher-forced (the audit's default)", "probe": "data probe (DASH's protocol, guidegap.probe)"}
+GUIDED_BAR = {"tf": "max_rel_guided_error", "probe": "max_rel_guided_error_probe"}  # each mode's bar in Thresholds
+RULES_JSON = TABLE.with_name("detector_validation_rules.json")
 
 
 def library_verdicts(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> list[str]:
@@ -482,6 +484,7 @@ def library_verdicts(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> 
     relative guided error (``<mode>_all_rel_guided_error``, the library's ``rel_guided_error``: both are a ratio of
     means over samples and steps)."""
     names = {name: f"{mode}_{name}" for name in JUDGED} | {"rel_guided_error": f"{mode}_all_rel_guided_error"}
+    thresholds = thresholds.for_probe() if mode == "probe" else thresholds  # as guidegap.audit judges a probe
     verdicts = []
     for row in frame.itertuples(index=False):
         values = {name: float(getattr(row, column, np.nan)) for name, column in names.items()}
@@ -498,16 +501,18 @@ def library_flags(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> np.
 
 def fit_rule_set(frame: pd.DataFrame, mode: str, overrides: dict | None, bad: np.ndarray, train: np.ndarray
                  ) -> tuple[Thresholds, float]:
-    """The rule set's thresholds with its guided-error bar chosen for the best balanced accuracy of the library's
-    verdict on the training part (halfway between neighbouring training scores), and that accuracy."""
+    """The rule set's thresholds with the mode's guided-error bar (``max_rel_guided_error``, or for the probe
+    ``max_rel_guided_error_probe``) chosen for the best balanced accuracy of the library's verdict on the training
+    part (halfway between neighbouring training scores), and that accuracy."""
     if overrides is None:
         thresholds = Thresholds()
         return thresholds, balanced_accuracy(bad[train], library_flags(frame[train], mode, thresholds))
     score = np.unique(frame[f"{mode}_all_rel_guided_error"].to_numpy(float)[train])
     bars = list(0.5 * (score[:-1] + score[1:])) + [float(score[-1]) + 1.0]
-    best = (Thresholds(**overrides, max_rel_guided_error=bars[-1]), -1.0)
+    bar_name = GUIDED_BAR[mode]
+    best = (Thresholds(**overrides, **{bar_name: bars[-1]}), -1.0)
     for bar in bars:
-        thresholds = Thresholds(**overrides, max_rel_guided_error=float(bar))
+        thresholds = Thresholds(**overrides, **{bar_name: float(bar)})
         balanced = balanced_accuracy(bad[train], library_flags(frame[train], mode, thresholds))
         if balanced > best[1]:
             best = (thresholds, balanced)
@@ -549,6 +554,23 @@ def oracle_population() -> pd.DataFrame:
             row[f"{mode}_all_rel_guided_error"] = report.summary["rel_guided_error"].value
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def write_rule_sets(fitted: dict[tuple[str, str], Thresholds]) -> None:
+    """Each candidate rule set as one set of library thresholds, both modes' fitted bars together (the teacher-forced
+    bar as ``max_rel_guided_error``, the probe's as ``max_rel_guided_error_probe``), for ``RULE_SETS`` to take."""
+    combined = {}
+    for set_name, overrides in RULE_SETS.items():
+        bars = {GUIDED_BAR[mode]: getattr(fitted[(mode, set_name)], GUIDED_BAR[mode]) for mode in MODES
+                if (mode, set_name) in fitted}
+        combined[set_name] = Thresholds(**(overrides or {}), **bars).to_dict() if overrides is not None else Thresholds().to_dict()
+    from guidegap.atomic import write_bytes_atomic
+
+    # strict JSON, as a report writes thresholds: an infinite upper bar is null, which Thresholds reads as no bar
+    strict = {name: {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in bars.items()}
+              for name, bars in combined.items()}
+    text = json.dumps(strict, indent=1, allow_nan=False)
+    write_bytes_atomic(RULES_JSON, (text + "\n").encode())
 
 
 def oracle_check(picks: dict[str, tuple[str, Thresholds, float]], fitted: dict[tuple[str, str], Thresholds]) -> list[str]:
@@ -665,6 +687,7 @@ def analyze() -> None:
                          f"| {peer_verdict} |")
     if fitted:
         lines += oracle_check(picks, fitted)
+        write_rule_sets(fitted)
     amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
                     f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
                     f"({', '.join(changed) or 'none'}); today's verdict then agrees for "

@@ -193,3 +193,16 @@ def test_extra_students_are_members_at_their_steps_and_train_without_the_shared_
     assert replicate.seed == 1 and replicate.teacher_cache is None and replicate.objective == "dash"
     scaled = validation.extra_student_config(runs["composite-w2"], {"guidance_scale": 2.0}, 0)
     assert scaled.seed == 0 and scaled.teacher_cache is None and scaled.objective_options == {"guidance_scale": 2.0}
+
+
+def test_the_probe_modes_bar_is_the_probe_bar_and_judges_probe_summaries_only(validation):
+    tf = _summaries(tf_cos_delta=[0.3] * 4, tf_all_rel_guided_error=[0.5] * 4)
+    probe = tf.rename(columns=lambda c: f"probe_{c[3:]}").assign(probe_all_rel_guided_error=[0.1, 0.15, 0.25, 0.3])
+    frame = pd.concat([tf, probe], axis=1)
+    bad, train = np.array([False, False, True, True]), np.ones(4, bool)
+    overrides = validation.RULE_SETS["collapse + guided error (rho band, cosine and branch rules off)"]
+    thresholds, balanced = validation.fit_rule_set(frame, "probe", overrides, bad, train)
+    assert thresholds.max_rel_guided_error_probe == pytest.approx(0.2) and balanced == 1.0
+    assert thresholds.max_rel_guided_error is None  # the teacher-forced bar is the tf mode's to fit
+    assert validation.library_flags(frame, "probe", thresholds).tolist() == [False, False, True, True]
+    assert validation.library_flags(frame, "tf", thresholds).tolist() == [False] * 4  # no tf bar: the rule is off there

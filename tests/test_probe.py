@@ -270,3 +270,27 @@ def test_a_probe_set_can_be_named_in_the_python_api_as_on_the_command_line(sched
     tier = oracle_mixture(0).denoiser(scheduler)
     report = guidegap.audit(shrunk_student(tier, 0.5), tier, data="oracle", num_samples=50, n_boot=50)
     assert report.is_probe and report.dataset.sizes["sample"] == 50 and report.verdict == "miscalibrated"
+
+
+def test_a_probe_audit_takes_the_probe_bar_of_the_misguided_rule_and_a_trajectory_audit_does_not(oracle, tmp_path):
+    from guidegap.oracle import noisy_student
+
+    held_out = oracle.mixture.sample(200, generator=torch.Generator().manual_seed(5))
+    student = noisy_student(oracle, 0.1, 0.1)
+    relaxed = dict(min_cos=-1.0, max_rel_branch_error=math.inf, rho_low=0.3, rho_high=math.inf)  # the guided error alone
+    error = guidegap.audit(student, oracle, data=held_out, n_boot=50, thresholds=guidegap.Thresholds(**relaxed)).summary[
+        "rel_guided_error"].value
+    both = guidegap.Thresholds(**relaxed, max_rel_guided_error=10 * error, max_rel_guided_error_probe=error / 2)
+    report = guidegap.audit(student, oracle, data=held_out, n_boot=50, thresholds=both)
+    assert report.verdict == "misguided" and f"<= {error / 2}" in report.finding.reason  # the probe's own bar
+    assert f"<= {error / 2}" in str(report)  # the report's healthy column shows the bar that judged it
+    again = guidegap.AuditReport.from_dataset(guidegap.load_dataset(report.save(tmp_path / "probe.nc")), n_boot=50)
+    assert again.verdict == "misguided" and again.thresholds.max_rel_guided_error_probe == error / 2
+    trajectory = guidegap.audit(student, oracle, num_samples=16, num_steps=10, n_boot=50, divergence=False,
+                                thresholds=guidegap.Thresholds(**relaxed, max_rel_guided_error_probe=1e-9))
+    assert trajectory.verdict == "healthy"  # the probe bar never judges a trajectory; its own bar is off
+    unset = guidegap.Thresholds(max_rel_guided_error=0.3)
+    assert unset.for_probe() is unset  # no probe bar: a probe takes max_rel_guided_error
+    assert guidegap.Thresholds(max_rel_guided_error=0.3, max_rel_guided_error_probe=math.inf).for_probe().max_rel_guided_error is None
+    with pytest.raises(GuidegapError, match="max_rel_guided_error_probe > 0"):
+        guidegap.Thresholds(max_rel_guided_error_probe=0.0)

@@ -24,7 +24,7 @@ from guidegap.results.schema import is_probe, seed_of
 from guidegap.results.training_log import TRAINING_STEP, require_log
 
 __all__ = ["Judgement", "PHASES", "audit_kind", "judge", "stamp", "phase_findings", "guidance_response_estimate",
-           "thresholds_of", "judge_log"]
+           "thresholds_of", "thresholds_for", "judge_log"]
 
 PHASES = ("early", "middle", "late")
 
@@ -48,6 +48,11 @@ def thresholds_of(ds: xr.Dataset) -> Thresholds:
     return Thresholds(**json.loads(text)) if text else Thresholds()
 
 
+def thresholds_for(ds: xr.Dataset, thresholds: Thresholds) -> Thresholds:
+    """The thresholds ``ds`` is judged by: a data probe's misguided rule takes its own bar (:meth:`Thresholds.for_probe`)."""
+    return thresholds.for_probe() if is_probe(ds) else thresholds
+
+
 def audit_kind(ds: xr.Dataset) -> str:
     """``"pair"`` (teacher and student), ``"guidance-distilled"`` (w is a model input) or ``"teacher-free"``."""
     if ds.sizes.get("model", 1) > 1:
@@ -67,7 +72,7 @@ def judge(ds: xr.Dataset, thresholds: Thresholds | None = None, *, n_boot: int =
 
     ``phases=False`` skips the per-phase findings (a verdict alone, as ``ds.guidegap.verdict()`` needs).
     """
-    thresholds = thresholds or Thresholds()
+    thresholds = thresholds_for(ds, thresholds or Thresholds())
     seed = seed_of(ds) if seed is None else int(seed)
     kind = audit_kind(ds)
     summary = summarize(ds, n_boot=n_boot, seed=seed)
@@ -84,7 +89,7 @@ def judge(ds: xr.Dataset, thresholds: Thresholds | None = None, *, n_boot: int =
     else:
         finding = judge_teacher_free(summary, float(ds["guidance_response"].isel(step=-1).mean()), thresholds)
         summary["guidance_response"] = guidance_response_estimate(ds, n_boot, seed)
-    found = phase_findings(ds, thresholds, kind == "pair", seed) if phases else []
+    found = phase_findings(ds, thresholds, kind == "pair", seed) if phases else []  # thresholds_for is idempotent
     return Judgement(finding, summary, found)
 
 
@@ -103,6 +108,7 @@ def phase_findings(ds: xr.Dataset, thresholds: Thresholds, pair: bool, seed: int
     """Split the steps into early / middle / late thirds and judge each (where along the trajectory it breaks); a data
     probe, which has no steps, into thirds of the training timesteps (early: the noisiest)."""
     out = []
+    thresholds = thresholds_for(ds, thresholds)
     for name, part, steps, timesteps in _phases(ds):
         summary = summarize(part, n_boot=200, seed=seed)
         # Teacher-free, a phase is not judged: the gap legitimately shrinks once the class is decided.

@@ -157,7 +157,7 @@ def render_report(report: Report) -> str:
             continue
         est = report.summary[entry.name]
         ci = f"[{_fmt(est.low)}, {_fmt(est.high)}]"
-        healthy = entry.healthy(th) if entry.healthy else ""
+        healthy = entry.healthy(th.for_probe() if probe else th) if entry.healthy else ""
         lines.append(f"  {entry.label:<26}{_fmt(est.value):>9}  {ci:<20}{healthy}".rstrip())
     lines.append("")
     if "prompts" in ds.attrs:

@@ -7,7 +7,8 @@ verdict            rule (defaults in :class:`Thresholds`)
 ``collapsed``      rho < 0.3
 ``miscalibrated``  rho outside [0.8, 1.25] or mean gap_cos < 0.8
 ``drifted``        gap fine, but cond_error or uncond_error relative to the teacher's branch RMS > 0.25
-``misguided``      guided error at w relative to the teacher's cond-branch RMS > max_rel_guided_error (off by default)
+``misguided``      guided error at w relative to the teacher's cond-branch RMS > max_rel_guided_error (off by default;
+                   a data-probe audit takes max_rel_guided_error_probe where that is set)
 ``healthy``        none of the above
 =================  ===========================================================================
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from guidegap._registry import Registry
 from guidegap.errors import InputError
@@ -41,6 +42,8 @@ __all__ = ["VERDICTS", "VERDICT_RECORDS", "RULE_SETS", "Verdict", "Values", "Thr
 
 
 _UPPER_BARS = ("rho_high", "max_rel_branch_error")  # bars whose None (null in a report's JSON) means no bar
+_GUIDED_BARS = {"max_rel_guided_error": "the misguided rule off",  # the misguided rule's bars, where None means something
+                "max_rel_guided_error_probe": "a data probe takes max_rel_guided_error"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class Thresholds:
     min_cos: float = 0.8
     max_rel_branch_error: float = 0.25
     max_rel_guided_error: float | None = None  # the misguided rule; None keeps it off (docs/design.md §2)
+    # The misguided bar of a data-probe audit; None: the same as max_rel_guided_error, inf: off for probes. On noised
+    # data at uniform t the guided error is on another scale than along guided trajectories (docs/design.md §6).
+    max_rel_guided_error_probe: float | None = None
     min_rel_gap: float = 1e-3
     min_guidance_response: float = 1e-3
 
@@ -61,9 +67,9 @@ class Thresholds:
         for name in _UPPER_BARS:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, math.inf)
-        if self.max_rel_guided_error == math.inf:
+        if self.max_rel_guided_error == math.inf:  # an infinite bar never fires: the rule is off
             object.__setattr__(self, "max_rel_guided_error", None)
-        unset = [name for name, value in asdict(self).items() if value is None and name != "max_rel_guided_error"]
+        unset = [name for name, value in asdict(self).items() if value is None and name not in _GUIDED_BARS]
         if unset:
             raise InputError(f"expected numbers for the thresholds, received None for {', '.join(unset)}; a lower bar is "
                              "switched off by its floor (rho_low=collapsed_rho, min_cos=-1), not by None.")
@@ -81,11 +87,20 @@ class Thresholds:
             )
         if not -1 <= self.min_cos <= 1 or self.max_rel_branch_error <= 0:
             raise InputError(f"expected -1 <= min_cos <= 1 and max_rel_branch_error > 0, received {self.min_cos}, {self.max_rel_branch_error}.")
-        if self.max_rel_guided_error is not None and not self.max_rel_guided_error > 0:
-            raise InputError(f"expected max_rel_guided_error > 0 (None: the misguided rule off), received {self.max_rel_guided_error}.")
+        for name in _GUIDED_BARS:
+            bar = getattr(self, name)
+            if bar is not None and not bar > 0:
+                raise InputError(f"expected {name} > 0 (None: {_GUIDED_BARS[name]}), received {bar}.")
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
+
+    def for_probe(self) -> "Thresholds":
+        """The thresholds a data-probe audit is judged by: the misguided rule takes ``max_rel_guided_error_probe``
+        where that is set (the rest is the same)."""
+        if self.max_rel_guided_error_probe is None:
+            return self
+        return replace(self, max_rel_guided_error=self.max_rel_guided_error_probe)
 
     @classmethod
     def named(cls, name: str | None, **overrides: float | None) -> "Thresholds":
