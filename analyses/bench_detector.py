@@ -12,6 +12,9 @@ The teacher's passes are shared across students (``guidegap.denoisers.Memoized``
     python analyses/bench_detector.py --population --threshold max_rel_guided_error=0.35 --threshold min_cos=-1
         # the detector validation's members (analyses/results/detector_validation.csv, after its `analyze`), each
         # reference verdict re-judged under the given thresholds from its stored 64 x 50 seed-0 summary
+    python analyses/bench_detector.py --population --probe --threshold max_rel_guided_error_probe=0.19 ...
+        # data-probe audits (guidegap audit --probe-data fashion-mnist) of N test images, against each member's
+        # 10,000-image probe: how many images a stable probe verdict needs (writes bench_detector_population_probe.*)
 
 Agreement alone is a weak test when every student sits far from a threshold, so the table also reports how far each
 setting's rho (relative) and gap cosine (absolute) move from the reference audit: a student closer than that to a
@@ -42,20 +45,26 @@ OUT = HERE / "results" / "bench_detector"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--samples", type=int, nargs="+", help="trajectories (default 8 16 32 64), or with --probe test "
+                        "images (default 250 500 1000 2000)")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--runs", nargs="*", help="students to include (default: every student in the table)")
     parser.add_argument("--tables-only", action="store_true", help="rebuild the .md from the stored .csv, no audits")
     parser.add_argument("--population", action="store_true",
                         help="the detector validation's members instead of the reproduction table's students")
+    parser.add_argument("--probe", action="store_true", help="data-probe audits on Fashion-MNIST test images instead of "
+                        "trajectories (--steps does not apply); the reference is each member's 10,000-image probe")
     parser.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
                         help="judge every audit and reference under these verdict thresholds (repeatable)")
     args = parser.parse_args(argv)
+    if args.probe and not args.population:
+        parser.error("--probe needs --population: the reproduction table stores no per-student probe reference to re-judge")
+    args.samples = args.samples or ([250, 500, 1000, 2000] if args.probe else [8, 16, 32, 64])
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     thresholds = Thresholds(**{k: float(v) for k, v in (item.split("=", 1) for item in args.threshold)})
-    table = reference_table(args.population, thresholds)
-    out = OUT.with_name(OUT.name + "_population") if args.population else OUT
+    table = reference_table(args.population, thresholds, "probe" if args.probe else "tf")
+    out = OUT.with_name(OUT.name + "_population" + ("_probe" if args.probe else "")) if args.population else OUT
     if args.tables_only:
         frame = pd.read_csv(out.with_suffix(".csv"))
         write_tables(frame, table, "(tables rebuilt from the stored csv)", out, thresholds)
@@ -70,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{len(missing)} checkpoint(s) missing, e.g. {missing[0]}; constructed members are re-made by "
                  "python analyses/detector_validation.py construct.")
     models = {row.run: (REPO / row.checkpoint, row.verdict) for row in students.itertuples()}
-    settings = [(n, s) for n in args.samples for s in args.steps]
+    settings = [(n, 0) for n in args.samples] if args.probe else [(n, s) for n in args.samples for s in args.steps]
     rows = []
     started = time.perf_counter()
     for num_samples, num_steps in settings:
@@ -78,14 +87,18 @@ def main(argv: list[str] | None = None) -> int:
             teacher = Memoized(teacher_model)  # fresh per (setting, seed): memory stays one audit's worth
             for name, (path, reference) in models.items():
                 t0 = time.perf_counter()
-                report = guidegap.audit(str(path), teacher, num_samples=num_samples, num_steps=num_steps, seed=seed,
-                                        divergence=False, n_boot=200, thresholds=thresholds)
+                if args.probe:
+                    report = guidegap.audit(str(path), teacher, data="fashion-mnist", num_samples=num_samples, seed=seed,
+                                            n_boot=200, thresholds=thresholds)
+                else:
+                    report = guidegap.audit(str(path), teacher, num_samples=num_samples, num_steps=num_steps, seed=seed,
+                                            divergence=False, n_boot=200, thresholds=thresholds)
                 rows.append({"num_samples": num_samples, "num_steps": num_steps, "seed": seed, "run": name,
                              "verdict": report.verdict, "reference": reference, "agrees": report.verdict == reference,
                              "rho": report.summary["rho"].value, "cos_delta": report.summary["cos_delta"].value,
                              "rel_guided_error": report.summary["rel_guided_error"].value,
                              "seconds": time.perf_counter() - t0})
-            print(f"{num_samples:>3} samples x {num_steps:>2} steps, seed {seed}: "
+            print(f"{num_samples:>3} {'images' if args.probe else f'samples x {num_steps:>2} steps'}, seed {seed}: "
                   f"{sum(r['agrees'] for r in rows[-len(models):])}/{len(models)} agree", flush=True)
     frame = pd.DataFrame(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -94,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def reference_table(population: bool, thresholds: Thresholds) -> pd.DataFrame:
-    """Per student (``run``): its checkpoint and its reference audit's (64 x 50, seed 0) rho, gap cosine, relative
-    guided error and verdict under ``thresholds`` — re-judged by guidegap's own judge from the stored summary, so a
-    threshold change moves the reference and the cheap audits alike."""
+def reference_table(population: bool, thresholds: Thresholds, mode: str = "tf") -> pd.DataFrame:
+    """Per student (``run``): its checkpoint and its reference audit's (64 x 50, seed 0; with ``mode="probe"`` the
+    10,000-image data probe) rho, gap cosine, relative guided error and verdict under ``thresholds`` — re-judged by
+    guidegap's own judge from the stored summary, so a threshold change moves the reference and the cheap audits alike."""
     sys.path.insert(0, str(HERE))
     import detector_validation as validation
 
@@ -106,9 +119,9 @@ def reference_table(population: bool, thresholds: Thresholds) -> pd.DataFrame:
         sys.exit(f"{source} is missing; run python analyses/{'detector_validation.py analyze' if population else 'fashion_mnist.py all'} first.")
     frame = pd.read_csv(source)
     if population:
-        return frame.copy().assign(run=frame.member, rho=frame.tf_rho, cos_delta=frame.tf_cos_delta,
-                            rel_guided_error=frame.tf_all_rel_guided_error,
-                            verdict=validation.library_verdicts(frame, "tf", thresholds))
+        return frame.copy().assign(run=frame.member, rho=frame[f"{mode}_rho"], cos_delta=frame[f"{mode}_cos_delta"],
+                                   rel_guided_error=frame[f"{mode}_all_rel_guided_error"],
+                                   verdict=validation.library_verdicts(frame, mode, thresholds))
     # the table's students: each reference audit Dataset (step_N_audit.nc) judged again by guidegap itself
     import xarray as xr
 
@@ -150,7 +163,9 @@ def write_tables(frame: pd.DataFrame, table: pd.DataFrame, timing: str, out: Pat
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; {timing}. "
         f"Students: {', '.join(frame.run.unique())}. Seeds {sorted(frame.seed.unique().tolist())}; reference: each student's "
-        "64 samples x 50 steps, seed 0 audit, judged by guidegap under the same thresholds "
+        + ("10,000-image data probe (num_samples: test images of the cheap probes; num_steps 0: no trajectory)"
+           if bool((frame.num_steps == 0).all()) else "64 samples x 50 steps, seed 0 audit")
+        + ", judged by guidegap under the same thresholds "
         f"({', '.join(f'{k}={v}' for k, v in changed.items()) or 'the defaults'}). Teacher passes shared "
         "across students, so seconds per student exclude most of the teacher's cost. `rho_rel_dev` = |rho / rho_ref - 1|, "
         "`cos_dev` = |cos - cos_ref|, `guided_rel_dev` = |rel_guided_error / its reference - 1|, over students and seeds.",
