@@ -725,11 +725,11 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame, picks: dict[str, tuple[str,
     good = frame.guides_like_teacher.to_numpy(bool)
     held = frame.held_out.to_numpy(bool)
     fig, axes = plt.subplots(1, 4, figsize=(24, 5.2), layout="constrained", gridspec_kw={"width_ratios": [1, 1, 1, 1.15]})
-    panels = [("tf_rho", "tf_cos_delta", None)]
+    panels = [("tf_rho", "tf_cos_delta", None, None)]
     for mode in MODES:
         pick = picks.get(mode)
-        panels.append((f"{mode}_all_rel_guided_error", "relative_gain", pick[1].max_rel_guided_error if pick else None))
-    for ax, (x, y, threshold) in zip(axes[:3], panels):
+        panels.append((f"{mode}_all_rel_guided_error", "relative_gain", getattr(pick[1], GUIDED_BAR[mode]) if pick else None, mode))
+    for ax, (x, y, threshold, mode) in zip(axes[:3], panels):
         if x is None or x not in frame or y not in frame:
             continue
         for mask, label, color, markers in ((good, "guides like teacher", "tab:green", ("o", "o")), (~good, "does not", "tab:red", ("x", "+"))):
@@ -741,7 +741,7 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame, picks: dict[str, tuple[str,
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         if threshold is not None and np.isfinite(threshold):
-            ax.axvline(threshold, color="k", lw=0.9, ls="--", label=f"max_rel_guided_error from training part ({threshold:.3g})")
+            ax.axvline(threshold, color="k", lw=0.9, ls="--", label=f"{GUIDED_BAR[mode]} from training part ({threshold:.3g})")
     if "tf_rho" in frame:
         axes[0].set_xscale("log")
         axes[0].set_xticks([v for v in (0.3, 0.5, 0.8, 1, 1.25, 2, 4, 8) if frame.tf_rho.min() / 1.5 <= v <= frame.tf_rho.max() * 1.5])
