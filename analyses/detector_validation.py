@@ -660,7 +660,7 @@ def analyze() -> None:
                   confusion_matrix(bad[test], rule["flagged"][test]).to_markdown()]
     lines += ["", "guidegap's own verdict (`judge_pair`: `healthy` or not) under each rule set, its guided-error bar fitted "
               "on the training part, on members with that mode's statistics:", "",
-              "| mode | rule set | max_rel_guided_error | balanced acc. (training) | accuracy (held out) | balanced (held out) "
+              "| mode | rule set | guided-error bar (`max_rel_guided_error`; probe: `max_rel_guided_error_probe`) | balanced acc. (training) | accuracy (held out) | balanced (held out) "
               "| held-out confusion [[good passed, good flagged], [bad passed, bad flagged]] | peer teacher's verdict |",
               "|---|---|---:|---:|---:|---:|---|---|"]
     picks: dict[str, tuple[str, Thresholds, float]] = {}  # per mode: its best rule set on the training part
@@ -679,7 +679,7 @@ def analyze() -> None:
             flagged = library_flags(part, mode, thresholds)
             held_bad, held_flagged = bad[judged & test], flagged[test[judged]]
             matrix = confusion_matrix(held_bad, held_flagged).to_numpy().tolist()
-            bar = thresholds.max_rel_guided_error
+            bar = getattr(thresholds, GUIDED_BAR[mode])
             peer_rows = part[part.family == "peer"]  # an equally good model: a bar that flags it asks too much
             peer_verdict = ", ".join(library_verdicts(peer_rows, mode, thresholds)) or "not measured yet"
             lines.append(f"| {mode_name} | {set_name} | {'—' if bar is None else f'{bar:.3f}'} | {balanced_train:.0%} | "
