@@ -331,6 +331,8 @@ def test_a_probe_audit_of_the_built_in_example_on_the_held_out_images(capsys):
     assert code == 1 and report["verdict"] == "miscalibrated"  # the cond-only student: its gap drifts off
     assert report["config"]["num_samples"] == 48 and [p["phase"] for p in report["phases"]] == ["early", "middle", "late"]
     assert report["rho"] > 2 and report["rel_guided_error"] > 0
+    code, out, _ = run_cli(capsys, "audit", "--example", "--probe-data", "auto", "--num-samples", "48", "--no-progress", "--json")
+    assert json.loads(out)["rho"] == report["rho"]  # 'auto': the teacher checkpoint declares fashion-mnist
 
 
 @pytest.mark.parametrize("flags, match", [

@@ -294,3 +294,19 @@ def test_a_probe_audit_takes_the_probe_bar_of_the_misguided_rule_and_a_trajector
     assert guidegap.Thresholds(max_rel_guided_error=0.3, max_rel_guided_error_probe=math.inf).for_probe().max_rel_guided_error is None
     with pytest.raises(GuidegapError, match="max_rel_guided_error_probe > 0"):
         guidegap.Thresholds(max_rel_guided_error_probe=0.0)
+
+
+def test_probe_data_auto_is_the_training_data_a_model_declares(scheduler, tmp_path):
+    from guidegap.auditing.api import declared_probe_set
+    from guidegap.checkpoints.resolve import resolve_model
+    from guidegap.oracle import oracle_mixture
+
+    tier = oracle_mixture(3).denoiser(scheduler)
+    named = guidegap.audit(shrunk_student(tier, 0.5), "oracle:3", data="oracle:3", num_samples=40, n_boot=20)
+    auto = guidegap.audit(shrunk_student(tier, 0.5), "oracle:3", data="auto", num_samples=40, n_boot=20)
+    assert auto.summary["rho"].value == named.summary["rho"].value  # the oracle teacher's data is its mixture
+    assert resolve_model("oracle:3").data == "oracle:3" and resolve_model(tier).data is None
+    with pytest.raises(GuidegapError, match="neither model declares"):
+        guidegap.audit(shrunk_student(tier, 0.5), tier, data="auto")
+    with pytest.raises(GuidegapError, match="neither model declares"):
+        declared_probe_set(None, resolve_model(tier))

@@ -11,13 +11,13 @@ from guidegap.auditing.judge import judge, stamp
 from guidegap.auditing.report import AuditReport
 from guidegap.auditing.verdicts import Thresholds
 from guidegap.checkpoints.resolve import resolve_model as resolve
-from guidegap.checkpoints.resolve import resolve_roles
+from guidegap.checkpoints.resolve import ResolvedModel, resolve_roles
 from guidegap.denoisers import Denoiser, DenoiserLike
 from guidegap.errors import InputError
 from guidegap.recording.guidance import GuidanceLike
 from guidegap.recording.trajectory import trace, trace_teacher_free
 
-__all__ = ["audit", "resolve_model"]
+__all__ = ["audit", "declared_probe_set", "resolve_model"]
 
 PathLike = str | os.PathLike[str]
 
@@ -43,6 +43,16 @@ def resolve_model(model: DenoiserLike | PathLike, *, factory: str | None = None,
                   "returns a ResolvedModel (.denoiser, .scheduler_config, .source).", DeprecationWarning, stacklevel=2)
     resolved = resolve(model, schedule=schedule, factory=factory, trust_pickle=trust_pickle, role=role)
     return resolved.denoiser, resolved.scheduler_config, resolved.source
+
+
+def declared_probe_set(teacher: ResolvedModel | None, student: ResolvedModel | None) -> str:
+    """The probe set of ``data="auto"``: the training data the teacher declares, else the student's (guidegap
+    checkpoints store it; the oracle teacher is its mixture), which :func:`load_probe_set` reads as its held-out split."""
+    for model in (teacher, student):
+        if model is not None and model.data is not None:
+            return model.data
+    raise InputError("probe data 'auto' takes the training data a guidegap checkpoint declares, but neither model declares "
+                     "any; name the held-out images instead (--probe-data fashion-mnist, cifar10:FOLDER, FILE.npz, ...).")
 
 
 def audit(
@@ -79,8 +89,9 @@ def audit(
 
     ``data``: a data-probe audit instead (DASH's protocol, :func:`guidegap.probe`): both branches of both models on
     these held-out images noised at uniform random t — ``(images, labels)`` scaled like the training data, a dataset
-    of pairs, images with their class ids in ``labels``, or a probe set's name (``"fashion-mnist"``, ...,
-    :func:`guidegap.data.probe_sets.load_probe_set`). It needs a teacher; ``num_steps``, ``scheduler``'s sampler,
+    of pairs, images with their class ids in ``labels``, a probe set's name (``"fashion-mnist"``, ...,
+    :func:`guidegap.data.probe_sets.load_probe_set`), or ``"auto"``: the held-out split of the data the teacher (else
+    the student) declares it was trained on (:func:`declared_probe_set`). It needs a teacher; ``num_steps``, ``scheduler``'s sampler,
     ``divergence`` and ``progress`` do not apply (the noise schedule is the stored one); the phases are thirds of t.
     ``trust_pickle`` allows arbitrary unpickling (code from the file runs) per file: ``"student"`` (or ``True``),
     ``"teacher"`` or ``"both"``. ``factory`` imports and runs the named function. Student and teacher that store
@@ -109,6 +120,8 @@ def audit(
     if data is not None:
         from guidegap.recording.probe import probe, probe_size
 
+        if isinstance(data, str) and data == "auto":
+            data = declared_probe_set(teacher_r, student_r)
         if isinstance(data, (str, os.PathLike)):  # a probe set by name, as the CLI's --probe-data takes it
             from guidegap.data.probe_sets import load_probe_set
 

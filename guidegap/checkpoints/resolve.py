@@ -35,6 +35,8 @@ class ResolvedModel:
     ``scheduler_config``: the noise schedule stored with the model (``None`` when none is; for the oracle teacher,
     the stored config it was resolved on). ``tirt_lambda``: the TIRT ``lambda_t`` of a guidegap checkpoint.
     ``num_parameters``: of the model's module (``None`` for a model without weights, such as the oracle).
+    ``data``: the training data it declares, named as the trainer and the probe sets name it (a guidegap checkpoint's
+    ``config["data"]``, ``"oracle:SEED"`` for the oracle teacher); ``None`` when unknown.
     """
 
     denoiser: Denoiser
@@ -43,6 +45,7 @@ class ResolvedModel:
     tirt_lambda: torch.Tensor | None = None
     num_parameters: int | None = None
     oracle_seed: int | None = None
+    data: str | None = None
 
     def on_schedule(self, schedule: Any) -> "ResolvedModel":
         """The oracle teacher rebuilt on ``schedule`` (its eps is exact on any); any other model as it is."""
@@ -83,7 +86,10 @@ def _resolve(spec: Any, schedule: Any, factory: str | None, trust_pickle: bool, 
 
 def _from_file(loaded: LoadedModel, source: str) -> ResolvedModel:
     tirt = loaded.checkpoint.tirt_lambda if loaded.checkpoint is not None else None
-    return ResolvedModel(as_denoiser(loaded), loaded.scheduler_config, source, tirt, count_parameters(loaded.model))
+    config = loaded.checkpoint.metadata.get("config") if loaded.checkpoint is not None else None
+    data = config.get("data") if isinstance(config, Mapping) else None
+    return ResolvedModel(as_denoiser(loaded), loaded.scheduler_config, source, tirt, count_parameters(loaded.model),
+                         data=data if isinstance(data, str) and data else None)
 
 
 def _oracle(source: str, seed: int, schedule: Any) -> ResolvedModel:
@@ -92,7 +98,7 @@ def _oracle(source: str, seed: int, schedule: Any) -> ResolvedModel:
         alphas_cumprod = load_scheduler(stored).alphas_cumprod
     else:
         alphas_cumprod = getattr(schedule, "alphas_cumprod", schedule)
-    return ResolvedModel(oracle_mixture(seed).denoiser(alphas_cumprod), stored, source, oracle_seed=seed)
+    return ResolvedModel(oracle_mixture(seed).denoiser(alphas_cumprod), stored, source, oracle_seed=seed, data=f"oracle:{seed}")
 
 
 def resolve_sampler(spec: Any, *models: ResolvedModel | None) -> Any:

@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--probe-data", metavar="SOURCE",
                        help="a data-probe audit instead of trajectories (DASH's protocol): held-out images noised at "
                             "uniform t; 'fashion-mnist' or 'cifar10:FOLDER' / 'cifar100:FOLDER' (test split), "
-                            "'oracle[:SEED]', or FILE.npz with 'images' and 'labels' (--num-samples: images, default 1000)")
+                            "'oracle[:SEED]', FILE.npz with 'images' and 'labels', or 'auto': the held-out split of the "
+                            "data the teacher's guidegap checkpoint was trained on (--num-samples: images, default 1000)")
     text = audit.add_argument_group("text-to-image pipelines (STUDENT / --teacher: diffusers pipeline folders)")
     text.add_argument("--prompts", help="prompts file, one per line (default: guidegap's built-in prompt set)")
     text.add_argument("--negative-prompt", help="null branch: this prompt, encoded, instead of the pipeline's own "
