@@ -89,7 +89,7 @@ def judge(ds: xr.Dataset, thresholds: Thresholds | None = None, *, n_boot: int =
     else:
         finding = judge_teacher_free(summary, float(ds["guidance_response"].isel(step=-1).mean()), thresholds)
         summary["guidance_response"] = guidance_response_estimate(ds, n_boot, seed)
-    found = phase_findings(ds, thresholds, kind == "pair", seed) if phases else []  # thresholds_for is idempotent
+    found = phase_findings(ds, thresholds, kind == "pair", seed) if phases else []  # (for_probe twice is for_probe once)
     return Judgement(finding, summary, found)
 
 
