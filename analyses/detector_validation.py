@@ -559,18 +559,15 @@ def oracle_population() -> pd.DataFrame:
 def write_rule_sets(fitted: dict[tuple[str, str], Thresholds]) -> None:
     """Each candidate rule set as one set of library thresholds, both modes' fitted bars together (the teacher-forced
     bar as ``max_rel_guided_error``, the probe's as ``max_rel_guided_error_probe``), for ``RULE_SETS`` to take."""
+    from guidegap.atomic import write_bytes_atomic
+    from guidegap.auditing.report import _strict  # as a report writes thresholds: an infinite bar is null (no bar)
+
     combined = {}
     for set_name, overrides in RULE_SETS.items():
         bars = {GUIDED_BAR[mode]: getattr(fitted[(mode, set_name)], GUIDED_BAR[mode]) for mode in MODES
                 if (mode, set_name) in fitted}
-        combined[set_name] = Thresholds(**(overrides or {}), **bars).to_dict() if overrides is not None else Thresholds().to_dict()
-    from guidegap.atomic import write_bytes_atomic
-
-    # strict JSON, as a report writes thresholds: an infinite upper bar is null, which Thresholds reads as no bar
-    strict = {name: {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in bars.items()}
-              for name, bars in combined.items()}
-    text = json.dumps(strict, indent=1, allow_nan=False)
-    write_bytes_atomic(RULES_JSON, (text + "\n").encode())
+        combined[set_name] = _strict(Thresholds(**(overrides or {}), **bars).to_dict())
+    write_bytes_atomic(RULES_JSON, (json.dumps(combined, indent=1, allow_nan=False) + "\n").encode())
 
 
 def oracle_check(picks: dict[str, tuple[str, Thresholds, float]], fitted: dict[tuple[str, str], Thresholds]) -> list[str]:
