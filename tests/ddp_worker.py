@@ -1,8 +1,10 @@
-"""Run by tests/test_training.py under torchrun: a few DDP steps, then print each rank's parameter hash
-and a hash of the batch it drew at step 0 (ranks must draw different data but end with the same weights)."""
+"""Run by tests/test_training.py under torchrun: a few DDP steps, then write each rank's parameter hash and a hash
+of the batch it drew at step 0 to ``rank<N>.txt`` beside the run folder (ranks must draw different data but end with the
+same weights). A file per rank, not stdout: two processes sharing the launcher's pipe can run their lines together."""
 
 import hashlib
 import sys
+from pathlib import Path
 
 import torch
 
@@ -40,7 +42,10 @@ def main() -> None:
 
     state = PartialState()
     params = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in captured["model"].parameters())).hexdigest()
-    print(f"RANK {state.process_index} {state.num_processes} {params} {captured['first_batch']}", flush=True)
+    report = Path(sys.argv[1]).parent / f"rank{state.process_index}.txt"
+    partial = report.with_suffix(".part")
+    partial.write_text(f"{state.process_index} {state.num_processes} {params} {captured['first_batch']}\n")
+    partial.replace(report)
 
 
 if __name__ == "__main__":

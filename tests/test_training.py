@@ -121,10 +121,12 @@ def test_two_process_ddp_keeps_parameters_identical(tmp_path):
         env=ENV, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = sorted(line.split() for line in done.stdout.splitlines() if line.startswith("RANK"))
-    assert [line[1:3] for line in lines] == [["0", "2"], ["1", "2"]]
-    assert lines[0][3] == lines[1][3], "parameters differ across ranks"
-    assert lines[0][4] != lines[1][4], "both ranks drew the same batch"
+    reports = sorted(tmp_path.glob("rank*.txt"))
+    assert [r.name for r in reports] == ["rank0.txt", "rank1.txt"], done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [r.read_text().split() for r in reports]
+    assert [line[:2] for line in lines] == [["0", "2"], ["1", "2"]]
+    assert lines[0][2] == lines[1][2], "parameters differ across ranks"
+    assert lines[0][3] != lines[1][3], "both ranks drew the same batch"
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()
 
 
