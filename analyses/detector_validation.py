@@ -587,6 +587,58 @@ def oracle_check(picks: dict[str, tuple[str, Thresholds, float]], fitted: dict[t
     return lines
 
 
+DECISION_JSON = TABLE.with_name("detector_validation_decision.json")
+DEFAULT_GATE = 0.90  # issue 17: the default verdict agrees with the outcome on >= 90% of the held-out part
+
+
+def decide(frame: pd.DataFrame, fitted: dict[tuple[str, str], Thresholds], picks: dict[str, tuple[str, Thresholds, float]],
+           bad: np.ndarray, test: np.ndarray) -> tuple[dict, list[str]]:
+    """docs/design.md §6 "How the default will be set", applied as written: (1) each mode's pick is its best rule set
+    by balanced accuracy on the training part (the first in ``RULE_SETS`` order on a tie); where the modes differ, the
+    data probe's set is taken with the trajectory bar refitted under it (``fitted`` holds each set's own bar). (2) It
+    becomes the default only if its data-probe verdict agrees with the outcome on >= 90% of the held-out part. (3) The
+    data probe runs by default on pairs that declare their data if its held-out accuracy beats the trajectories'.
+    Returns the decision (also written to ``DECISION_JSON``) and the report's lines."""
+    from guidegap.auditing.report import _strict
+
+    if "probe" not in picks:
+        return {}, ["", "Decision (docs/design.md §6): no data-probe statistics yet; nothing decided."]
+    chosen = picks["probe"][0]
+    overrides = RULE_SETS[chosen] or {}
+    bars = {GUIDED_BAR[mode]: getattr(fitted[(mode, chosen)], GUIDED_BAR[mode]) for mode in MODES if (mode, chosen) in fitted}
+    thresholds = Thresholds(**overrides, **bars)
+    held = {}
+    for mode in MODES:
+        judged = frame[f"{mode}_all_rel_guided_error"].notna().to_numpy() if f"{mode}_all_rel_guided_error" in frame \
+            else np.zeros(len(frame), bool)
+        flagged = library_flags(frame[judged & test], mode, thresholds)
+        held[mode] = {"accuracy": accuracy(bad[judged & test], flagged), "members": int((judged & test).sum()),
+                      "confusion": confusion_matrix(bad[judged & test], flagged).to_numpy().tolist()}
+    gate_met = held["probe"]["accuracy"] >= DEFAULT_GATE
+    probe_by_default = gate_met and held["probe"]["accuracy"] > held["tf"]["accuracy"]
+    decision = {"picks": {mode: pick[0] for mode, pick in picks.items()}, "chosen": chosen,
+                "thresholds": _strict(thresholds.to_dict()), "held_out": held, "gate": DEFAULT_GATE,
+                "becomes_default": bool(gate_met and RULE_SETS[chosen] is not None),
+                "probe_by_default": bool(probe_by_default), "population": len(frame), "held_out_members": int(test.sum())}
+    from guidegap.atomic import write_bytes_atomic
+
+    write_bytes_atomic(DECISION_JSON, (json.dumps(decision, indent=1, allow_nan=False) + "\n").encode())
+    bar_text = ", ".join(f"`{name}` = {value:.3f}" for name, value in bars.items() if value is not None) or "no free bar"
+    lines = ["", "## Decision (docs/design.md §6, applied by `decide`)", "",
+             f"(1) Picks on the training part: " + "; ".join(f"{MODES[m]}: *{p[0]}* ({p[2]:.0%} balanced)" for m, p in picks.items())
+             + f". Chosen: *{chosen}* ({bar_text}).",
+             f"(2) Its data-probe verdict agrees with the outcome on {held['probe']['accuracy']:.0%} of the "
+             f"{held['probe']['members']} held-out members (gate {DEFAULT_GATE:.0%}): "
+             + ("it becomes the default thresholds." if decision["becomes_default"] else
+                "today's rules are the pick; nothing changes." if RULE_SETS[chosen] is None else
+                "the defaults stay as they are."),
+             f"(3) Held-out accuracy, data probe {held['probe']['accuracy']:.0%} against teacher-forced "
+             f"{held['tf']['accuracy']:.0%}: " + ("pairs that declare their data are audited by the data probe by default."
+                                                  if probe_by_default else "trajectories stay the default mode."),
+             f"Written to `{campaign.relative(DECISION_JSON)}`."]
+    return decision, lines
+
+
 def accuracy(bad: np.ndarray, flagged: np.ndarray) -> float:
     """Share of members whose prediction (flagged or not) agrees with the outcome (NaN for none)."""
     return float((flagged == bad).mean()) if len(bad) else float("nan")
@@ -685,6 +737,7 @@ def analyze() -> None:
     if fitted:
         lines += oracle_check(picks, fitted)
         write_rule_sets(fitted)
+        lines += decide(frame, fitted, picks, bad, test)[1]
     amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
                     f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
                     f"({', '.join(changed) or 'none'}); today's verdict then agrees for "
