@@ -335,6 +335,24 @@ def test_a_probe_audit_of_the_built_in_example_on_the_held_out_images(capsys):
     assert json.loads(out)["rho"] == report["rho"]  # 'auto': the teacher checkpoint declares fashion-mnist
 
 
+def test_where_the_probe_is_the_default_a_trajectory_option_or_trajectories_keeps_the_trajectories(capsys, monkeypatch):
+    from guidegap.cli import audit as cli_audit
+
+    monkeypatch.setattr(cli_audit, "PROBE_BY_DEFAULT", True)
+    code, out, _ = run_cli(capsys, "audit", "--example", "--num-samples", "48", "--no-progress", "--json")
+    report = json.loads(out)
+    assert report["mode"] == "data-probe" and report["config"]["num_samples"] == 48
+    assert "'fashion-mnist'" in report["mode_reason"]
+    code, out, _ = run_cli(capsys, "audit", "--example", "--probe-data", "fashion-mnist", "--num-samples", "48", "--no-progress", "--json")
+    assert json.loads(out)["rho"] == report["rho"]  # the same probe as asking for it by name
+    for flags in (["--trajectories"], ["--num-steps", "3"]):
+        code, out, _ = run_cli(capsys, "audit", "--example", "--num-samples", "2", *flags, "--no-progress", "--json")
+        trajectories = json.loads(out)
+        assert trajectories["mode"] == "teacher-forced" and "mode_reason" not in trajectories
+    assert_bad_input(*run_cli(capsys, "audit", "--example", "--trajectories", "--probe-data", "fashion-mnist"),
+                     match="two audit modes")
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--num-steps", "5"], "--num-steps describe a sampling trajectory"),
     (["--labels", "1", "--scheduler", "ddpm"], "--labels, --scheduler describe a sampling trajectory"),

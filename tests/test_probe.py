@@ -310,3 +310,24 @@ def test_probe_data_auto_is_the_training_data_a_model_declares(scheduler, tmp_pa
         guidegap.audit(shrunk_student(tier, 0.5), tier, data="auto")
     with pytest.raises(GuidegapError, match="neither model declares"):
         declared_probe_set(None, resolve_model(tier))
+
+
+def test_prefer_probe_runs_the_probe_on_declared_installed_data_and_trajectories_otherwise(scheduler, monkeypatch):
+    from guidegap.data import fashion_mnist
+    from guidegap.examples import example_pair
+    from guidegap.oracle import oracle_mixture
+
+    tier = oracle_mixture(3).denoiser(scheduler)
+    preferred = guidegap.audit(shrunk_student(tier, 0.5), "oracle:3", prefer_probe=True, num_samples=40, n_boot=20)
+    auto = guidegap.audit(shrunk_student(tier, 0.5), "oracle:3", data="auto", num_samples=40, n_boot=20)
+    assert preferred.dataset.attrs["mode"] == "data-probe" and preferred.summary["rho"].value == auto.summary["rho"].value
+    assert "'oracle:3'" in preferred.dataset.attrs["mode_reason"] and "mode_reason" not in auto.dataset.attrs
+    assert preferred.to_dict()["mode"] == "data-probe" and "mode: data probe on 'oracle:3'" in str(preferred)
+    undeclared = guidegap.audit(shrunk_student(tier, 0.5), tier, prefer_probe=True, num_samples=4, num_steps=3, n_boot=20)
+    assert undeclared.dataset.attrs["mode"] == "teacher-forced" and "mode_reason" not in undeclared.dataset.attrs
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_ROOT", fashion_mnist.Path("/nonexistent/fashion-mnist"))
+    student, teacher = example_pair("cond-only")  # the example teacher declares fashion-mnist, absent here now
+    missing = guidegap.audit(student, teacher, prefer_probe=True, num_samples=2, num_steps=2, divergence=False, n_boot=20)
+    assert missing.dataset.attrs["mode"] == "teacher-forced" and missing.to_dict()["config"]["num_samples"] == 2
+    reason = missing.to_dict()["mode_reason"]
+    assert reason.startswith("along trajectories: the declared data 'fashion-mnist' cannot be read here") and "apt-get" in reason

@@ -17,7 +17,7 @@ from guidegap.errors import InputError
 from guidegap.recording.guidance import GuidanceLike
 from guidegap.recording.trajectory import trace, trace_teacher_free
 
-__all__ = ["audit", "declared_probe_set", "resolve_model"]
+__all__ = ["audit", "declared_probe_set", "installed_probe_set", "resolve_model"]
 
 PathLike = str | os.PathLike[str]
 
@@ -55,6 +55,27 @@ def declared_probe_set(teacher: ResolvedModel | None, student: ResolvedModel | N
                      "any; name the held-out images instead (--probe-data fashion-mnist, cifar10:FOLDER, FILE.npz, ...).")
 
 
+def installed_probe_set(teacher: ResolvedModel, student: ResolvedModel | None, num_samples: int | None
+                        ) -> tuple[tuple[Any, Any] | None, str | None]:
+    """``prefer_probe``'s choice: the declared probe set's images (:func:`declared_probe_set`) when they can be read
+    here, else ``None`` (trajectories), with the reason for the report (``None`` when neither model declares data)."""
+    from guidegap.data.probe_sets import load_probe_set
+
+    why = "docs/design.md §6: its verdict predicts the outcome better than the trajectories'"
+    try:
+        name = declared_probe_set(teacher, student)
+    except InputError:
+        return None, None  # nothing declared (a module, a diffusers folder): trajectories, as always
+    try:
+        images, labels = load_probe_set(name, num_samples or 1000)
+    except InputError as error:
+        return None, (f"along trajectories: the declared data {name!r} cannot be read here ({str(error).rstrip('.')}); "
+                      f"with it, the data probe would judge ({why})")
+    if num_samples and len(images) < num_samples:
+        raise InputError(f"--num-samples {num_samples}, but {name!r} holds {len(images)} images; ask for at most that many.")
+    return (images, labels), f"data probe on {name!r}, the held-out split of the data the models declare ({why})"
+
+
 def audit(
     student: DenoiserLike | PathLike,
     teacher: DenoiserLike | PathLike | None = None,
@@ -73,6 +94,7 @@ def audit(
     progress: bool = False,
     divergence: bool = True,
     data: Any = None,
+    prefer_probe: bool = False,
 ) -> AuditReport:
     """Audit a student's classifier-free guidance against its teacher (or teacher-free, without one).
 
@@ -91,8 +113,14 @@ def audit(
     these held-out images noised at uniform random t — ``(images, labels)`` scaled like the training data, a dataset
     of pairs, images with their class ids in ``labels``, a probe set's name (``"fashion-mnist"``, ...,
     :func:`guidegap.data.probe_sets.load_probe_set`), or ``"auto"``: the held-out split of the data the teacher (else
-    the student) declares it was trained on (:func:`declared_probe_set`). It needs a teacher; ``num_steps``, ``scheduler``'s sampler,
-    ``divergence`` and ``progress`` do not apply (the noise schedule is the stored one); the phases are thirds of t.
+    the student) declares it was trained on (:func:`declared_probe_set`). It needs a teacher; ``num_steps``,
+    ``scheduler``'s sampler, ``divergence`` and ``progress`` do not apply (the noise schedule is the stored one); the
+    phases are thirds of t.
+
+    ``prefer_probe`` (with no ``data``): the data probe on that declared held-out split where it is installed,
+    trajectories otherwise (:func:`installed_probe_set`) — the mode whose verdict predicts the outcome better
+    (docs/design.md §6). The Dataset's ``mode_reason`` says which ran and why.
+
     ``trust_pickle`` allows arbitrary unpickling (code from the file runs) per file: ``"student"`` (or ``True``),
     ``"teacher"`` or ``"both"``. ``factory`` imports and runs the named function. Student and teacher that store
     different noise schedules are refused (:func:`guidegap.checkpoints.loading.check_same_schedule`).
@@ -117,6 +145,9 @@ def audit(
     options = dict(num_samples=64 if num_samples is None else num_samples, num_steps=num_steps,
                    guidance_scale=guidance_scale, labels=labels, scheduler=sampler, seed=seed, chunk_size=chunk_size,
                    progress=progress)
+    mode_reason = None
+    if data is None and prefer_probe and teacher_r is not None:
+        data, mode_reason = installed_probe_set(teacher_r, student_r, num_samples)
     if data is not None:
         from guidegap.recording.probe import probe, probe_size
 
@@ -135,6 +166,8 @@ def audit(
         ds = trace(teacher_d, student_d, divergence=divergence, **options)
     else:
         ds = trace_teacher_free(student_d, **options)
+    if mode_reason:
+        ds.attrs["mode_reason"] = mode_reason
     judgement = judge(ds, thresholds, n_boot=n_boot, seed=seed)
     stamp(ds, judgement, thresholds, student=student_src, teacher=teacher_src or "")
     return AuditReport.of(judgement, ds, thresholds)

@@ -145,6 +145,8 @@ def render_report(report: Report) -> str:
     else:
         sched = config["scheduler"]["class"].replace("Scheduler", "")
         lines.append(f"  {config['num_samples']} samples x {ds.sizes['step']} {sched} steps, w = {w}, seed {config['seed']}; {how}")
+    if "mode_reason" in ds.attrs:
+        lines.append(f"  mode: {ds.attrs['mode_reason']}")
     if "prompts" in ds.attrs:
         nulls = json.loads(ds.attrs.get("null_condition", "{}"))
         lines.append(f"  {len(json.loads(ds.attrs['prompts']))} prompts; null branch: "

@@ -82,9 +82,12 @@ class AuditReport:
         return sorted(set(found), reverse=True) if self.is_probe else found
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: ``verdict``, the summary values (``rho``, ``cos_delta``, ``gap_mse``, ...), CIs and phases."""
+        """JSON-safe: ``verdict``, the recording ``mode``, the summary values (``rho``, ``cos_delta``, ``gap_mse``, ...), CIs and phases."""
         out: dict[str, Any] = {"verdict": self.verdict, "reason": self.finding.reason, "fired": self.finding.fired,
-                               "student": self.dataset.attrs.get("student", ""), "teacher": self.dataset.attrs.get("teacher", "")}
+                               "student": self.dataset.attrs.get("student", ""), "teacher": self.dataset.attrs.get("teacher", ""),
+                               "mode": self.dataset.attrs.get("mode", "")}  # teacher-forced, data-probe, ...
+        if "mode_reason" in self.dataset.attrs:  # why this mode judged (audit(prefer_probe=True))
+            out["mode_reason"] = self.dataset.attrs["mode_reason"]
         out.update({name: _finite_or_none(est.value) for name, est in self.summary.items()})
         out["ci"] = {name: [_finite_or_none(est.low), _finite_or_none(est.high)] for name, est in self.summary.items()}
         out["ci_level"] = next(iter(self.summary.values())).level if self.summary else None

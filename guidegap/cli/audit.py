@@ -9,7 +9,13 @@ from typing import Any
 from guidegap.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from guidegap.errors import InputError
 
-__all__ = ["run_audit", "run_plot"]
+__all__ = ["run_audit", "run_plot", "PROBE_BY_DEFAULT", "TRAJECTORY_OPTIONS"]
+
+# docs/design.md §6 (3): whether a pair that declares its training data is audited by the data probe when that data is
+# installed and no trajectory option is given; set from analyses/results/detector_validation_decision.json.
+PROBE_BY_DEFAULT = False
+TRAJECTORY_OPTIONS = (("--num-steps", "num_steps"), ("--labels", "labels"), ("--scheduler", "scheduler"),
+                      ("--figure", "figure"), ("--no-divergence", "no_divergence"))
 
 
 def _thresholds(pairs: list[tuple[str, float]], rules: str | None = None):
@@ -87,16 +93,20 @@ def run_audit(args: argparse.Namespace) -> int:
     from guidegap.cli.text_audit import text_report, wants_text_audit
 
     if args.probe_data:
+        if args.trajectories:
+            raise InputError("--trajectories and --probe-data ask for the two audit modes at once; keep one.")
         return _finish(args, _probe_audit(args, student, teacher, thresholds), fail_on)
     if not args.example and wants_text_audit(args):
         report = text_report(args, thresholds)
     else:
-        report = audit(
-            student, teacher, num_samples=args.num_samples or defaults["num_samples"],
+        prefer_probe = PROBE_BY_DEFAULT and not (args.trajectories or any(getattr(args, n) for _, n in TRAJECTORY_OPTIONS))
+        report = audit(  # where the probe may run, an unset --num-samples is the chosen mode's default (images or 64)
+            student, teacher, num_samples=args.num_samples or (None if prefer_probe else defaults["num_samples"]),
             num_steps=args.num_steps or defaults["num_steps"], guidance_scale=args.guidance_scale or 4.0,
             labels=args.labels, scheduler=args.scheduler, seed=args.seed, chunk_size=args.chunk_size,
             thresholds=thresholds, factory=args.factory, trust_pickle=args.trust_pickle or False,
             progress=not args.no_progress and not args.json and sys.stderr.isatty(), divergence=not args.no_divergence,
+            prefer_probe=prefer_probe,
         )
     return _finish(args, report, fail_on)
 
@@ -106,8 +116,7 @@ def _probe_audit(args: argparse.Namespace, student: Any, teacher: Any, threshold
     from guidegap.auditing.api import audit
     from guidegap.cli.text_audit import wants_text_audit
 
-    given = [flag for flag, value in (("--num-steps", args.num_steps), ("--labels", args.labels), ("--scheduler", args.scheduler),
-                                      ("--figure", args.figure), ("--no-divergence", args.no_divergence)) if value]
+    given = [flag for flag, name in TRAJECTORY_OPTIONS if getattr(args, name)]
     if given:
         raise InputError(f"{', '.join(given)} describe a sampling trajectory, which a data-probe audit (--probe-data) does "
                          "not run; drop them, or drop --probe-data.")

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "uniform t; 'fashion-mnist' or 'cifar10:FOLDER' / 'cifar100:FOLDER' (test split), "
                             "'oracle[:SEED]', FILE.npz with 'images' and 'labels', or 'auto': the held-out split of the "
                             "data the teacher's guidegap checkpoint was trained on (--num-samples: images, default 1000)")
+    audit.add_argument("--trajectories", action="store_true",
+                       help="audit along sampling trajectories even where the data probe is the default (a pair of "
+                            "guidegap checkpoints whose declared training data is installed; docs/design.md §6)")
     text = audit.add_argument_group("text-to-image pipelines (STUDENT / --teacher: diffusers pipeline folders)")
     text.add_argument("--prompts", help="prompts file, one per line (default: guidegap's built-in prompt set)")
     text.add_argument("--negative-prompt", help="null branch: this prompt, encoded, instead of the pipeline's own "
