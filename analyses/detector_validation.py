@@ -21,6 +21,7 @@ the population and reported on the held-out part, split by objective (family), n
     python analyses/detector_validation.py all         # construct, evaluate what exists, train, evaluate, analyze
     python analyses/detector_validation.py status      # members planned / evaluated, extra runs' step, ETA
     python analyses/detector_validation.py snapshot    # pack runs still training, to commit when a session ends
+    python analyses/detector_validation.py compute     # its own compute per stage (detector_validation_compute.md)
 """
 
 from __future__ import annotations
@@ -323,6 +324,46 @@ def status() -> None:
                  f"member{teacher_sized_note}; own audits (free-running, probe per phase) {own_pace['student']:.0f} / "
                  f"{own_pace['teacher-sized']:.0f} s{own_note}")
     print("\n".join(lines))
+
+
+COMPUTE = TABLE.with_name("detector_validation_compute.md")
+
+
+def compute_report() -> pd.DataFrame:
+    """The validation's own compute, beside the campaign's (``fashion_mnist.py compute`` counts only the campaign's
+    training and its own evaluations): the extra runs' training (their records, as the campaign keeps them), the
+    evaluations of members the campaign does not evaluate, and the own audits of every member, from each Dataset's
+    ``evaluation_seconds`` (``analyses/results/detector_validation_compute.md``, cited by PERFORMANCE.md)."""
+    from guidegap.atomic import write_bytes_atomic
+
+    rows = []
+    for run, _ in extra_runs():
+        trained = campaign.recorded_training(run)
+        if trained is not None and trained[1] > 0:
+            rows.append({"stage": "extra runs' training", "item": f"{run.name}, steps 1-{trained[1]} of {run.steps}",
+                         "seconds": trained[0]})
+    for group, entries in planned_members().items():
+        for member, big, by_campaign in entries:
+            for stage, path, counted in (("evaluation (outcomes, teacher-forced audit, data probe)", member.evaluation, not by_campaign),
+                                         ("own audits (free-running, probe per phase)", own_audits_path(member), True)):
+                seconds = campaign.recorded_seconds([path]) if counted else []
+                if seconds:
+                    rows.append({"stage": stage, "item": f"{member.name} ({group})", "seconds": seconds[0]})
+    frame = pd.DataFrame(rows, columns=["stage", "item", "seconds"])
+    totals = frame.groupby("stage", sort=False).seconds.agg(["count", "sum"])
+    lines = ["# Compute of the detector validation (measured)", "",
+             "Wall time (2 torch threads) of what `analyses/detector_validation.py` ran beyond the Fashion-MNIST campaign "
+             "(`fashion_mnist_compute.md`): the extra runs' training, summed from their logs over resumed segments, and "
+             "each evaluation Dataset's `evaluation_seconds`. Not recorded, so not counted: the oracle population "
+             "(`analyze`, minutes) and the teacher-sample probe (`teacher_sample_probe.py`). Produced by "
+             "`python analyses/detector_validation.py compute`.", "", "| stage | items | hours |", "|---|---:|---:|"]
+    lines += [f"| {stage} | {int(row['count'])} | {row['sum'] / 3600:.2f} |" for stage, row in totals.iterrows()]
+    lines += [f"| **total** | {len(frame)} | **{frame.seconds.sum() / 3600:.2f}** |", "", "| stage | item | minutes |",
+              "|---|---|---:|"]
+    lines += [f"| {r.stage} | {r.item} | {r.seconds / 60:.1f} |" for r in frame.itertuples()]
+    write_bytes_atomic(COMPUTE, ("\n".join(lines) + "\n").encode())
+    log(f"compute: {frame.seconds.sum() / 3600:.2f} h so far ({campaign.relative(COMPUTE)})")
+    return frame
 
 
 # -- statistics ------------------------------------------------------------------------------------------------
@@ -827,7 +868,7 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame, picks: dict[str, tuple[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["all", "status", "construct", "train", "evaluate", "analyze", "snapshot"])
+    parser.add_argument("stage", choices=["all", "status", "construct", "train", "evaluate", "analyze", "snapshot", "compute"])
     parser.add_argument("--only", nargs="*", help="restrict evaluate to these members")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
@@ -849,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         snapshot()
     if args.stage == "status":
         status()
+    if args.stage in ("compute", "all"):
+        compute_report()
     return 0
 
 
