@@ -334,8 +334,6 @@ def compute_report() -> pd.DataFrame:
     training and its own evaluations): the extra runs' training (their records, as the campaign keeps them), the
     evaluations of members the campaign does not evaluate, and the own audits of every member, from each Dataset's
     ``evaluation_seconds`` (``analyses/results/detector_validation_compute.md``, cited by PERFORMANCE.md)."""
-    from guidegap.atomic import write_bytes_atomic
-
     rows = []
     for run, _ in extra_runs():
         trained = campaign.recorded_training(run)
@@ -350,19 +348,13 @@ def compute_report() -> pd.DataFrame:
                 if seconds:
                     rows.append({"stage": stage, "item": f"{member.name} ({group})", "seconds": seconds[0]})
     frame = pd.DataFrame(rows, columns=["stage", "item", "seconds"])
-    totals = frame.groupby("stage", sort=False).seconds.agg(["count", "sum"])
-    lines = ["# Compute of the detector validation (measured)", "",
-             "Wall time (2 torch threads) of what `analyses/detector_validation.py` ran beyond the Fashion-MNIST campaign "
-             "(`fashion_mnist_compute.md`): the extra runs' training, summed from their logs over resumed segments, and "
-             "each evaluation Dataset's `evaluation_seconds`. Not recorded, so not counted: the oracle population "
-             "(`analyze`, minutes) and the teacher-sample probe (`teacher_sample_probe.py`). Produced by "
-             "`python analyses/detector_validation.py compute`.", "", "| stage | items | hours |", "|---|---:|---:|"]
-    lines += [f"| {stage} | {int(row['count'])} | {row['sum'] / 3600:.2f} |" for stage, row in totals.iterrows()]
-    lines += [f"| **total** | {len(frame)} | **{frame.seconds.sum() / 3600:.2f}** |", "", "| stage | item | minutes |",
-              "|---|---|---:|"]
-    lines += [f"| {r.stage} | {r.item} | {r.seconds / 60:.1f} |" for r in frame.itertuples()]
-    write_bytes_atomic(COMPUTE, ("\n".join(lines) + "\n").encode())
-    log(f"compute: {frame.seconds.sum() / 3600:.2f} h so far ({campaign.relative(COMPUTE)})")
+    campaign.write_compute_table(
+        frame, COMPUTE, "# Compute of the detector validation (measured)",
+        "Wall time (2 torch threads) of what `analyses/detector_validation.py` ran beyond the Fashion-MNIST campaign "
+        "(`fashion_mnist_compute.md`): the extra runs' training, summed from their logs over resumed segments, and "
+        "each evaluation Dataset's `evaluation_seconds`. Not recorded, so not counted: the oracle population "
+        "(`analyze`, minutes) and the teacher-sample probe (`teacher_sample_probe.py`). Produced by "
+        "`python analyses/detector_validation.py compute`.")
     return frame
 
 

@@ -1215,8 +1215,6 @@ def cpu_name() -> str:
 def compute_report() -> pd.DataFrame:
     """The campaign's compute per stage, from the runs' training records (:func:`recorded_training`) and the
     evaluations' ``evaluation_seconds`` (``analyses/results/fashion_mnist_compute.md``, cited by PERFORMANCE.md)."""
-    from guidegap.atomic import write_bytes_atomic
-
     rows = []
     for run in plan():
         trained = recorded_training(run)
@@ -1236,20 +1234,29 @@ def compute_report() -> pd.DataFrame:
                 rows.append({"stage": f"{run.role} evaluation", "run": run.name, "item": path.stem,
                              "seconds": float(attrs["evaluation_seconds"])})
     frame = pd.DataFrame(rows, columns=["stage", "run", "item", "seconds"])
-    totals = frame.groupby("stage", sort=False).seconds.agg(["count", "sum"])
-    lines = ["# Compute of the Fashion-MNIST campaign (measured)", "",
-             "Wall time (2 torch threads), summed from `runs/fashion_mnist/*/log.jsonl` (training, over resumed segments; "
-             "kept in `analyses/results/fashion_mnist/<run>/training.json` with the CPU it ran on) and each evaluation "
-             "Dataset's `evaluation_seconds`. Other work on the box slows a stage "
-             "while it runs; the numbers are what the campaign took. Produced by `python analyses/fashion_mnist.py compute`.", "",
-             "| stage | items | hours |", "|---|---:|---:|"]
-    lines += [f"| {stage} | {int(row['count'])} | {row['sum'] / 3600:.2f} |" for stage, row in totals.iterrows()]
-    lines += [f"| **total** | {len(frame)} | **{frame.seconds.sum() / 3600:.2f}** |", "", "| stage | run | item | minutes |",
-              "|---|---|---|---:|"]
-    lines += [f"| {r.stage} | {r.run} | {r.item} | {r.seconds / 60:.1f} |" for r in frame.itertuples()]
-    write_bytes_atomic(COMPUTE, ("\n".join(lines) + "\n").encode())
-    log(f"compute: {frame.seconds.sum() / 3600:.2f} h so far ({relative(COMPUTE)})")
+    write_compute_table(frame, COMPUTE, "# Compute of the Fashion-MNIST campaign (measured)",
+                        "Wall time (2 torch threads), summed from `runs/fashion_mnist/*/log.jsonl` (training, over resumed "
+                        "segments; kept in `analyses/results/fashion_mnist/<run>/training.json` with the CPU it ran on) and "
+                        "each evaluation Dataset's `evaluation_seconds`. Other work on the box slows a stage "
+                        "while it runs; the numbers are what the campaign took. Produced by `python analyses/fashion_mnist.py compute`.")
     return frame
+
+
+def write_compute_table(frame: pd.DataFrame, path: Path, title: str, intro: str) -> None:
+    """A compute report: hours per stage with a total, then every item (``frame``: ``stage``, item columns,
+    ``seconds``) in minutes; written atomically to ``path``."""
+    from guidegap.atomic import write_bytes_atomic
+
+    totals = frame.groupby("stage", sort=False).seconds.agg(["count", "sum"])
+    columns = [c for c in frame.columns if c != "seconds"]
+    lines = [title, "", intro, "", "| stage | items | hours |", "|---|---:|---:|"]
+    lines += [f"| {stage} | {int(row['count'])} | {row['sum'] / 3600:.2f} |" for stage, row in totals.iterrows()]
+    lines += [f"| **total** | {len(frame)} | **{frame.seconds.sum() / 3600:.2f}** |", "",
+              "| " + " | ".join(columns) + " | minutes |", "|" + "---|" * len(columns) + "---:|"]
+    lines += ["| " + " | ".join(str(v) for v in row[:-1]) + f" | {row[-1] / 60:.1f} |"
+              for row in frame[[*columns, "seconds"]].itertuples(index=False)]
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+    log(f"compute: {frame.seconds.sum() / 3600:.2f} h so far ({relative(path)})")
 
 
 def make_example() -> None:
