@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -206,3 +207,32 @@ def test_the_probe_modes_bar_is_the_probe_bar_and_judges_probe_summaries_only(va
     assert thresholds.max_rel_guided_error is None  # the teacher-forced bar is the tf mode's to fit
     assert validation.library_flags(frame, "probe", thresholds).tolist() == [False, False, True, True]
     assert validation.library_flags(frame, "tf", thresholds).tolist() == [False] * 4  # no tf bar: the rule is off there
+
+
+def test_the_decision_follows_design_section_6_as_written(validation, tmp_path, monkeypatch):
+    """(1) each mode's pick on the training part, the probe's taken; (2) the >= 90% held-out gate on the probe's
+    verdict; (3) the probe by default only where it beats the trajectories held out."""
+    monkeypatch.setattr(validation, "DECISION_JSON", tmp_path / "decision.json")
+    tf = _summaries(tf_cos_delta=[0.3] * 8, tf_all_rel_guided_error=[0.1, 0.2, 0.5, 0.6, 0.1, 0.6, 0.2, 0.3])
+    probe = tf.rename(columns=lambda c: f"probe_{c[3:]}").assign(probe_all_rel_guided_error=[0.1, 0.1, 0.3, 0.3] * 2)
+    frame = pd.concat([tf, probe], axis=1)
+    bad = np.array([False, False, True, True] * 2)
+    test = np.array([False] * 4 + [True] * 4)
+    fitted, picks = {}, {}
+    for mode in validation.MODES:
+        for name, overrides in validation.RULE_SETS.items():
+            fitted[(mode, name)], balanced = validation.fit_rule_set(frame, mode, overrides, bad, ~test)
+            if balanced > picks.get(mode, ("", None, -1.0))[2]:
+                picks[mode] = (name, fitted[(mode, name)], balanced)
+    decision, lines = validation.decide(frame, fitted, picks, bad, test)
+    chosen = picks["probe"][0]
+    assert decision["chosen"] == chosen != "today's rules"
+    assert decision["thresholds"]["max_rel_guided_error"] == pytest.approx(fitted[("tf", chosen)].max_rel_guided_error)
+    assert decision["thresholds"]["max_rel_guided_error_probe"] == pytest.approx(0.2)
+    assert decision["held_out"]["probe"]["accuracy"] == 1.0 and decision["held_out"]["tf"]["accuracy"] == 0.25
+    assert decision["becomes_default"] and decision["probe_by_default"]
+    assert json.loads((tmp_path / "decision.json").read_text()) == decision and any("(2)" in line for line in lines)
+    wrong = frame.assign(probe_all_rel_guided_error=[0.1, 0.1, 0.3, 0.3, 0.3, 0.1, 0.1, 0.3])  # two held out misjudged
+    decision, _ = validation.decide(wrong, fitted, picks, bad, test)
+    assert decision["held_out"]["probe"]["accuracy"] == 0.5 and not decision["becomes_default"]
+    assert not decision["probe_by_default"]
