@@ -68,6 +68,7 @@ CONSTRUCTION_SEED = 0
 
 # -- extra trained members -------------------------------------------------------------------------------------
 PEER_SEED = 1
+PEER_RUN = "teacher-seed1"
 EXTRA_STUDENTS = (  # (name, objective, objective options, steps, seed)
     ("composite-w2", "composite", {"guidance_scale": 2.0}, campaign.BUDGET, 0),
     # seed replicates (added 2026-12-04, before either trained; with pdm, gap's seed replicate, and the peer, "a few
@@ -169,7 +170,7 @@ def construct() -> None:
 # -- extra training ------------------------------------------------------------------------------------------
 def extra_runs() -> list[tuple[campaign.Run, bool]]:
     """The runs this validation trains itself, each with whether it is finished and exported."""
-    peer = campaign.Run("teacher-seed1", "scratch", campaign.find("teacher").steps)
+    peer = campaign.Run(PEER_RUN, "scratch", campaign.find("teacher").steps)
     runs = [(peer, (campaign.CHECKPOINTS / "teacher-seed1.pt").exists())]
     for name, objective, _options, steps, _seed in EXTRA_STUDENTS:
         run = campaign.Run(name, objective, steps)
@@ -178,8 +179,13 @@ def extra_runs() -> list[tuple[campaign.Run, bool]]:
 
 
 def snapshot() -> None:
-    """Pack the runs of :func:`extra_runs` still training (``fashion_mnist.py snapshot`` packs the campaign's)."""
+    """Pack the extra students still training (``fashion_mnist.py snapshot`` packs the campaign's). The peer teacher
+    is not packed: its resumable state (weights, EMA, AdamW moments of 0.87M parameters) is ~14 MB per session, too
+    large to commit as it goes, so it resumes from runs/ on the same machine and starts again on a new one."""
     for run, done in extra_runs():
+        if run.name == PEER_RUN:
+            log(f"{run.name}: not packed (about 14 MB of optimizer state; it resumes from runs/ on this machine only)")
+            continue
         campaign.snapshot_run(run, done)
 
 
@@ -311,7 +317,7 @@ def status() -> None:
     teacher_pace = stored["seconds"] / stored["step"] if stored else campaign.DEFAULT_SECONDS_PER_STEP["teacher"]
     for run, finished in extra_runs():
         step, rate = campaign._progress(run)
-        pace = rate or (teacher_pace if run.name == "teacher-seed1" else speeds["other"])
+        pace = rate or (teacher_pace if run.name == PEER_RUN else speeds["other"])
         seconds = 0.0 if finished else (run.steps - step) * pace
         remaining += seconds
         state = "done" if finished else (f"training, step {step}" if step else "pending")
