@@ -328,8 +328,9 @@ def test_custom_thresholds_change_the_verdict():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"collapsed_rho": 0.9},  # above rho_low
+        {"collapsed_rho": 1.2},
         {"collapsed_rho": -0.1},
+        {"rho_low": -0.1},
         {"rho_low": 1.1},
         {"rho_high": 0.9},
         {"min_cos": 1.5},
@@ -344,6 +345,15 @@ def test_custom_thresholds_change_the_verdict():
 def test_invalid_thresholds_raise(kwargs):
     with pytest.raises(InputError):
         Thresholds(**kwargs)
+
+
+def test_a_collapse_bar_above_rho_low_switches_the_bands_low_side_off():
+    """Raising collapsed_rho alone is valid: the collapse rule runs first, so the band's low side never fires."""
+    raised = Thresholds(collapsed_rho=0.9)
+    values = {"rel_cond_error": 0.05, "rel_uncond_error": 0.05, "cos_delta": 0.95, "nonfinite": 0.0}
+    judged = {r: judge_pair({k: Estimate(v, v, v, 0.95) for k, v in {**values, "rho": r}.items()}, raised).verdict
+              for r in (0.85, 0.95)}
+    assert judged == {0.85: "collapsed", 0.95: "healthy"}
 
 
 def test_judge_teacher_free_can_only_call_collapse():

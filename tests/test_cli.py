@@ -223,7 +223,7 @@ BAD_INPUTS = {
     "guidance inf": (["audit", "{unet}", "--guidance-scale", "inf"], "guidance scale"),
     "unknown threshold": (["audit", "{unet}", "--threshold", "rho_min=0.5"], "unknown threshold"),
     "threshold not a number": (["audit", "{unet}", "--threshold", "collapsed_rho=low"], "NAME=VALUE"),
-    "inconsistent thresholds": (["audit", "{unet}", "--threshold", "collapsed_rho=0.9"], "collapsed_rho"),
+    "inconsistent thresholds": (["audit", "{unet}", "--threshold", "collapsed_rho=1.5"], "collapsed_rho"),
     "negative seed": (["audit", "--example", "oracle", "--seed", "-1"], "seed"),
     "no student": (["audit"], "STUDENT"),
     "example and student": (["audit", "{unet}", "--example"], "--example"),

@@ -80,9 +80,11 @@ class Thresholds:
             raise InputError(
                 f"expected min_rel_gap >= 0 and min_guidance_response >= 0, received {self.min_rel_gap}, {self.min_guidance_response}."
             )
-        if not 0 <= self.collapsed_rho <= self.rho_low <= 1 <= self.rho_high:
+        # rho_low at or below collapsed_rho switches the band's low side off (the collapse rule, which runs first,
+        # already decides there), so raising collapsed_rho alone never makes a set invalid.
+        if not (0 <= self.collapsed_rho <= 1 and 0 <= self.rho_low <= 1 <= self.rho_high):
             raise InputError(
-                f"expected 0 <= collapsed_rho <= rho_low <= 1 <= rho_high, received {self.collapsed_rho}, "
+                f"expected 0 <= collapsed_rho <= 1 and 0 <= rho_low <= 1 <= rho_high, received {self.collapsed_rho}, "
                 f"{self.rho_low}, {self.rho_high}."
             )
         if not -1 <= self.min_cos <= 1 or self.max_rel_branch_error <= 0:
