@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from guidegap.auditing.verdicts import Thresholds
 from guidegap.oracle import GaussianMixture
 from guidegap.recording.schedulers import default_scheduler
+
+# docs/design.md §2's rules as first written (rho band, gap cosine, branch errors; the misguided rule off): tests of
+# those rules' mechanics name them, so that they hold whatever the evidence-based defaults are (§6).
+DESIGN = Thresholds.named("design")
 
 
 def tiny_unet(num_classes: int = 4, seed: int = 0, out_channels: int = 1, **overrides):

@@ -27,7 +27,7 @@ from guidegap.denoisers import ModuleDenoiser, as_denoiser
 from guidegap.errors import GuidegapError, InputError
 from guidegap.metrics.summary import Estimate
 
-from conftest import tiny_dit, tiny_unet
+from conftest import DESIGN, tiny_dit, tiny_unet
 
 NUM_CLASSES = 4
 FAST = dict(num_samples=8, num_steps=8)
@@ -159,7 +159,7 @@ def test_null_class_embeddings_collapse_the_gap_exactly(teacher):
 
 
 def test_shrunk_gap_is_miscalibrated(teacher):
-    report = guidegap.audit(shrunk_student(teacher, SHRINK_FACTOR), teacher, **FAST)
+    report = guidegap.audit(shrunk_student(teacher, SHRINK_FACTOR), teacher, thresholds=DESIGN, **FAST)
     rho = values(report)["rho"]
     assert 0.4 < rho < 0.75, f"the constructed student should land clearly between the thresholds, got rho={rho}"
     assert report.verdict == "miscalibrated", report.finding.reason
@@ -169,7 +169,7 @@ def test_shrunk_gap_is_miscalibrated(teacher):
 
 def test_shifted_branches_are_drifted_although_rho_and_cos_look_fine(teacher):
     student, shift = drifted_student(teacher, 1.0)
-    report = guidegap.audit(student, teacher, **FAST)
+    report = guidegap.audit(student, teacher, thresholds=DESIGN, **FAST)
     v = values(report)
     # The gap is untouched: only the per-branch errors can see this student.
     assert v["rho"] == pytest.approx(1.0, abs=1e-4)
@@ -284,14 +284,14 @@ def test_a_teacher_free_model_that_predicts_zeros_is_collapsed_not_non_finite():
     ],
 )
 def test_judge_pair_first_rule_that_holds(overrides, verdict):
-    finding = judge_pair(estimates(**overrides))
+    finding = judge_pair(estimates(**overrides), DESIGN)
     assert finding.verdict == verdict, finding.reason
     assert (finding.fired[0] if finding.fired else "healthy") == verdict
 
 
-def test_the_misguided_rule_is_off_by_default_and_judges_the_guided_error_when_given_a_bar():
-    assert judge_pair(estimates(rel_guided_error=5.0)).verdict == "healthy"  # off: today's rules alone decide
-    bar = Thresholds(max_rel_guided_error=0.3)
+def test_the_misguided_rule_is_off_in_the_design_set_and_judges_the_guided_error_when_given_a_bar():
+    assert judge_pair(estimates(rel_guided_error=5.0), DESIGN).verdict == "healthy"  # off: the other rules decide
+    bar = Thresholds.named("design", max_rel_guided_error=0.3)
     assert judge_pair(estimates(rel_guided_error=0.3), bar).verdict == "healthy"  # the bound is inclusive
     finding = judge_pair(estimates(rel_guided_error=0.31), bar)
     assert finding.verdict == "misguided" and "0.31" in finding.reason and "<= 0.3" in finding.reason
@@ -303,7 +303,7 @@ def test_the_misguided_rule_is_off_by_default_and_judges_the_guided_error_when_g
 
 
 def test_judge_pair_lists_every_rule_that_fires_in_order():
-    finding = judge_pair(estimates(rho=0.2, cos_delta=0.1, rel_cond_error=0.9))
+    finding = judge_pair(estimates(rho=0.2, cos_delta=0.1, rel_cond_error=0.9), DESIGN)
     assert finding.fired == ["collapsed", "miscalibrated", "drifted"]
     assert "rho = 0.2 < 0.3" in finding.reason
 
@@ -430,11 +430,11 @@ def test_to_dict_is_json_with_the_contract_keys(collapsed_report):
 
 def test_a_rule_switched_off_by_an_infinite_bar_stays_json(collapsed_report):
     ds = collapsed_report.dataset.copy()
-    ds.attrs["thresholds"] = json.dumps(Thresholds(rho_high=math.inf).to_dict())  # written as Infinity
+    ds.attrs["thresholds"] = json.dumps(Thresholds.named("design", rho_high=math.inf).to_dict())  # written as Infinity
     off = AuditReport.from_dataset(ds, n_boot=50)
     d = json.loads(off.to_json())  # strict JSON: to_json refuses NaN / Infinity
     assert d["thresholds"]["rho_high"] is None and d["thresholds"]["max_rel_guided_error"] is None
-    assert Thresholds(**d["thresholds"]) == Thresholds(rho_high=math.inf)  # null reads back as no bar
+    assert Thresholds(**d["thresholds"]) == Thresholds.named("design", rho_high=math.inf)  # null reads back as no bar
     with pytest.raises(InputError, match="received None for min_cos"):
         Thresholds(min_cos=None)
 
