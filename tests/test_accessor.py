@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -24,7 +25,8 @@ from guidegap.monitoring.log import per_step_variable  # noqa: E402
 from guidegap.oracle import collapsed_student, shrunk_student  # noqa: E402
 from guidegap.plots import plot_collapse, plot_fidelity, plot_training_heatmap  # noqa: E402
 
-STRICT = Thresholds(collapsed_rho=0.6)  # a student with half the teacher's gap counts as collapsed
+DESIGN = Thresholds.named("design")  # docs/design.md §2's rules: rho = 0.5 is outside their band
+STRICT = Thresholds.named("design", collapsed_rho=0.6)  # a student with half the teacher's gap counts as collapsed
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +63,7 @@ def training_log():
 
     scheduler = default_scheduler()
     teacher = oracle_mixture(0).denoiser(scheduler)
-    monitor = GuidanceMonitor(teacher, scheduler=scheduler, raise_on=None)
+    monitor = GuidanceMonitor(teacher, scheduler=scheduler, raise_on=None, thresholds=DESIGN)
     for step, student in ((100, teacher), (200, shrunk_student(teacher, 0.5)), (300, collapsed_student(teacher, 4.0))):
         monitor.check(step, student)
     return monitor.log
@@ -72,11 +74,12 @@ def test_audit_verdict_is_recomputed_with_the_stored_thresholds(stored_audit):
     assert report.verdict == "collapsed" and ds.attrs["verdict"] == "collapsed"
     assert ds.guidegap.thresholds == STRICT
     assert ds.guidegap.verdict() == "collapsed"
-    assert ds.guidegap.verdict(thresholds=Thresholds()) == "miscalibrated"  # the defaults call rho = 0.5 miscalibrated
+    assert ds.guidegap.verdict(thresholds=DESIGN) == "miscalibrated"  # the design band calls rho = 0.5 miscalibrated
     assert ds.guidegap.verdict() == judge_pair(summarize(ds, seed=3), STRICT).verdict
     without = ds.copy()
-    del without.attrs["thresholds"]
-    assert without.guidegap.thresholds == Thresholds() and without.guidegap.verdict() == "miscalibrated"
+    del without.attrs["thresholds"]  # an audit stored without its thresholds is judged by today's defaults
+    assert without.guidegap.thresholds == Thresholds()
+    assert without.guidegap.verdict() == judge_pair(summarize(ds, seed=3), Thresholds()).verdict
 
 
 def test_audit_summary_and_rho_per_step_equal_the_functions(stored_audit):
@@ -108,7 +111,8 @@ def test_rho_axis_turns_logarithmic_when_most_steps_are_far_off(stored_audit, mi
     _, ds = stored_audit
     assert ds.guidegap.plot_collapse().axes[0].get_yscale() == "linear"
     teacher, scheduler = mixture_teacher
-    far = guidegap.audit(shrunk_student(teacher, 6.0), teacher, num_samples=8, num_steps=8, scheduler=scheduler, seed=3).dataset
+    far = guidegap.audit(shrunk_student(teacher, 6.0), teacher, num_samples=8, num_steps=8, scheduler=scheduler, seed=3,
+                         thresholds=DESIGN).dataset
     ax = plot_collapse(far).axes[0]
     rho = rho_per_step(far).values
     rho = rho[np.isfinite(rho)]  # undefined where the teacher's gap vanishes (t -> 0)
@@ -116,8 +120,13 @@ def test_rho_axis_turns_logarithmic_when_most_steps_are_far_off(stored_audit, mi
     np.testing.assert_allclose(rho, 6.0, rtol=1e-4)
     assert ax.get_yscale() == "log"
     low, high = ax.get_ylim()
-    assert low <= Thresholds().collapsed_rho and high > rho.max()
+    assert low <= DESIGN.collapsed_rho and high > rho.max()
     assert not [line for line in ax.lines if line.get_label().startswith("above")]
+    open_band = Thresholds.named("design", rho_high=math.inf, min_cos=-1.0, max_rel_branch_error=math.inf)
+    ax = plot_collapse(far, open_band).axes[0]  # a band without a top is scaled as the design band is
+    assert ax.get_yscale() == "log" and np.isfinite(ax.get_ylim()).all()
+    band = [p for p in ax.patches if p.get_label() == "healthy band"][0]
+    assert band.get_y() == pytest.approx(0.8) and np.isfinite(band.get_height())
 
 
 def test_log_verdicts_summary_and_rho_per_step(training_log):
@@ -183,7 +192,7 @@ def test_the_accessor_is_registered_from_one_place_and_not_by_import_guidegap():
 def test_a_log_without_the_guided_error_says_the_misguided_bar_cannot_apply(training_log):
     import warnings
 
-    bar = Thresholds(max_rel_guided_error=1e-9)
+    bar = Thresholds.named("design", max_rel_guided_error=1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a log that records the statistic is judged on it, silently
         log_verdicts(training_log, bar)

@@ -34,11 +34,15 @@ def _band(ax: Any, x: np.ndarray, da: xr.DataArray, label: str, color: Any) -> N
     ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
 
 
+_OPEN_BAND_TOP = 1.25  # where the rho band has no upper bar, the axis is scaled as for docs/design.md §2's band
+
+
 def _rho_axis(ax: Any, steps: np.ndarray, rho: np.ndarray, rho_high: float, color: Any) -> None:
     """Linear axis up to twice the healthy band's top, marking the few steps above it (rho spikes where the
     teacher's gap vanishes, t -> 0); a log axis when most steps are far off (a miscalibrated student), so the
-    values stay readable instead of all sitting on the cap."""
-    top = 2.0 * rho_high
+    values stay readable instead of all sitting on the cap. A band without a top (``rho_high`` inf) is scaled as
+    the design band is."""
+    top = 2.0 * (rho_high if np.isfinite(rho_high) else _OPEN_BAND_TOP)
     finite = rho[np.isfinite(rho) & (rho > 0)]
     if finite.size and (finite > top).mean() > 0.25:
         ax.set_yscale("log")
@@ -50,6 +54,15 @@ def _rho_axis(ax: Any, steps: np.ndarray, rho: np.ndarray, rho_high: float, colo
     if clipped.any():
         ax.plot(steps[clipped], np.full(clipped.sum(), ax.get_ylim()[1]), "^", color=color, clip_on=False,
                 label=f"above {ax.get_ylim()[1]:.2g} (max {finite.max():.3g})")
+
+
+def shade_rho_band(ax: Any, th: Thresholds, color: Any) -> None:
+    """Shade the healthy rho band on an axis whose limits are set: from the higher of ``rho_low`` and
+    ``collapsed_rho`` (the collapse rule decides below it) up to ``rho_high``, or to the axis's top where the band
+    has none (``rho_high`` inf); the limits stay as they are."""
+    bottom, top = ax.get_ylim()
+    ax.axhspan(max(th.rho_low, th.collapsed_rho), min(th.rho_high, top), color=color, alpha=0.15, label="healthy band")
+    ax.set_ylim(bottom, top)
 
 
 def plot_collapse(ds: xr.Dataset, thresholds: Thresholds | None = None, title: str | None = None) -> Any:
@@ -69,11 +82,11 @@ def plot_collapse(ds: xr.Dataset, thresholds: Thresholds | None = None, title: s
         (a, b), (c, d) = axes
         if pair:
             rho = rho_per_step(ds)
-            a.axhspan(th.rho_low, th.rho_high, color=palette[2], alpha=0.15, label="healthy band")
             a.axhline(th.collapsed_rho, color=palette[3], linestyle="--", linewidth=1, label="collapse threshold")
             a.plot(steps, rho.values, color=palette[0], marker="o", markersize=2.5, label="rho")
             a.set(ylabel="rho = E|Δ_S| / E|Δ_T|", title="gap ratio per step")
             _rho_axis(a, steps, rho.values, th.rho_high, palette[0])
+            shade_rho_band(a, th, palette[2])
             _band(b, steps, ds["gap_norm"].sel(model="teacher"), "teacher", palette[0])
             _band(b, steps, ds["gap_norm"].sel(model="student"), "student", palette[1])
             b.set(ylabel="RMS(eps_c - eps_u)", title="guidance gap")

@@ -129,12 +129,22 @@ class Metric:
                        mean_of(self.name), required=False, label=self.label, healthy=self.healthy, rank=self.rank)
 
 
-def _pair_range(th: Any) -> str:
+def rho_band_text(th: Any) -> str:
+    """The healthy rho band as a report prints it: ``0.8 - 1.25``, or ``>= 0.3`` where it has no top (the collapse
+    rule's bar where that is the higher floor)."""
+    if th.rho_high == float("inf"):
+        return f">= {max(th.rho_low, th.collapsed_rho)}"
     return f"{th.rho_low} - {th.rho_high}"
 
 
-def _branch_range(th: Any) -> str:
-    return f"<= {th.max_rel_branch_error}"
+def cosine_bar_text(th: Any) -> str:
+    """``>= 0.8``, or ``off`` where the cosine rule is switched off (``min_cos`` = -1)."""
+    return "off" if th.min_cos <= -1 else f">= {th.min_cos}"
+
+
+def branch_bar_text(th: Any) -> str:
+    """``<= 0.25``, or ``off`` where the branch-error rule is switched off (``max_rel_branch_error`` inf)."""
+    return "off" if th.max_rel_branch_error == float("inf") else f"<= {th.max_rel_branch_error}"
 
 
 # The built-in variables: name, kind, long name, and for pair metrics the long name of their per-step curve in a log.
@@ -170,19 +180,19 @@ METRICS: Registry[Metric] = Registry("metric", ((name, Metric(name, kind, long_n
 _BUILTIN_SUMMARIES = (
     # a teacher and a student, in the order summarize() returns them
     Summary("rho", "pair", "rho = E|Delta_S| / E|Delta_T| (student / teacher mean guidance-gap RMS)",
-            ratio_of("gap_norm@student", "gap_norm@teacher"), label="rho (gap size, S/T)", healthy=_pair_range, rank=1,
+            ratio_of("gap_norm@student", "gap_norm@teacher"), label="rho (gap size, S/T)", healthy=rho_band_text, rank=1,
             phase_label="rho"),
     Summary("cos_delta", "pair", "mean cosine of student and teacher guidance gaps", mean_of("gap_cos"), label="gap cosine",
-            healthy=lambda th: f">= {th.min_cos}", rank=2, phase_label="gap cosine"),
+            healthy=cosine_bar_text, rank=2, phase_label="gap cosine"),
     Summary("gap_mse", "pair", "mean squared difference of student and teacher guidance gaps", mean_of("gap_mse"),
             label="gap MSE", rank=5),
     Summary("cond_error", "pair", "mean RMS conditional-branch error", mean_of("cond_error")),
     Summary("uncond_error", "pair", "mean RMS unconditional-branch error", mean_of("uncond_error")),
     Summary("rel_cond_error", "pair", "conditional-branch error relative to the teacher's branch RMS",
-            ratio_of("cond_error", "cond_norm@teacher"), label="cond error / teacher", healthy=_branch_range, rank=3,
+            ratio_of("cond_error", "cond_norm@teacher"), label="cond error / teacher", healthy=branch_bar_text, rank=3,
             phase_label="cond error / T"),
     Summary("rel_uncond_error", "pair", "unconditional-branch error relative to the teacher's branch RMS",
-            ratio_of("uncond_error", "uncond_norm@teacher"), label="uncond error / teacher", healthy=_branch_range, rank=4,
+            ratio_of("uncond_error", "uncond_norm@teacher"), label="uncond error / teacher", healthy=branch_bar_text, rank=4,
             phase_label="uncond error / T"),
     Summary("rel_guided_error", "pair", "guided-prediction error at w relative to the teacher's conditional-branch RMS",
             ratio_of("guided_error", "cond_norm@teacher"), label="guided error / teacher", rank=6,

@@ -59,11 +59,15 @@ class GuidanceCollapseError(GuidegapError):
 
 def describe_failure(report: "AuditReport") -> str:
     """The verdict line and the key numbers (with CIs) of a report, not the full report."""
+    from guidegap.metrics.registry import branch_bar_text, cosine_bar_text, rho_band_text
+
     th = report.thresholds
-    rows = (("rho", "rho", f"healthy {th.rho_low}-{th.rho_high}"), ("cos_delta", "gap cosine", f"healthy >= {th.min_cos}"),
-            ("rel_cond_error", "cond error / teacher", f"healthy <= {th.max_rel_branch_error}"),
-            ("rel_uncond_error", "uncond error / teacher", f"healthy <= {th.max_rel_branch_error}"),
-            ("rel_gap", "gap / eps_c", f"collapsed < {th.min_rel_gap}"))
+    bars = {"rho": rho_band_text(th), "cos_delta": cosine_bar_text(th), "rel_cond_error": branch_bar_text(th),
+            "rel_uncond_error": branch_bar_text(th)}
+    rows = [(key, label, "rule off" if bars[key] == "off" else f"healthy {bars[key]}")
+            for key, label in (("rho", "rho"), ("cos_delta", "gap cosine"), ("rel_cond_error", "cond error / teacher"),
+                               ("rel_uncond_error", "uncond error / teacher"))]
+    rows.append(("rel_gap", "gap / eps_c", f"collapsed < {th.min_rel_gap}"))
     numbers = "; ".join(f"{label} {report.summary[key]} ({healthy})" for key, label, healthy in rows if key in report.summary)
     return f"VERDICT: {report.verdict.upper()} — {report.finding.reason}. {numbers}."
 

@@ -93,7 +93,7 @@ def plot_training_heatmap(ds: xr.Dataset, variable: str = "rho", *, model: str =
         if is_rho:
             th = thresholds_of(ds)
             for level in (th.collapsed_rho, th.rho_low, th.rho_high):
-                if level <= top:
+                if level <= top:  # an open band's top (inf) is not drawn
                     bar.ax.axhline(level, color="black", linewidth=0.8, linestyle="--")
         ax.set(xlabel="training step", ylabel="sampling step (high noise → data)")
         timesteps = np.asarray(ds["timestep"].values)
@@ -118,6 +118,7 @@ def plot_training_curves(ds: xr.Dataset, title: str | None = None) -> Any:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from guidegap.auditing.figure import shade_rho_band
     from guidegap.auditing.judge import thresholds_of
     from guidegap.results.training_log import TRAINING_STEP, require_log
 
@@ -136,15 +137,17 @@ def plot_training_curves(ds: xr.Dataset, title: str | None = None) -> Any:
 
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
         fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.6), sharex=True, layout="constrained")
-        a.axhspan(th.rho_low, th.rho_high, color=palette[2], alpha=0.15, label="healthy band")
         a.axhline(th.collapsed_rho, color=palette[3], linestyle="--", linewidth=1, label="collapse threshold")
         line(a, "rho", "rho", palette[0])
         a.set(title="gap ratio rho", ylabel="E|Δ_S| / E|Δ_T|")
         a.set_ylim(bottom=0)
-        b.axhline(th.min_cos, color=palette[3], linestyle="--", linewidth=1, label="min cosine")
+        shade_rho_band(a, th, palette[2])
+        if th.min_cos > -1:  # -1: the cosine rule is off
+            b.axhline(th.min_cos, color=palette[3], linestyle="--", linewidth=1, label="min cosine")
         line(b, "cos_delta", "gap cosine", palette[0])
         b.set(title="gap direction", ylabel="cos(Δ_S, Δ_T)")
-        c.axhline(th.max_rel_branch_error, color=palette[3], linestyle="--", linewidth=1, label="max branch error")
+        if np.isfinite(th.max_rel_branch_error):  # inf: the branch-error rule is off
+            c.axhline(th.max_rel_branch_error, color=palette[3], linestyle="--", linewidth=1, label="max branch error")
         line(c, "rel_cond_error", "cond", palette[0])
         line(c, "rel_uncond_error", "uncond", palette[1])
         c.set(title="branch errors / teacher", ylabel="relative RMS error", yscale="log")
