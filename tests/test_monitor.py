@@ -27,6 +27,8 @@ from guidegap.training.config import TrainConfig
 from guidegap.training.loop import train
 from guidegap.training.noise import add_noise
 
+from conftest import DESIGN
+
 
 @pytest.fixture
 def mixture_teacher(scheduler):
@@ -69,7 +71,7 @@ def test_monitor_raises_when_the_student_collapses_during_a_plain_pytorch_loop(t
     model = build(*model_spec("oracle", "student"))
     student = guidegap.as_denoiser(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    monitor = GuidanceMonitor(mixture_teacher, every=20, store=tmp_path / "guidance.zarr", scheduler=scheduler)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, every=20, store=tmp_path / "guidance.zarr", scheduler=scheduler)
     generator = torch.Generator().manual_seed(0)
     with pytest.raises(GuidanceCollapseError) as caught:
         for step in range(1, 301):
@@ -125,7 +127,7 @@ def _open_in_another_process(store) -> dict:
 
 def test_the_log_is_readable_from_another_process_after_each_append(tmp_path, scheduler, mixture_teacher):
     store = tmp_path / "guidance.zarr"
-    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, store=store, scheduler=scheduler)
     monitor.check(100, mixture_teacher)
     assert _open_in_another_process(store) == {"steps": [100], "rho": [1.0], "verdict": ["healthy"]}
     monitor.check(200, shifted_student(mixture_teacher, 0.5))
@@ -138,7 +140,7 @@ def test_a_failed_append_leaves_the_earlier_entries_readable(tmp_path, monkeypat
     from xarray.backends.common import ArrayWriter
 
     store = tmp_path / "guidance.zarr"
-    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, store=store, scheduler=scheduler)
     monitor.check(10, mixture_teacher)
     before = load_log(store)
 
@@ -168,7 +170,7 @@ def test_a_damaged_log_is_refused_in_one_line(tmp_path, scheduler, mixture_teach
     import shutil
 
     store = tmp_path / "guidance.zarr"
-    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, num_samples=2, sampling_steps=3)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, store=store, scheduler=scheduler, num_samples=2, sampling_steps=3)
     for step in (10, 20):
         monitor.check(step, mixture_teacher)
     damages = {
@@ -187,10 +189,10 @@ def test_a_damaged_log_is_refused_in_one_line(tmp_path, scheduler, mixture_teach
 
 def test_a_resumed_run_rewinds_to_its_checkpoint_and_other_settings_are_refused_by_name(tmp_path, scheduler, mixture_teacher):
     store = tmp_path / "guidance.zarr"
-    first = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
+    first = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, store=store, scheduler=scheduler)
     for step in (10, 20, 30):
         first.check(step, mixture_teacher)
-    resumed = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)  # restarted from the step-15 checkpoint
+    resumed = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, store=store, scheduler=scheduler)  # restarted from the step-15 checkpoint
     with pytest.raises(InputError, match=r"step 15 comes before the last entry .* \(step 30\).*rewind"):
         resumed.check(15, mixture_teacher)  # not rewound: refused, nothing dropped
     assert load_log(store)["training_step"].values.tolist() == [10, 20, 30]
@@ -204,7 +206,8 @@ def test_a_resumed_run_rewinds_to_its_checkpoint_and_other_settings_are_refused_
     for other, named in ((dict(sampling_steps=5), "sampling steps"), (dict(n_boot=50), "n_boot"),
                          (dict(labels=0), "labels"), (dict(thresholds=guidegap.Thresholds(rho_low=0.4)), "thresholds")):
         with pytest.raises(InputError, match=f"other monitor settings \\(.*{named}.* differ\\)"):
-            GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, **other).check(40, mixture_teacher)
+            GuidanceMonitor(mixture_teacher, **{"thresholds": DESIGN, "store": store, "scheduler": scheduler, **other}).check(
+                40, mixture_teacher)
     assert load_log(store)["training_step"].values.tolist() == [10, 20]
 
 
@@ -216,20 +219,20 @@ def test_a_log_started_before_a_metric_existed_continues_without_it_and_one_miss
         return ((student_cond - student_uncond) - (teacher_cond - teacher_uncond)).abs().flatten(1).amax(1)
 
     settings = dict(store=tmp_path / "guidance.zarr", scheduler=scheduler, num_samples=4, sampling_steps=4)
-    GuidanceMonitor(mixture_teacher, **settings).check(10, mixture_teacher)  # the older guidegap: no gap_peak
+    GuidanceMonitor(mixture_teacher, thresholds=DESIGN, **settings).check(10, mixture_teacher)  # the older guidegap: no gap_peak
     register_metric(Metric("gap_peak", "pair", "largest absolute gap difference", function=gap_peak))
     try:
         with pytest.warns(UserWarning, match="was started without gap_peak_per_step; this check is logged without"):
-            GuidanceMonitor(mixture_teacher, **settings).check(20, shrunk_student(mixture_teacher, 0.5))
+            GuidanceMonitor(mixture_teacher, thresholds=DESIGN, **settings).check(20, shrunk_student(mixture_teacher, 0.5))
         log = load_log(settings["store"])
         assert log["training_step"].values.tolist() == [10, 20] and "gap_peak_per_step" not in log
         assert log["verdict"].values.tolist() == ["healthy", "miscalibrated"]
         other = dict(settings, store=tmp_path / "with_peak.zarr")
-        GuidanceMonitor(mixture_teacher, **other).check(10, mixture_teacher)
+        GuidanceMonitor(mixture_teacher, thresholds=DESIGN, **other).check(10, mixture_teacher)
     finally:
         remove_metric("gap_peak")
     with pytest.raises(InputError, match=r"recorded variables \(gap_peak_per_step only in the log\) differ"):
-        GuidanceMonitor(mixture_teacher, **other).check(20, mixture_teacher)
+        GuidanceMonitor(mixture_teacher, thresholds=DESIGN, **other).check(20, mixture_teacher)
     assert load_log(other["store"])["training_step"].values.tolist() == [10]
 
 
@@ -243,7 +246,7 @@ def test_an_oracle_teacher_continues_its_log_under_either_name(tmp_path, schedul
 
 
 def test_a_check_before_the_last_is_refused_in_memory_too_until_rewound(scheduler, mixture_teacher):
-    monitor = GuidanceMonitor(mixture_teacher, scheduler=scheduler, num_samples=2, sampling_steps=3)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, scheduler=scheduler, num_samples=2, sampling_steps=3)
     for step in (100, 200):
         monitor.check(step, mixture_teacher)
     with pytest.raises(InputError, match="step 0 comes before the last check"):
@@ -258,7 +261,7 @@ def test_a_writer_killed_while_truncating_leaves_readers_a_whole_log(tmp_path, m
     import zarr
 
     store = tmp_path / "guidance.zarr"
-    monitor = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, num_samples=2, sampling_steps=3)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, store=store, scheduler=scheduler, num_samples=2, sampling_steps=3)
     for step in (10, 20, 30):
         monitor.check(step, shrunk_student(mixture_teacher, 0.5) if step == 10 else mixture_teacher)
     original, calls = zarr.Array.resize, {"n": 0}
@@ -300,7 +303,7 @@ def test_only_the_main_process_checks_and_writes(tmp_path, monkeypatch, schedule
     from accelerate.state import DistributedType, PartialState
 
     store = tmp_path / "guidance.zarr"
-    monitor = GuidanceMonitor(mixture_teacher, every=10, store=store, scheduler=scheduler)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, every=10, store=store, scheduler=scheduler)
 
     def fake_state(rank: int) -> None:  # what Accelerator() leaves behind on rank `rank` of 2
         monkeypatch.setattr(PartialState, "_shared_state", {
@@ -347,7 +350,7 @@ def test_assert_guidance_healthy_passes_silently_on_a_healthy_student(oracle, sc
 ])
 def test_assert_guidance_healthy_fails_with_the_verdict_line_and_key_numbers(oracle, scheduler, make, verdict):
     with pytest.raises(AssertionError) as caught:
-        assert_guidance_healthy(make(oracle), oracle, num_samples=16, num_steps=10, scheduler=scheduler)
+        assert_guidance_healthy(make(oracle), oracle, num_samples=16, num_steps=10, scheduler=scheduler, thresholds=DESIGN)
     message = str(caught.value)
     assert f"VERDICT: {verdict} — " in message
     assert "rho " in message and "gap cosine " in message and "uncond error / teacher " in message
