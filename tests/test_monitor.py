@@ -100,7 +100,7 @@ def test_monitor_raises_when_the_student_collapses_during_a_plain_pytorch_loop(t
 
 
 def test_checks_are_seeded_comparable_and_known_students_get_known_verdicts(tmp_path, scheduler, mixture_teacher):
-    monitor = GuidanceMonitor(mixture_teacher, every=10, scheduler=scheduler, raise_on=None)
+    monitor = GuidanceMonitor(mixture_teacher, thresholds=DESIGN, every=10, scheduler=scheduler, raise_on=None)
     assert monitor.maybe_check(5, mixture_teacher) is None  # not a multiple of every: nothing runs
     rng = torch.get_rng_state()
     first = monitor(10, mixture_teacher)

@@ -16,7 +16,7 @@ from guidegap.metrics import summarize
 from guidegap.oracle import shrunk_student
 from guidegap.recording.seeding import PROBE, sample_generators, sample_noise
 
-from conftest import tiny_unet
+from conftest import DESIGN, tiny_unet
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def test_a_probe_set_can_be_named_in_the_python_api_as_on_the_command_line(sched
     from guidegap.oracle import oracle_mixture
 
     tier = oracle_mixture(0).denoiser(scheduler)
-    report = guidegap.audit(shrunk_student(tier, 0.5), tier, data="oracle", num_samples=50, n_boot=50)
+    report = guidegap.audit(shrunk_student(tier, 0.5), tier, data="oracle", num_samples=50, n_boot=50, thresholds=DESIGN)
     assert report.is_probe and report.dataset.sizes["sample"] == 50 and report.verdict == "miscalibrated"
 
 
@@ -287,9 +287,9 @@ def test_a_probe_audit_takes_the_probe_bar_of_the_misguided_rule_and_a_trajector
     again = guidegap.AuditReport.from_dataset(guidegap.load_dataset(report.save(tmp_path / "probe.nc")), n_boot=50)
     assert again.verdict == "misguided" and again.thresholds.max_rel_guided_error_probe == error / 2
     trajectory = guidegap.audit(student, oracle, num_samples=16, num_steps=10, n_boot=50, divergence=False,
-                                thresholds=guidegap.Thresholds(**relaxed, max_rel_guided_error_probe=1e-9))
+                                thresholds=guidegap.Thresholds(**relaxed, max_rel_guided_error=None, max_rel_guided_error_probe=1e-9))
     assert trajectory.verdict == "healthy"  # the probe bar never judges a trajectory; its own bar is off
-    unset = guidegap.Thresholds(max_rel_guided_error=0.3)
+    unset = guidegap.Thresholds(max_rel_guided_error=0.3, max_rel_guided_error_probe=None)
     assert unset.for_probe() is unset  # no probe bar: a probe takes max_rel_guided_error
     assert guidegap.Thresholds(max_rel_guided_error=0.3, max_rel_guided_error_probe=math.inf).for_probe().max_rel_guided_error is None
     with pytest.raises(GuidegapError, match="max_rel_guided_error_probe > 0"):

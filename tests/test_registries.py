@@ -21,6 +21,8 @@ from guidegap.errors import InputError
 from guidegap.metrics.registry import Metric, register_metric, remove_metric
 from guidegap.oracle import shrunk_student
 
+from conftest import DESIGN
+
 FAST = dict(num_samples=8, num_steps=6, n_boot=50)
 
 
@@ -114,7 +116,7 @@ def test_a_verdict_is_one_record(overguided, oracle, scheduler, tmp_path):
     from guidegap.plots.training import verdict_colors
 
     assert "overguided" in VERDICTS and "overguided" in parse_fail_on(None)
-    report = guidegap.audit(shrunk_student(oracle, 3.0), oracle, scheduler=scheduler, **FAST)
+    report = guidegap.audit(shrunk_student(oracle, 3.0), oracle, scheduler=scheduler, thresholds=DESIGN, **FAST)
     # the rule: before miscalibrated (precedence 25 < 30), which also fires
     assert report.verdict == "overguided" and report.finding.fired == ["overguided", "miscalibrated"]
     assert report.finding.reason == "rho = 3 > 2.5"
