@@ -503,15 +503,22 @@ def candidate_columns(frame: pd.DataFrame) -> list[str]:
 
 
 # The library's own verdict (guidegap's judge_pair, `healthy` or not) under threshold sets whose one free bar, the
-# misguided rule's max_rel_guided_error, is fitted on the training part: what each would do as the default. Today's
-# set has no free bar; the others switch rules off (a bar of inf never fires; rho_low at collapsed_rho and rho_high
-# inf leave only the collapse rule of the rho band).
+# misguided rule's max_rel_guided_error, is fitted on the training part: what each would do as the default. The
+# design rules (the library's "design" set: docs/design.md §2 as first written, the defaults when issue 17 was filed)
+# have no free bar; the others switch rules off (a bar of inf never fires; rho_low at collapsed_rho and rho_high inf
+# leave only the collapse rule of the rho band). The label "today's rules" is the design set's, whatever the defaults.
 RULE_SETS = {
     "today's rules": None,
     "rho band + guided error (cosine and branch rules off)": dict(min_cos=-1.0, max_rel_branch_error=math.inf),
     "collapse + guided error (rho band, cosine and branch rules off)": dict(min_cos=-1.0, max_rel_branch_error=math.inf,
                                                                            rho_low=0.3, rho_high=math.inf),
 }
+def rule_set_thresholds(overrides: dict | None, **bars: float | None) -> Thresholds:
+    """A candidate's thresholds: its overrides and ``bars`` on top of the design set (never the dataclass defaults,
+    which this analysis may change); ``None``: the design set itself."""
+    return Thresholds.named("design", **(overrides or {}), **bars)
+
+
 JUDGED = ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error", "nonfinite")  # a mode's summary columns, <mode>_<name>
 MODES = {"tf": "teacher-forced (the audit's default)", "probe": "data probe (DASH's protocol, guidegap.probe)"}
 GUIDED_BAR = {"tf": "max_rel_guided_error", "probe": "max_rel_guided_error_probe"}  # each mode's bar in Thresholds
@@ -543,15 +550,15 @@ def fit_rule_set(frame: pd.DataFrame, mode: str, overrides: dict | None, bad: np
     """The rule set's thresholds with the mode's guided-error bar (``max_rel_guided_error``, or for the probe
     ``max_rel_guided_error_probe``) chosen for the best balanced accuracy of the library's verdict on the training
     part (halfway between neighbouring training scores), and that accuracy."""
-    if overrides is None:
-        thresholds = Thresholds()
+    if overrides is None:  # the design set, named: it stays the comparison when the defaults change
+        thresholds = rule_set_thresholds(None)
         return thresholds, balanced_accuracy(bad[train], library_flags(frame[train], mode, thresholds))
     score = np.unique(frame[f"{mode}_all_rel_guided_error"].to_numpy(float)[train])
     bars = list(0.5 * (score[:-1] + score[1:])) + [float(score[-1]) + 1.0]
     bar_name = GUIDED_BAR[mode]
-    best = (Thresholds(**overrides, **{bar_name: bars[-1]}), -1.0)
+    best = (rule_set_thresholds(overrides, **{bar_name: bars[-1]}), -1.0)
     for bar in bars:
-        thresholds = Thresholds(**overrides, **{bar_name: float(bar)})
+        thresholds = rule_set_thresholds(overrides, **{bar_name: float(bar)})
         balanced = balanced_accuracy(bad[train], library_flags(frame[train], mode, thresholds))
         if balanced > best[1]:
             best = (thresholds, balanced)
@@ -605,7 +612,7 @@ def write_rule_sets(fitted: dict[tuple[str, str], Thresholds]) -> None:
     for set_name, overrides in RULE_SETS.items():
         bars = {GUIDED_BAR[mode]: getattr(fitted[(mode, set_name)], GUIDED_BAR[mode]) for mode in MODES
                 if (mode, set_name) in fitted}
-        combined[set_name] = _strict(Thresholds(**(overrides or {}), **bars).to_dict())
+        combined[set_name] = _strict(rule_set_thresholds(overrides, **bars).to_dict())
     write_bytes_atomic(RULES_JSON, (json.dumps(combined, indent=1, allow_nan=False) + "\n").encode())
 
 
@@ -643,9 +650,8 @@ def decide(frame: pd.DataFrame, fitted: dict[tuple[str, str], Thresholds], picks
     if "probe" not in picks:
         return {}, ["", "Decision (docs/design.md §6): no data-probe statistics yet; nothing decided."]
     chosen = picks["probe"][0]
-    overrides = RULE_SETS[chosen] or {}
     bars = {GUIDED_BAR[mode]: getattr(fitted[(mode, chosen)], GUIDED_BAR[mode]) for mode in MODES if (mode, chosen) in fitted}
-    thresholds = Thresholds(**overrides, **bars)
+    thresholds = rule_set_thresholds(RULE_SETS[chosen], **bars)
     held = {}
     for mode in MODES:
         judged = frame[f"{mode}_all_rel_guided_error"].notna().to_numpy() if f"{mode}_all_rel_guided_error" in frame \

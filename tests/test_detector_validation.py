@@ -150,10 +150,10 @@ def _summaries(**columns: list[float]) -> pd.DataFrame:
 
 def test_the_library_verdict_is_guidegaps_own_judge_on_each_members_summary(validation):
     frame = _summaries(tf_cos_delta=[0.9, 0.3, 0.3, 0.9], tf_rho=[1.0, 1.0, 1.0, 0.1], tf_all_rel_guided_error=[0.1, 0.2, 0.6, 0.1])
-    today = validation.library_flags(frame, "tf", validation.Thresholds())
+    today = validation.library_flags(frame, "tf", validation.rule_set_thresholds(None))
     assert today.tolist() == [False, True, True, True]  # the cosine rule flags the second and third, collapse the last
-    relaxed = validation.Thresholds(**validation.RULE_SETS["collapse + guided error (rho band, cosine and branch rules off)"],
-                                    max_rel_guided_error=0.4)
+    relaxed = validation.rule_set_thresholds(
+        validation.RULE_SETS["collapse + guided error (rho band, cosine and branch rules off)"], max_rel_guided_error=0.4)
     assert validation.library_flags(frame, "tf", relaxed).tolist() == [False, False, True, True]  # collapse is kept
 
 
@@ -166,7 +166,7 @@ def test_a_rule_sets_guided_error_bar_is_fitted_on_the_training_part_only(valida
     assert thresholds.max_rel_guided_error == pytest.approx(0.35) and balanced == 1.0  # halfway between 0.2 and 0.5
     assert thresholds.min_cos == -1.0
     today, balanced_today = validation.fit_rule_set(frame, "tf", None, bad, train)
-    assert today == validation.Thresholds() and balanced_today == 0.5  # today's cosine rule flags all six
+    assert today == validation.Thresholds.named("design") and balanced_today == 0.5  # the design cosine rule flags all six
 
 
 def test_the_bench_judges_its_references_as_the_table_did(validation):

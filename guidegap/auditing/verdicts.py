@@ -122,7 +122,7 @@ class Thresholds:
 # the detector validation's evidence changes the defaults.
 RULE_SETS: dict[str, dict[str, float | None]] = {
     "design": dict(collapsed_rho=0.3, rho_low=0.8, rho_high=1.25, min_cos=0.8, max_rel_branch_error=0.25,
-                   max_rel_guided_error=None),
+                   max_rel_guided_error=None, max_rel_guided_error_probe=None),
 }
 
 
