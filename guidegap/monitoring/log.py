@@ -130,7 +130,7 @@ def _compatible_entry(store: Path, entry: xr.Dataset) -> xr.Dataset:
         differ.append(f"recorded variables ({', '.join(missing)} only in the log)")
     if differ:
         raise InputError(f"the training log {str(store)!r} was written with other monitor settings ({', '.join(differ)} "
-                         "differ); use the same settings to continue it, or another store path.")
+                         f"differ); use the same settings to continue it, or another store path.{_named_set_hint(stored, differ)}")
     if new:
         import warnings
 
@@ -138,6 +138,18 @@ def _compatible_entry(store: Path, entry: xr.Dataset) -> xr.Dataset:
                       "without those variables (start another store path to log them).", UserWarning, stacklevel=3)
         entry = entry.drop_vars(new)
     return entry
+
+
+def _named_set_hint(stored: dict[str, Any], differ: list[str]) -> str:
+    """Where the log's thresholds are a named rule set (e.g. the ``design`` defaults of an earlier guidegap), how to
+    continue it: the monitor's ``thresholds=Thresholds.named(NAME)``."""
+    from guidegap.auditing.verdicts import RULE_SETS, Thresholds
+
+    if "thresholds" not in differ:
+        return ""
+    names = [name for name in RULE_SETS if _same_thresholds(stored.get("thresholds"), Thresholds.named(name).to_dict())]
+    return (f" Its thresholds are the {names[0]!r} rule set: GuidanceMonitor(..., thresholds=Thresholds.named({names[0]!r})) "
+            "continues it.") if names else ""
 
 
 def _same_thresholds(stored: Any, given: Any) -> bool:
