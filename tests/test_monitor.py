@@ -212,6 +212,10 @@ def test_a_resumed_run_rewinds_to_its_checkpoint_and_other_settings_are_refused_
     with pytest.raises(InputError, match=r"Its thresholds are the 'design' rule set: .*Thresholds\.named\('design'\)"):
         GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, thresholds=guidegap.Thresholds(rho_low=0.4)).check(
             40, mixture_teacher)  # a log kept under an earlier default set says how to continue it
+    adopted = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)  # no thresholds: the log's own
+    assert adopted.thresholds == DESIGN
+    adopted.check(40, shrunk_student(mixture_teacher, 0.5))
+    assert load_log(store)["verdict"].values.tolist() == ["healthy", "miscalibrated", "miscalibrated"]
 
 
 def test_a_log_started_before_a_metric_existed_continues_without_it_and_one_missing_a_logged_metric_is_refused(

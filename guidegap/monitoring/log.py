@@ -140,6 +140,25 @@ def _compatible_entry(store: Path, entry: xr.Dataset) -> xr.Dataset:
     return entry
 
 
+def log_thresholds(store: str | os.PathLike[str]) -> "Thresholds | None":
+    """The thresholds the log at ``store`` was judged by (ones it predates at their defaults, as
+    :func:`_same_thresholds` compares them), or ``None`` where there is no log or it records none: a monitor given no
+    thresholds continues a log under its own, so a run resumed after the defaults changed keeps judging alike."""
+    import json
+    from dataclasses import fields
+
+    from guidegap.auditing.verdicts import Thresholds
+
+    if not has_log(store):
+        return None
+    with xr.open_zarr(store, consolidated=True) as ds:
+        stored = json.loads(ds.attrs.get("config", "{}")).get("thresholds")
+    if not isinstance(stored, dict):
+        return None
+    known = {f.name for f in fields(Thresholds)}
+    return Thresholds(**{key: value for key, value in stored.items() if key in known})
+
+
 def _named_set_hint(stored: dict[str, Any], differ: list[str]) -> str:
     """Where the log's thresholds are a named rule set (e.g. the ``design`` defaults of an earlier guidegap), how to
     continue it: the monitor's ``thresholds=Thresholds.named(NAME)``."""

@@ -133,7 +133,9 @@ class GuidanceMonitor:
             (a step-count bias, not noise: 64 samples did no better), enough to flip a student near a threshold.
         raise_on: verdicts that raise :class:`GuidanceCollapseError` (``None``: never raise).
         scheduler: a diffusers scheduler or a name; default DDIM on the teacher's stored schedule or DDPM-linear.
-        thresholds: verdict thresholds (:class:`guidegap.Thresholds`), stored in the log.
+        thresholds: verdict thresholds (:class:`guidegap.Thresholds`), stored in the log; ``None``: those of the log
+            at ``store`` where one exists (a run resumed after guidegap's defaults changed judges as it began), else
+            the defaults.
         n_boot: bootstrap resamples of each summary.
 
     Also a trainer callback: ``train(config, callbacks=[monitor])`` calls ``monitor(step, ema_student)``, and
@@ -161,6 +163,7 @@ class GuidanceMonitor:
         n_boot: int = 200,
     ) -> None:
         from guidegap.auditing.verdicts import Thresholds
+        from guidegap.monitoring.log import log_thresholds
 
         if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise InputError(f"expected every to be an integer >= 1 (or None: every call), received {every!r}.")
@@ -169,7 +172,8 @@ class GuidanceMonitor:
         self.every = every
         self.store = Path(store) if store is not None else None
         self.raise_on = _raise_on(raise_on)
-        self.thresholds = thresholds or Thresholds()
+        stored = log_thresholds(self.store) if thresholds is None and self.store is not None else None
+        self.thresholds = thresholds or stored or Thresholds()  # None: the log's own where it exists
         self.teacher, self.scheduler, self.teacher_source = _resolve_teacher(teacher, scheduler)
         self.options = {"num_samples": num_samples, "num_steps": sampling_steps, "guidance_scale": guidance_scale,
                         "seed": seed, "labels": labels, "n_boot": n_boot}
