@@ -513,6 +513,8 @@ RULE_SETS = {
     "collapse + guided error (rho band, cosine and branch rules off)": dict(min_cos=-1.0, max_rel_branch_error=math.inf,
                                                                            rho_low=0.3, rho_high=math.inf),
 }
+
+
 def rule_set_thresholds(overrides: dict | None, **bars: float | None) -> Thresholds:
     """A candidate's thresholds: its overrides and ``bars`` on top of the design set (never the dataclass defaults,
     which this analysis may change); ``None``: the design set itself."""
@@ -538,6 +540,12 @@ def library_verdicts(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> 
             values["nonfinite"] = 0.0  # older probe summaries do not record it; their predictions were finite
         verdicts.append(judge_pair({name: Estimate(v, v, v, 0.95) for name, v in values.items()}, thresholds).verdict)
     return verdicts
+
+
+def judged_members(frame: pd.DataFrame, mode: str) -> np.ndarray:
+    """Which members have ``mode``'s statistics (its whole-trajectory guided error), so its verdict can be judged."""
+    column = f"{mode}_all_rel_guided_error"
+    return frame[column].notna().to_numpy() if column in frame else np.zeros(len(frame), bool)
 
 
 def library_flags(frame: pd.DataFrame, mode: str, thresholds: Thresholds) -> np.ndarray:
@@ -645,6 +653,7 @@ def decide(frame: pd.DataFrame, fitted: dict[tuple[str, str], Thresholds], picks
     becomes the default only if its data-probe verdict agrees with the outcome on >= 90% of the held-out part. (3) The
     data probe runs by default on pairs that declare their data if its held-out accuracy beats the trajectories'.
     Returns the decision (also written to ``DECISION_JSON``) and the report's lines."""
+    from guidegap.atomic import write_bytes_atomic
     from guidegap.auditing.report import _strict
 
     if "probe" not in picks:
@@ -654,8 +663,7 @@ def decide(frame: pd.DataFrame, fitted: dict[tuple[str, str], Thresholds], picks
     thresholds = rule_set_thresholds(RULE_SETS[chosen], **bars)
     held = {}
     for mode in MODES:
-        judged = frame[f"{mode}_all_rel_guided_error"].notna().to_numpy() if f"{mode}_all_rel_guided_error" in frame \
-            else np.zeros(len(frame), bool)
+        judged = judged_members(frame, mode)
         flagged = library_flags(frame[judged & test], mode, thresholds)
         held[mode] = {"accuracy": accuracy(bad[judged & test], flagged), "members": int((judged & test).sum()),
                       "confusion": confusion_matrix(bad[judged & test], flagged).to_numpy().tolist()}
@@ -665,8 +673,6 @@ def decide(frame: pd.DataFrame, fitted: dict[tuple[str, str], Thresholds], picks
                 "thresholds": _strict(thresholds.to_dict()), "held_out": held, "gate": DEFAULT_GATE,
                 "becomes_default": bool(gate_met and RULE_SETS[chosen] is not None),
                 "probe_by_default": bool(probe_by_default), "population": len(frame), "held_out_members": int(test.sum())}
-    from guidegap.atomic import write_bytes_atomic
-
     write_bytes_atomic(DECISION_JSON, (json.dumps(decision, indent=1, allow_nan=False) + "\n").encode())
     bar_text = ", ".join(f"`{name}` = {value:.3f}" for name, value in bars.items() if value is not None) or "no free bar"
     lines = ["", "## Decision (docs/design.md §6, applied by `decide`)", "",
@@ -760,8 +766,7 @@ def analyze() -> None:
     picks: dict[str, tuple[str, Thresholds, float]] = {}  # per mode: its best rule set on the training part
     fitted: dict[tuple[str, str], Thresholds] = {}  # every (mode, rule set) with its bar
     for mode, mode_name in MODES.items():
-        column = f"{mode}_all_rel_guided_error"
-        judged = frame[column].notna().to_numpy() if column in frame else np.zeros(len(frame), bool)
+        judged = judged_members(frame, mode)
         if not (judged & train).any():
             continue
         part = frame[judged]

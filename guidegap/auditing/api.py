@@ -67,13 +67,18 @@ def installed_probe_set(teacher: ResolvedModel, student: ResolvedModel | None, n
     except InputError:
         return None, None  # nothing declared (a module, a diffusers folder): trajectories, as always
     try:
-        images, labels = load_probe_set(name, num_samples or 1000)
+        data = load_probe_set(name, num_samples or 1000)
     except InputError as error:
         return None, (f"along trajectories: the declared data {name!r} cannot be read here ({str(error).rstrip('.')}); "
                       f"with it, the data probe would judge ({why})")
-    if num_samples and len(images) < num_samples:
-        raise InputError(f"--num-samples {num_samples}, but {name!r} holds {len(images)} images; ask for at most that many.")
-    return (images, labels), f"data probe on {name!r}, the held-out split of the data the models declare ({why})"
+    _check_probe_size(name, data, num_samples)
+    return data, f"data probe on {name!r}, the held-out split of the data the models declare ({why})"
+
+
+def _check_probe_size(name: str, data: tuple[Any, Any], num_samples: int | None) -> None:
+    """Refuse asking for more probe images than the named set holds."""
+    if num_samples and len(data[0]) < num_samples:
+        raise InputError(f"--num-samples {num_samples}, but {name!r} holds {len(data[0])} images; ask for at most that many.")
 
 
 def audit(
@@ -157,9 +162,7 @@ def audit(
             from guidegap.data.probe_sets import load_probe_set
 
             name, data = os.fspath(data), load_probe_set(os.fspath(data), num_samples or 1000)
-            if num_samples and len(data[0]) < num_samples:
-                raise InputError(f"--num-samples {num_samples}, but {name!r} holds {len(data[0])} images; ask for at most "
-                                 "that many.")
+            _check_probe_size(name, data, num_samples)
         ds = probe(teacher_d, student_d, data, labels, guidance_scale=guidance_scale, scheduler=sampler, seed=seed,
                    num_samples=min(1000, probe_size(data)) if num_samples is None else num_samples, chunk_size=chunk_size)
     elif teacher_d is not None:

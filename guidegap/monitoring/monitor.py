@@ -59,11 +59,10 @@ class GuidanceCollapseError(GuidegapError):
 
 def describe_failure(report: "AuditReport") -> str:
     """The verdict line and the key numbers (with CIs) of a report, not the full report."""
-    from guidegap.metrics.registry import branch_bar_text, cosine_bar_text, rho_band_text
+    from guidegap.metrics.registry import SUMMARIES
 
     th = report.thresholds
-    bars = {"rho": rho_band_text(th), "cos_delta": cosine_bar_text(th), "rel_cond_error": branch_bar_text(th),
-            "rel_uncond_error": branch_bar_text(th)}
+    bars = {key: SUMMARIES[("pair", key)].healthy(th) for key in ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error")}
     rows = [(key, label, "rule off" if bars[key] == "off" else f"healthy {bars[key]}")
             for key, label in (("rho", "rho"), ("cos_delta", "gap cosine"), ("rel_cond_error", "cond error / teacher"),
                                ("rel_uncond_error", "uncond error / teacher"))]
