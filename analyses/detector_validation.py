@@ -506,9 +506,9 @@ def candidate_columns(frame: pd.DataFrame) -> list[str]:
 # misguided rule's max_rel_guided_error, is fitted on the training part: what each would do as the default. The
 # design rules (the library's "design" set: docs/design.md §2 as first written, the defaults when issue 17 was filed)
 # have no free bar; the others switch rules off (a bar of inf never fires; rho_low at collapsed_rho and rho_high inf
-# leave only the collapse rule of the rho band). The label "today's rules" is the design set's, whatever the defaults.
+# leave only the collapse rule of the rho band). "design rules" is the design set, whatever the defaults are.
 RULE_SETS = {
-    "today's rules": None,
+    "design rules": None,
     "rho band + guided error (cosine and branch rules off)": dict(min_cos=-1.0, max_rel_branch_error=math.inf),
     "collapse + guided error (rho band, cosine and branch rules off)": dict(min_cos=-1.0, max_rel_branch_error=math.inf,
                                                                            rho_low=0.3, rho_high=math.inf),
@@ -681,7 +681,7 @@ def decide(frame: pd.DataFrame, fitted: dict[tuple[str, str], Thresholds], picks
              f"(2) Its data-probe verdict agrees with the outcome on {held['probe']['accuracy']:.0%} of the "
              f"{held['probe']['members']} held-out members (gate {DEFAULT_GATE:.0%}): "
              + ("it becomes the default thresholds." if decision["becomes_default"] else
-                "today's rules are the pick; nothing changes." if RULE_SETS[chosen] is None else
+                "the design rules are the pick; nothing changes." if RULE_SETS[chosen] is None else
                 "the defaults stay as they are."),
              f"(3) Held-out accuracy, data probe {held['probe']['accuracy']:.0%} against teacher-forced "
              f"{held['tf']['accuracy']:.0%}: " + ("pairs that declare their data are audited by the data probe by default."
@@ -743,7 +743,8 @@ def analyze() -> None:
     lines = ["# Detector validation (issue 17): does the verdict predict what guidance does?", "",
              f"Population: {len(frame)} real models ({int((~bad).sum())} guide like the teacher, {int(bad.sum())} do not, "
              f"by docs/design.md §6); held out by family: {sorted(set(held.family))} ({len(held)} members).", "",
-             f"Today's verdict (`healthy` vs anything else) agrees with the outcome for {accuracy_today:.0%} of the held-out "
+             f"The `design` rules' verdict (the defaults when issue 17 was filed, stored with each evaluation; `healthy` "
+             f"vs anything else) agrees with the outcome for {accuracy_today:.0%} of the held-out "
              f"members (balanced accuracy {balanced_accuracy(bad[test], verdict_bad[test]):.0%}) and "
              f"{accuracy(bad, verdict_bad):.0%} of all.", "", "Confusion matrix (all members):", "",
              confusion.to_markdown(), "", "Held-out members:", "", confusion_matrix(bad[test], verdict_bad[test]).to_markdown(),
@@ -790,7 +791,7 @@ def analyze() -> None:
         lines += decide(frame, fitted, picks, bad, test)[1]
     amended_line = (f"Sensitivity, not the outcome (docs/design.md §6, added after audit numbers were seen): with the gain "
                     f"measured as a share of the headroom 1 - a(1), {len(changed)} member(s) change outcome "
-                    f"({', '.join(changed) or 'none'}); today's verdict then agrees for "
+                    f"({', '.join(changed) or 'none'}); the design rules' verdict then agrees for "
                     f"{accuracy(amended_bad[test], verdict_bad[test]):.0%} of the held-out members")
     if rule:
         amended_line += f" and the fitted rule above for {accuracy(amended_bad[test], rule['flagged'][test]):.0%}"
@@ -809,7 +810,7 @@ def analyze() -> None:
 
 
 def figure(frame: pd.DataFrame, stats: pd.DataFrame, picks: dict[str, tuple[str, "Thresholds", float]]) -> None:
-    """Left: today's two gap rules (rho band, cosine bar). Middle: per mode (teacher-forced, data probe), the relative
+    """Left: the design set's two gap rules (rho band, cosine bar). Middle: per mode (teacher-forced, data probe), the relative
     guided error against the outcome's relative guidance gain, with the bar of that mode's best rule set on the
     training part. Right: ROC AUC of the best statistics on the training and held-out parts, side by side."""
     import io
@@ -850,7 +851,7 @@ def figure(frame: pd.DataFrame, stats: pd.DataFrame, picks: dict[str, tuple[str,
         axes[0].axvspan(0.8, 1.25, color="green", alpha=0.1, label="healthy rho band")
         axes[0].axhline(0.8, color="green", lw=0.8, ls=":", label="cosine bar (0.8)")
         inside = ((frame.tf_rho >= 0.8) & (frame.tf_rho <= 1.25) & (frame.tf_cos_delta >= 0.8)).sum()
-        axes[0].set_title(f"today's gap rules: {inside} of {len(frame)} inside the rho band and above the cosine bar", fontsize=10)
+        axes[0].set_title(f"the design gap rules: {inside} of {len(frame)} inside the rho band and above the cosine bar", fontsize=10)
     for ax, mode in zip(axes[1:3], MODES):
         ax.axhline(GUIDED_SHARE, color="grey", lw=0.8, ls=":", label=f"outcome's gain bar ({GUIDED_SHARE:g} x teacher's)")
         pick = picks.get(mode)

@@ -141,7 +141,7 @@ def test_balanced_accuracy_does_not_reward_flagging_everything(validation):
 
 
 def _summaries(**columns: list[float]) -> pd.DataFrame:
-    """Members' teacher-forced summaries: healthy by today's rules unless a column says otherwise."""
+    """Members' teacher-forced summaries: healthy by the design rules unless a column says otherwise."""
     n = len(next(iter(columns.values())))
     base = dict(tf_rho=[1.0] * n, tf_cos_delta=[0.9] * n, tf_rel_cond_error=[0.1] * n, tf_rel_uncond_error=[0.1] * n,
                 tf_nonfinite=[0.0] * n, tf_all_rel_guided_error=[0.1] * n)
@@ -226,7 +226,7 @@ def test_the_decision_follows_design_section_6_as_written(validation, tmp_path, 
                 picks[mode] = (name, fitted[(mode, name)], balanced)
     decision, lines = validation.decide(frame, fitted, picks, bad, test)
     chosen = picks["probe"][0]
-    assert decision["chosen"] == chosen != "today's rules"
+    assert decision["chosen"] == chosen != "design rules"
     assert decision["thresholds"]["max_rel_guided_error"] == pytest.approx(fitted[("tf", chosen)].max_rel_guided_error)
     assert decision["thresholds"]["max_rel_guided_error_probe"] == pytest.approx(0.2)
     assert decision["held_out"]["probe"]["accuracy"] == 1.0 and decision["held_out"]["tf"]["accuracy"] == 0.25
