@@ -546,7 +546,8 @@ def test_a_named_rule_set_is_reachable_and_overridable(monkeypatch):
     lenient = Thresholds.named("lenient", rho_low=0.5)
     assert (lenient.min_cos, lenient.max_rel_guided_error, lenient.rho_low) == (-1.0, 0.3, 0.5)  # the set, then overrides
     assert lenient.max_rel_branch_error == Thresholds().max_rel_branch_error  # what the set leaves alone
-    with pytest.raises(InputError, match="expected a rule set from design"):
+    with pytest.raises(InputError, match="expected a rule set from evidence, design, lenient, received 'strict'"):
         Thresholds.named("strict")
+    assert Thresholds.named("evidence") == Thresholds()  # the defaults are the evidence-based set, reachable by name
     with pytest.raises(InputError, match="unknown threshold 'bogus'"):
         Thresholds.named("design", bogus=1.0)

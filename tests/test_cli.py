@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import guidegap
+from guidegap.auditing.verdicts import Thresholds
 from guidegap.cli.main import main
 
 from conftest import tiny_dit, tiny_unet
@@ -328,9 +329,10 @@ def test_a_probe_audit_of_the_built_in_example_on_the_held_out_images(capsys):
     code, out, err = run_cli(capsys, "audit", "--example", "--probe-data", "fashion-mnist", "--num-samples", "48",
                              "--no-progress", "--json")
     report = json.loads(out)
-    assert code == 1 and report["verdict"] == "miscalibrated"  # the cond-only student: its gap drifts off
+    # the cond-only student: its unsupervised null branch puts the guided prediction far off the teacher's
+    assert code == 1 and report["verdict"] == "misguided" and report["rel_guided_error"] > 1.5 * Thresholds().max_rel_guided_error_probe
     assert report["config"]["num_samples"] == 48 and [p["phase"] for p in report["phases"]] == ["early", "middle", "late"]
-    assert report["rho"] > 2 and report["rel_guided_error"] > 0
+    assert report["rho"] > 2
     code, out, _ = run_cli(capsys, "audit", "--example", "--probe-data", "auto", "--num-samples", "48", "--no-progress", "--json")
     assert json.loads(out)["rho"] == report["rho"]  # 'auto': the teacher checkpoint declares fashion-mnist
 

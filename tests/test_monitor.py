@@ -54,6 +54,7 @@ def test_monitor_in_the_trainer_logs_one_entry_per_check_equal_to_an_audit_of_th
     assert [e["step"] for e in jsonl] == [10, 20, 30]
     assert [e["audit_rho"] for e in jsonl] == log["rho"].values.tolist()
     assert [e["audit_verdict"] for e in jsonl] == log["verdict"].values.tolist()
+    assert [e["audit_rel_guided_error"] for e in jsonl] == log["rel_guided_error"].values.tolist()  # the default rule's
     # same seed and settings: the last entry is exactly the audit of the stored EMA student
     report = guidegap.audit(str(result.checkpoint), "oracle", num_samples=DEFAULT_NUM_SAMPLES, num_steps=DEFAULT_SAMPLING_STEPS, n_boot=200)
     last = log.isel(training_step=-1)
@@ -363,6 +364,15 @@ def test_assert_guidance_healthy_fails_with_the_verdict_line_and_key_numbers(ora
     assert "rho " in message and "gap cosine " in message and "uncond error / teacher " in message
     assert "along the trajectory" not in message and "Suggested fix" not in message  # not the full report
     assert len(message) < 700
+
+
+def test_under_the_default_rules_the_failure_line_names_the_guided_error_bar_and_the_rules_that_are_off(oracle, scheduler):
+    with pytest.raises(AssertionError) as caught:
+        assert_guidance_healthy(shifted_student(oracle, 0.5), oracle, num_samples=16, num_steps=10, scheduler=scheduler)
+    message = str(caught.value)
+    assert "VERDICT: MISGUIDED — " in message
+    assert f"(healthy <= {guidegap.Thresholds().max_rel_guided_error})" in message
+    assert "gap cosine " in message and "(rule off)" in message  # still reported: it says why
 
 
 def test_the_light_audit_samples_on_the_training_schedule_of_the_run(tmp_path):

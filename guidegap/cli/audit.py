@@ -13,7 +13,7 @@ __all__ = ["run_audit", "run_plot", "PROBE_BY_DEFAULT", "TRAJECTORY_OPTIONS"]
 
 # docs/design.md §6 (3): whether a pair that declares its training data is audited by the data probe when that data is
 # installed and no trajectory option is given; set from analyses/results/detector_validation_decision.json.
-PROBE_BY_DEFAULT = False
+PROBE_BY_DEFAULT = True
 TRAJECTORY_OPTIONS = (("--num-steps", "num_steps"), ("--labels", "labels"), ("--scheduler", "scheduler"),
                       ("--figure", "figure"), ("--no-divergence", "no_divergence"))
 

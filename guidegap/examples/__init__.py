@@ -7,10 +7,12 @@ distillation steps each from the same teacher), exported as EMA weights in float
 - ``cond-only``: distilled on the conditional branch only; its null-label branch never gets a gradient;
 - ``dash``: distilled with DASH (arXiv 2606.00798) as docs/design.md specifies it.
 
-analyses/results/fashion_mnist.md has their full audits, FD and guidance fidelity. Both are flagged
-``miscalibrated``: cond-only's gap is about 5x the teacher's and points elsewhere; dash's gap has the teacher's
-size (rho ~0.9) but not its direction (gap cosine ~0.25), a measured finding of the reproduction, not a defect of
-the example.
+analyses/results/fashion_mnist.md has their full audits, FD and guidance fidelity. Under the default rules
+(docs/design.md §6) cond-only is ``misguided`` (its guided prediction is off the teacher's by 0.77 of the teacher's
+conditional branch in the data probe, 0.67 along trajectories) and dash ``healthy`` (0.185 against the probe's bar of
+0.189, 0.28 against the trajectories' 0.353): dash guides like its teacher by the samples' own measure, cond-only
+does not. Under ``--rules design`` both are ``miscalibrated``: no compressed student of the campaign meets the design
+rules' gap-cosine bar.
 
 ``guidegap audit --example [cond-only|dash]`` audits one of them against the teacher; ``--example oracle``
 audits a constructed collapsed student against the exact Gaussian-mixture teacher (seconds, no files).

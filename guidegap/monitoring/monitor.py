@@ -62,10 +62,10 @@ def describe_failure(report: "AuditReport") -> str:
     from guidegap.metrics.registry import SUMMARIES
 
     th = report.thresholds
-    bars = {key: SUMMARIES[("pair", key)].healthy(th) for key in ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error")}
-    rows = [(key, label, "rule off" if bars[key] == "off" else f"healthy {bars[key]}")
-            for key, label in (("rho", "rho"), ("cos_delta", "gap cosine"), ("rel_cond_error", "cond error / teacher"),
-                               ("rel_uncond_error", "uncond error / teacher"))]
+    labels = (("rho", "rho"), ("cos_delta", "gap cosine"), ("rel_cond_error", "cond error / teacher"),
+              ("rel_uncond_error", "uncond error / teacher"), ("rel_guided_error", "guided error / teacher"))
+    bars = {key: SUMMARIES[("pair", key)].healthy(th) for key, _ in labels}
+    rows = [(key, label, "rule off" if bars[key] in ("off", "") else f"healthy {bars[key]}") for key, label in labels]
     rows.append(("rel_gap", "gap / eps_c", f"collapsed < {th.min_rel_gap}"))
     numbers = "; ".join(f"{label} {report.summary[key]} ({healthy})" for key, label, healthy in rows if key in report.summary)
     return f"VERDICT: {report.verdict.upper()} — {report.finding.reason}. {numbers}."
@@ -75,7 +75,8 @@ def callback_values(report: "AuditReport") -> dict[str, Any]:
     """What the trainer logs per check (``audit_verdict``, ``audit_rho``, ``audit_cos``, ...)."""
     values = {"audit_verdict": report.verdict}
     for key, name in (("rho", "audit_rho"), ("cos_delta", "audit_cos"), ("gap_mse", "audit_gap_mse"),
-                      ("rel_cond_error", "audit_rel_cond_error"), ("rel_uncond_error", "audit_rel_uncond_error")):
+                      ("rel_cond_error", "audit_rel_cond_error"), ("rel_uncond_error", "audit_rel_uncond_error"),
+                      ("rel_guided_error", "audit_rel_guided_error")):
         if key in report.summary:
             values[name] = float(report.summary[key].value)
     return values

@@ -2,11 +2,11 @@
 
 With teacher branches ``eps_c``, ``eps_u`` and gap ``Delta = eps_c - eps_u``:
 
-| student | cond branch | uncond branch | student gap | verdict |
+| student | cond branch | uncond branch | student gap | verdict (defaults; ``design`` rules) |
 |---|---|---|---|---|
 | :func:`collapsed_student` | ``eps_u + w Delta`` | ``eps_u + w Delta`` | 0 | collapsed (rho = 0) |
-| :func:`shrunk_student` | ``eps_u + f Delta`` | ``eps_u`` | ``f Delta`` | miscalibrated for small ``f`` |
-| :func:`shifted_student` | ``eps_c + offset`` | ``eps_u + offset`` | ``Delta`` | drifted for a large ``offset`` |
+| :func:`shrunk_student` | ``eps_u + f Delta`` | ``eps_u`` | ``f Delta`` | collapsed for ``f`` < 0.3, misguided far from 1; miscalibrated outside [0.8, 1.25] |
+| :func:`shifted_student` | ``eps_c + offset`` | ``eps_u + offset`` | ``Delta`` | misguided for a large ``offset``; drifted |
 | :func:`noisy_student` | ``eps_c + s_c g_c(x)`` | ``eps_u + s_u g_u(x)`` | ``Delta + s_c g_c - s_u g_u`` | depends on ``s`` |
 
 ``noisy_student`` is what a small distilled student looks like: each branch off by an error field of its own, a
