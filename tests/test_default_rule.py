@@ -76,3 +76,22 @@ def test_the_design_rules_stay_reachable_and_judge_the_oracle_students_as_docume
                                  n_boot=100, thresholds=DESIGN).verdict != "healthy"}
     assert flagged == {"shrunk-0.5", "shrunk-1.5", "noisy-0.02-0.02", "noisy-0-0.1"}
 
+
+
+def test_a_verdict_within_15_percent_of_the_guided_error_bar_is_reported_borderline(oracle):
+    """noisy-0.05-0 passes the probe at a guided error of 0.176 against 0.189 (7% under the bar): the report says the
+    verdict is borderline, in its text and its JSON; the teacher itself (0) and cond-noise students far over the bar
+    are not, nor is a verdict that another rule decided."""
+    from guidegap.auditing.verdicts import BORDERLINE, Thresholds, borderline_guided_error
+
+    near = _audit(oracle, "noisy-0.05-0", "probe")
+    assert near.verdict == "healthy" and near.borderline and near.to_dict()["borderline"] is True
+    assert "Borderline: the guided error (0.176) is within 15% of its bar (0.189)" in " ".join(str(near).split())
+    for name in ("teacher", "noisy-0.2-0.2"):
+        report = _audit(oracle, name, "probe")
+        assert not report.borderline and "Borderline" not in str(report), name
+    bar = Thresholds().max_rel_guided_error
+    assert borderline_guided_error(bar * (1 + BORDERLINE / 2), "misguided", Thresholds())
+    assert not borderline_guided_error(bar * (1 + BORDERLINE / 2), "collapsed", Thresholds())  # rho decided it
+    assert not borderline_guided_error(bar, "healthy", Thresholds(max_rel_guided_error=None))  # the rule is off
+    assert not borderline_guided_error(float("nan"), "healthy", Thresholds())

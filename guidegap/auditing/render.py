@@ -33,6 +33,9 @@ class Report(Protocol):
     def has_teacher(self) -> bool: ...
 
     @property
+    def borderline(self) -> bool: ...
+
+    @property
     def explanation(self) -> str: ...
 
     @property
@@ -178,4 +181,10 @@ def render_report(report: Report) -> str:
         where_text = ""
     lines.extend(textwrap.wrap(report.explanation + where_text, width=100))
     lines.extend(textwrap.wrap("Suggested fix: " + report.suggestion, width=100))
+    if report.borderline:
+        bar = (th.for_probe() if probe else th).max_rel_guided_error
+        lines.extend(textwrap.wrap(
+            f"Borderline: the guided error ({_fmt(report.summary['rel_guided_error'].value)}) is within 15% of its bar "
+            f"({bar:g}), where most of the detector validation's misses lay (docs/design.md §6); compare samples at w "
+            "with the teacher's before acting on this verdict.", width=100))
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from guidegap.auditing.judge import PHASES, Judgement, guidance_response_estimate, judge, phase_findings, thresholds_of
-from guidegap.auditing.verdicts import Finding, Thresholds, parse_fail_on, verdict_record
+from guidegap.auditing.verdicts import Finding, Thresholds, borderline_guided_error, parse_fail_on, verdict_record
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 from guidegap.results.schema import is_probe
@@ -74,6 +74,14 @@ class AuditReport:
         """A data-probe audit (:func:`guidegap.probe`): samples at their own t, no trajectory."""
         return is_probe(self.dataset)
 
+    @property
+    def borderline(self) -> bool:
+        """The verdict rests on a guided error within 15% of its bar (:data:`guidegap.auditing.verdicts.BORDERLINE`),
+        where the detector validation's data-probe misses lay (docs/design.md §6)."""
+        estimate = self.summary.get("rel_guided_error")
+        thresholds = self.thresholds.for_probe() if self.is_probe else self.thresholds
+        return estimate is not None and borderline_guided_error(float(estimate.value), self.verdict, thresholds)
+
     def nonfinite_timesteps(self) -> list[float]:
         """The timesteps with a NaN/Inf prediction: steps of the trajectory, or (a probe) the noisiest first."""
         axis = "sample" if self.is_probe else "step"
@@ -88,6 +96,7 @@ class AuditReport:
                                "mode": self.dataset.attrs.get("mode", "")}  # teacher-forced, data-probe, ...
         if "mode_reason" in self.dataset.attrs:  # why this mode judged (audit(prefer_probe=True))
             out["mode_reason"] = self.dataset.attrs["mode_reason"]
+        out["borderline"] = self.borderline  # a healthy / misguided verdict within 15% of the guided-error bar
         out.update({name: _finite_or_none(est.value) for name, est in self.summary.items()})
         out["ci"] = {name: [_finite_or_none(est.low), _finite_or_none(est.high)] for name, est in self.summary.items()}
         out["ci_level"] = next(iter(self.summary.values())).level if self.summary else None

@@ -40,7 +40,7 @@ from guidegap._registry import Registry
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
-__all__ = ["VERDICTS", "VERDICT_RECORDS", "RULE_SETS", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
+__all__ = ["VERDICTS", "VERDICT_RECORDS", "RULE_SETS", "BORDERLINE", "borderline_guided_error", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
            "verdict_record", "parse_fail_on", "judge_pair", "judge_teacher_free", "judge_guidance_distilled", "judge_single"]
 
 
@@ -132,6 +132,23 @@ RULE_SETS: dict[str, dict[str, float | None]] = {
     "design": dict(collapsed_rho=0.3, rho_low=0.8, rho_high=1.25, min_cos=0.8, max_rel_branch_error=0.25,
                    max_rel_guided_error=None, max_rel_guided_error_probe=None),
 }
+
+
+# How close to its bar a guided error leaves the misguided rule's verdict borderline (relative to the bar). A
+# description of the detector validation, not a fitted rule (docs/design.md §6): within 15% of the data probe's bar
+# lay 6 of its 7 misses on the 76 Fashion-MNIST models (there it agreed with the outcome for 79% of 29 models, beyond
+# it for 98% of 47).
+BORDERLINE = 0.15
+
+
+def borderline_guided_error(rel_guided_error: float, verdict: str, thresholds: Thresholds) -> bool:
+    """Whether a ``healthy`` or ``misguided`` verdict rests on a guided error within :data:`BORDERLINE` of its bar
+    (``thresholds`` as the audit's mode judges: :meth:`Thresholds.for_probe` for a data probe); False with the
+    misguided rule off or the value undefined."""
+    bar = thresholds.max_rel_guided_error
+    if verdict not in ("healthy", "misguided") or bar is None or not math.isfinite(rel_guided_error):
+        return False
+    return abs(rel_guided_error - bar) < BORDERLINE * bar
 
 
 @dataclass
