@@ -2,7 +2,7 @@
 
 cpu-tier student (UNet2DModel (16, 40, 40) x2, 0.57M) against the cpu-tier teacher ((48, 96, 96) x2, 3.46M), both
 1 x 28 x 28 with 10 classes and random weights (the cost does not depend on the weights); the monitor's default
-audit (16 samples x 25 DDIM steps at w = 4, seed 0), appended to a zarr log. For scale, one distillation step of the same pair at batch 64 (teacher
+audit (DEFAULT_NUM_SAMPLES x DEFAULT_SAMPLING_STEPS DDIM steps at w = 4, seed 0; 16 x 50 since the evidence rules, 16 x 25 when bench_monitor.md was measured), appended to a zarr log. For scale, one distillation step of the same pair at batch 64 (teacher
 no-grad forward of both branches, student forward + backward of both branches) is timed in the same run.
 
     python analyses/bench_monitor.py        # prints and writes analyses/results/bench_monitor.md

@@ -219,6 +219,21 @@ def test_a_resumed_run_rewinds_to_its_checkpoint_and_other_settings_are_refused_
     assert load_log(store)["verdict"].values.tolist() == ["healthy", "miscalibrated", "miscalibrated"]
 
 
+def test_a_monitor_given_no_audit_size_continues_a_log_at_its_own_and_a_new_one_at_the_defaults(tmp_path, scheduler, mixture_teacher):
+    """A run resumed after guidegap's default sampling steps changed (25 -> 50 with the evidence rules) is not refused
+    for a setting its user never chose; one that names a size is held to it."""
+    store = tmp_path / "guidance.zarr"
+    GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, num_samples=4, sampling_steps=6).check(10, mixture_teacher)
+    resumed = GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler)
+    assert (resumed.options["num_samples"], resumed.options["num_steps"]) == (4, 6)
+    resumed.check(20, mixture_teacher)
+    assert load_log(store)["training_step"].values.tolist() == [10, 20] and load_log(store).sizes["step"] == 6
+    with pytest.raises(InputError, match=r"other monitor settings \(.*sampling steps.* differ\)"):
+        GuidanceMonitor(mixture_teacher, store=store, scheduler=scheduler, sampling_steps=8).check(30, mixture_teacher)
+    fresh = GuidanceMonitor(mixture_teacher, store=tmp_path / "new.zarr", scheduler=scheduler)
+    assert (fresh.options["num_samples"], fresh.options["num_steps"]) == (DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_STEPS)
+
+
 def test_a_log_started_before_a_metric_existed_continues_without_it_and_one_missing_a_logged_metric_is_refused(
         tmp_path, scheduler, mixture_teacher):
     from guidegap.metrics.registry import Metric, register_metric, remove_metric

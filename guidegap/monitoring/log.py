@@ -159,6 +159,19 @@ def log_thresholds(store: str | os.PathLike[str]) -> "Thresholds | None":
     return Thresholds(**{key: value for key, value in stored.items() if key in known})
 
 
+def log_audit_size(store: str | os.PathLike[str]) -> dict[str, int]:
+    """The ``num_samples`` / ``num_steps`` the log at ``store`` was audited with (empty where there is no log): a
+    monitor given neither continues a log at its own size, so a run resumed after guidegap's defaults changed is not
+    refused for settings its user never chose."""
+    import json
+
+    if not has_log(store):
+        return {}
+    with xr.open_zarr(store, consolidated=True) as ds:
+        stored = json.loads(ds.attrs.get("config", "{}"))
+    return {key: int(stored[key]) for key in ("num_samples", "num_steps") if isinstance(stored.get(key), int)}
+
+
 def _named_set_hint(stored: dict[str, Any], differ: list[str]) -> str:
     """Where the log's thresholds are a named rule set (e.g. the ``design`` defaults of an earlier guidegap), how to
     continue it: the monitor's ``thresholds=Thresholds.named(NAME)``."""

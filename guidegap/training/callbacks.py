@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from guidegap._deprecation import renamed_keywords
-from guidegap.monitoring.monitor import DEFAULT_NUM_SAMPLES, DEFAULT_SAMPLING_STEPS, GuidanceMonitor
+from guidegap.monitoring.monitor import GuidanceMonitor
 
 __all__ = ["LightAudit"]
 
@@ -24,8 +24,8 @@ class LightAudit(GuidanceMonitor):
     """
 
     @renamed_keywords(num_steps="sampling_steps")
-    def __init__(self, teacher: Any, *, num_samples: int = DEFAULT_NUM_SAMPLES,
-                 sampling_steps: int = DEFAULT_SAMPLING_STEPS, guidance_scale: float = 4.0,
+    def __init__(self, teacher: Any, *, num_samples: int | None = None,
+                 sampling_steps: int | None = None, guidance_scale: float = 4.0,
                  seed: int = 0, schedule: str = "linear", store: str | os.PathLike[str] | None = None,
                  raise_on: str | Iterable[str] | None = None, num_train_timesteps: int = 1000) -> None:
         from guidegap.recording.schedulers import make_scheduler
