@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="NAME=VALUE",
                        help="override a verdict threshold, e.g. collapsed_rho=0.2 (repeatable)")
     audit.add_argument("--rules", metavar="NAME",
-                       help="a named rule set instead of the default thresholds ('design': docs/design.md §2 as first "
-                            "written); --threshold overrides apply on top")
+                       help="a named rule set instead of the default thresholds ('evidence': the defaults, chosen on "
+                            "outcomes, docs/design.md §6; 'design': §2's rules as first written); --threshold overrides "
+                            "apply on top")
     audit.add_argument("--factory", help="package.module:function building the model for plain state dicts "
                                          "(imports that module and runs the function: only name code you trust)")
     audit.add_argument("--trust-pickle", nargs="?", const="student", choices=["student", "teacher", "both"],
