@@ -9,7 +9,8 @@ from typing import Any, Protocol
 import numpy as np
 import xarray as xr
 
-from guidegap.auditing.verdicts import Finding, Thresholds, verdict_record
+from guidegap.auditing.judge import thresholds_for
+from guidegap.auditing.verdicts import BORDERLINE, Finding, Thresholds, verdict_record
 from guidegap.metrics.registry import report_rows, summaries
 from guidegap.metrics.summary import Estimate
 from guidegap.results.schema import is_probe
@@ -127,6 +128,7 @@ def per_prompt(report: Report) -> list[tuple[str, float]]:
 
 def render_report(report: Report) -> str:
     ds, th = report.dataset, report.thresholds
+    judged = thresholds_for(ds, th)  # a data probe's misguided rule takes its own bar
     config = json.loads(ds.attrs["config"])
     guidance = config["guidance"]
     w = guidance.get("scale", guidance.get("kind"))
@@ -162,7 +164,7 @@ def render_report(report: Report) -> str:
             continue
         est = report.summary[entry.name]
         ci = f"[{_fmt(est.low)}, {_fmt(est.high)}]"
-        healthy = entry.healthy(th.for_probe() if probe else th) if entry.healthy else ""
+        healthy = entry.healthy(judged) if entry.healthy else ""
         lines.append(f"  {entry.label:<26}{_fmt(est.value):>9}  {ci:<20}{healthy}".rstrip())
     lines.append("")
     if "prompts" in ds.attrs:
@@ -182,9 +184,8 @@ def render_report(report: Report) -> str:
     lines.extend(textwrap.wrap(report.explanation + where_text, width=100))
     lines.extend(textwrap.wrap("Suggested fix: " + report.suggestion, width=100))
     if report.borderline:
-        bar = (th.for_probe() if probe else th).max_rel_guided_error
         lines.extend(textwrap.wrap(
-            f"Borderline: the guided error ({_fmt(report.summary['rel_guided_error'].value)}) is within 15% of its bar "
-            f"({bar:g}), where most of the detector validation's misses lay (docs/design.md §6); compare samples at w "
+            f"Borderline: the guided error ({_fmt(report.summary['rel_guided_error'].value)}) is within {BORDERLINE:.0%} of "
+            f"its bar ({judged.max_rel_guided_error:g}), where most of the detector validation's misses lay (docs/design.md §6); compare samples at w "
             "with the teacher's before acting on this verdict.", width=100))
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from guidegap.auditing.judge import PHASES, Judgement, guidance_response_estimate, judge, phase_findings, thresholds_of
+from guidegap.auditing.judge import PHASES, Judgement, guidance_response_estimate, judge, phase_findings, thresholds_for, thresholds_of
 from guidegap.auditing.verdicts import Finding, Thresholds, borderline_guided_error, parse_fail_on, verdict_record
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
@@ -79,8 +79,8 @@ class AuditReport:
         """The verdict rests on a guided error within 15% of its bar (:data:`guidegap.auditing.verdicts.BORDERLINE`),
         where the detector validation's data-probe misses lay (docs/design.md §6)."""
         estimate = self.summary.get("rel_guided_error")
-        thresholds = self.thresholds.for_probe() if self.is_probe else self.thresholds
-        return estimate is not None and borderline_guided_error(float(estimate.value), self.verdict, thresholds)
+        return estimate is not None and borderline_guided_error(float(estimate.value), self.verdict,
+                                                                thresholds_for(self.dataset, self.thresholds))
 
     def nonfinite_timesteps(self) -> list[float]:
         """The timesteps with a NaN/Inf prediction: steps of the trajectory, or (a probe) the noisiest first."""

@@ -140,19 +140,25 @@ def _compatible_entry(store: Path, entry: xr.Dataset) -> xr.Dataset:
     return entry
 
 
+def _log_config(store: str | os.PathLike[str]) -> dict[str, Any]:
+    """The monitor settings a log at ``store`` was written with (its ``config`` attr); empty where there is no log."""
+    import json
+
+    if not has_log(store):
+        return {}
+    with xr.open_zarr(store, consolidated=True) as ds:
+        return json.loads(ds.attrs.get("config", "{}"))
+
+
 def log_thresholds(store: str | os.PathLike[str]) -> "Thresholds | None":
     """The thresholds the log at ``store`` was judged by (ones it predates at their defaults, as
     :func:`_same_thresholds` compares them), or ``None`` where there is no log or it records none: a monitor given no
     thresholds continues a log under its own, so a run resumed after the defaults changed keeps judging alike."""
-    import json
     from dataclasses import fields
 
     from guidegap.auditing.verdicts import Thresholds
 
-    if not has_log(store):
-        return None
-    with xr.open_zarr(store, consolidated=True) as ds:
-        stored = json.loads(ds.attrs.get("config", "{}")).get("thresholds")
+    stored = _log_config(store).get("thresholds")
     if not isinstance(stored, dict):
         return None
     known = {f.name for f in fields(Thresholds)}
@@ -163,12 +169,7 @@ def log_audit_size(store: str | os.PathLike[str]) -> dict[str, int]:
     """The ``num_samples`` / ``num_steps`` the log at ``store`` was audited with (empty where there is no log): a
     monitor given neither continues a log at its own size, so a run resumed after guidegap's defaults changed is not
     refused for settings its user never chose."""
-    import json
-
-    if not has_log(store):
-        return {}
-    with xr.open_zarr(store, consolidated=True) as ds:
-        stored = json.loads(ds.attrs.get("config", "{}"))
+    stored = _log_config(store)
     return {key: int(stored[key]) for key in ("num_samples", "num_steps") if isinstance(stored.get(key), int)}
 
 
