@@ -1,6 +1,6 @@
 """Benchmark: the cpu-tier distillation step, float32 (the old path) against the new default path (bf16 autocast).
 
-1. ``dash`` on the cpu tier (teacher UNet2DModel 3.46M, student 0.57M, batch 64, 28x28) through the real training
+1. ``dash`` on the cpu tier (teacher UNet2DModel 3.46M from ``analyses/cpu_tier_teacher.py``, student 0.57M, batch 64, 28x28) through the real training
    loop with the teacher's branches cached (as the reproduction trains), float32 vs bf16 autocast (accelerate), over
    repeats; seconds per step read from the loop's log after two warm-up steps. On a CPU without bf16 units (no AMX,
    no AVX-512 BF16) bf16 is emulated and far slower, so it is timed once, briefly.
@@ -10,7 +10,7 @@
    whether a half-precision cache could be harmless.
 3. The other objectives' step time relative to ``composite`` (float32 and bf16), and DDP on CPU (oracle tier).
 
-    python analyses/bench_training.py          # writes analyses/results/bench_training.md (about 15 minutes)
+    python analyses/bench_training.py          # writes analyses/results/bench_training.{md,json} (about 15 minutes)
     python analyses/bench_training.py --gap-accuracy-only   # re-measures that one section
 
 Run it on a quiet machine: every number is a ratio within this one run.
@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 
 import torch
+from cpu_tier_teacher import cpu_tier_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "analyses" / "results"
-TEACHER = REPO / "guidegap" / "examples" / "fashion_mnist" / "teacher.pt"
+TEACHER = cpu_tier_teacher()  # the 3.46M linear-schedule teacher, from git history (analyses/cpu_tier_teacher.py)
 OBJECTIVES = ("dash", "composite", "cond-only", "multi-w", "gap", "pdm")
 PATHS = {"float32": "no", "bf16 autocast": "bf16"}
 
@@ -151,7 +152,7 @@ def teacher_gap_accuracy(teacher: torch.nn.Module) -> dict[str, float]:
     images, labels = load_fashion_mnist("test")
     generator = torch.Generator().manual_seed(0)
     x0, y = images[:64], labels[:64]
-    abar = noise_scheduler("linear").alphas_cumprod  # the shipped teacher's schedule
+    abar = noise_scheduler("linear").alphas_cumprod  # the cpu-tier teacher's schedule
     accuracy: dict[str, float] = {}
     for step_t in (50, 500, 900):
         t = torch.full((64,), step_t)
@@ -226,7 +227,9 @@ def main() -> None:
         others = loop_step_times(Path(tmp) / "cache", steps=8, repeats=1, objectives=OBJECTIVES[1:], paths={"float32": "no"})
     isolated, accuracy = isolated_times()
     ddp = ddp_step_times(steps=40)
-    machine = (f"{platform.machine()} {_cpu_name()}, bf16 units (AMX / AVX-512 BF16): {'yes' if BF16_UNITS else 'no'}, "
+    units = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
+                                         ("AVX-512 BF16", torch.cpu._is_avx512_bf16_supported())) if present]
+    machine = (f"{platform.machine()} {_cpu_name()}, bf16 units: {' and '.join(units) or 'none (no AMX, no AVX-512 BF16)'}, "
                f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
     median = {key: statistics.median(v) for key, v in {**dash, **others}.items()}
     old, new = (median["dash", label] for label in PATHS)
@@ -248,6 +251,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_training.md").write_text(text)
+    # what analyses/time_to_quality.py reads: the dash step of each path, s/step (medians of this run)
+    (RESULTS / "bench_training.json").write_text(json.dumps(
+        {"machine": machine, "dash_seconds_per_step": {label: median["dash", label] for label in PATHS}}, indent=1) + "\n")
     print(text)
 
 
