@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -55,3 +60,22 @@ def oracle(scheduler):
 
 # One torch thread for the whole suite: on 2 busy cores, two OpenMP threads made tiny-UNet audits ~25x slower.
 torch.set_num_threads(1)
+
+
+ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
+
+
+@contextlib.contextmanager
+def analysis_script(name: str):
+    """An ``analyses/`` script imported as a module (under a test-only name), with ``analyses/`` on ``sys.path`` for
+    the sibling modules it imports; both undone afterwards."""
+    sys.path.insert(0, str(ANALYSES))
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ANALYSES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+        sys.path.remove(str(ANALYSES))

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-
-ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
+from conftest import ANALYSES, analysis_script
 
 
 @pytest.fixture(scope="module")
 def validation():
-    sys.path.insert(0, str(ANALYSES))
-    spec = importlib.util.spec_from_file_location("detector_validation_under_test", ANALYSES / "detector_validation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-    sys.path.remove(str(ANALYSES))
+    with analysis_script("detector_validation") as module:  # importing it neither reads nor writes results
+        yield module
 
 
 def test_roc_auc_is_the_probability_that_a_bad_member_scores_higher(validation):
@@ -172,11 +162,9 @@ def test_a_rule_sets_guided_error_bar_is_fitted_on_the_training_part_only(valida
 def test_the_bench_judges_its_references_as_the_table_did(validation):
     """bench_detector re-judges each committed reference audit with guidegap itself: under the default thresholds
     that gives the reproduction table's verdicts, and the relative guided error the validation computed."""
-    spec = importlib.util.spec_from_file_location("bench_detector_under_test", ANALYSES / "bench_detector.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    table = pd.read_csv(bench.TABLE)
-    references = bench.reference_table(False, validation.Thresholds())
+    with analysis_script("bench_detector") as bench:
+        table = pd.read_csv(bench.TABLE)
+        references = bench.reference_table(False, validation.Thresholds())
     assert references.verdict.tolist() == table.verdict.tolist()
     dash = references.set_index("run").loc["dash"]
     audit = xr.open_dataset(ANALYSES / "results" / "fashion_mnist" / "dash" / "step_0004000.nc", engine="h5netcdf")
