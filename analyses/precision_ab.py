@@ -1,6 +1,7 @@
 """Does bf16 training cost gap accuracy? An A/B at equal seeds and steps, audited in float32 (issue 18, item 3).
 
-``dash`` and ``cond-only`` students of the shipped Fashion-MNIST teacher, seeds 0 and 1, trained with the cpu tier's
+``dash`` and ``cond-only`` students of the cpu-tier Fashion-MNIST teacher (3.46M, linear schedule;
+``analyses/cpu_tier_teacher.py``), seeds 0 and 1, trained with the cpu tier's
 default recipe for the same number of steps, once in float32 and once under bf16 autocast (everything else equal:
 batches, teacher targets from one cache per seed, LR schedule, EMA). Each final EMA student is audited against the
 teacher in float32 (64 samples x 25 DDIM steps at w = 4, teacher-forced). The table puts rho, gap cosine and the
@@ -18,10 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from cpu_tier_teacher import cpu_tier_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "precision_ab"
-TEACHER = REPO / "guidegap" / "examples" / "fashion_mnist" / "teacher.pt"
+TEACHER = cpu_tier_teacher()  # the 3.46M linear-schedule teacher, from git history (analyses/cpu_tier_teacher.py)
 RESULTS = REPO / "analyses" / "results" / "precision_ab"
 AUDIT = dict(num_samples=64, num_steps=25, guidance_scale=4.0, seed=0)
 METRICS = ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     frame.to_csv(RESULTS.with_suffix(".csv"), index=False)
     wide = frame.pivot_table(index=["objective", "seed"], columns="precision", values=list(METRICS))
     lines = ["# bf16 vs float32 training: gap accuracy at equal seeds and steps", "",
-             f"cpu-tier students of the shipped teacher, {args.steps} steps, default recipe; audit {AUDIT['num_samples']} x "
+             f"cpu-tier students of the cpu-tier teacher (3.46M, linear schedule), {args.steps} steps, default recipe; audit {AUDIT['num_samples']} x "
              f"{AUDIT['num_steps']} DDIM at w = {AUDIT['guidance_scale']:g}, float32. Produced by `python analyses/precision_ab.py "
              f"--steps {args.steps}`.", "",
              "| objective | seed | " + " | ".join(f"{m} fp32 | {m} bf16 | diff" for m in METRICS) + " |",
