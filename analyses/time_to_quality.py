@@ -47,6 +47,8 @@ RECIPES: dict[str, dict] = {
     "lr4e3": dict(lr=4e-3),
     "ema099": dict(ema_decay=0.99),
     "lr4e3ema099": dict(lr=4e-3, ema_decay=0.99),
+    "lr1e3": dict(lr=1e-3),
+    "lr1e3warm100": dict(lr=1e-3, lr_warmup_steps=100),
 }
 
 
@@ -169,7 +171,8 @@ def write_markdown(frame: pd.DataFrame, section: list[str] = ()) -> None:
               "float32, of the EMA student kept at each step. `old`: constant lr 5e-4, EMA 0.99, float32. `new-S`: the cpu "
               "tier's defaults (lr 2e-3, 50 warm-up steps, cosine decay over S steps, wd 1e-3, EMA 0.995; mixed precision "
               "'auto', resolved as the precision column says), a separate run per S; its intermediate rows are mid-schedule. "
-              "`lr4e3`, `ema099`, `lr4e3ema099`: candidates for those defaults, with lr 4e-3 and / or EMA 0.99 (the EMA's "
+              "`lr4e3`, `ema099`, `lr4e3ema099`, `lr1e3`, `lr1e3warm100`: candidates for those defaults, with lr 4e-3 and / or "
+              "EMA 0.99, or lr 1e-3 (with 100 warm-up steps) (the EMA's "
               "warm-up min(decay, (1 + n) / (10 + n)) reaches 0.99 only at n = 890 and 0.995 at n = 1,790, so at "
               "600 steps `ema099` keeps the student of `new` exactly). "
               "Produced by `python analyses/time_to_quality.py audit` and `report`.", ""]
