@@ -13,8 +13,8 @@ does: a mid-schedule student of a longer run is not what a user who asks for S s
 
     python analyses/time_to_quality.py run old          # float32, constant lr 5e-4, EMA 0.99: the reproduction's recipe
     python analyses/time_to_quality.py run new --steps 400
-    python analyses/time_to_quality.py audit            # -> analyses/results/time_to_quality.csv
-    python analyses/time_to_quality.py report           # -> the time-to-quality section of time_to_quality.md
+    python analyses/time_to_quality.py audit            # -> analyses/results/time_to_quality.{csv,md}
+    python analyses/time_to_quality.py report           # time_to_quality.md again from the csv
 """
 
 from __future__ import annotations
@@ -110,7 +110,6 @@ def audit() -> pd.DataFrame:
     frame = pd.DataFrame(rows).sort_values(["run", "step"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(RESULTS, index=False)
-    write_markdown(frame)
     return frame
 
 
@@ -146,7 +145,8 @@ def time_to_quality(frame: pd.DataFrame, seconds_per_step: dict[str, float], tar
              "| recipe | path | steps to target | s/step | wall time to target | vs old | runs that miss it (steps: cos / error) |",
              "|---|---|---:|---:|---:|---:|---|",
              f"| old | float32 | {old_steps} | {seconds_per_step['float32']:.3f} | {old_seconds:.0f} s | 1.00x | |"]
-    for recipe in [r for r in RECIPES if r != "old" and r in set(frame.recipe)]:
+    trained = set(frame.recipe)
+    for recipe in [r for r in RECIPES if r != "old" and r in trained]:
         finals = frame[(frame.recipe == recipe) & (frame.step == frame.planned)].sort_values("step")
         hits = reached(finals)
         hit_steps = int(hits.step.iloc[0]) if not hits.empty else None
@@ -163,7 +163,14 @@ def time_to_quality(frame: pd.DataFrame, seconds_per_step: dict[str, float], tar
     return lines
 
 
-def write_markdown(frame: pd.DataFrame, section: list[str] = ()) -> None:
+def report(frame: pd.DataFrame, target_step: int, objective: str) -> None:
+    """time_to_quality.md: the audited students' table and the time-to-quality section, both from ``frame``."""
+    section = time_to_quality(frame, json.loads(BENCH.read_text())["dash_seconds_per_step"], target_step, objective)
+    write_markdown(frame, section)
+    print("\n".join(section))
+
+
+def write_markdown(frame: pd.DataFrame, section: list[str]) -> None:
     header = ["# Time to quality of a cpu-tier dash student: old recipe vs the new default", "",
               f"Teacher: the cpu-tier Fashion-MNIST teacher (3.46M, linear schedule; `analyses/cpu_tier_teacher.py`). Seed "
               f"{SEED}, batch 64, shared teacher cache. "
@@ -175,7 +182,7 @@ def write_markdown(frame: pd.DataFrame, section: list[str] = ()) -> None:
               "EMA 0.99, or lr 1e-3 (with 100 warm-up steps) (the EMA's "
               "warm-up min(decay, (1 + n) / (10 + n)) reaches 0.99 only at n = 890 and 0.995 at n = 1,790, so at "
               "600 steps `ema099` keeps the student of `new` exactly). "
-              "Produced by `python analyses/time_to_quality.py audit` and `report`.", ""]
+              "Produced by `python analyses/time_to_quality.py audit`.", ""]
     RESULTS.with_suffix(".md").write_text("\n".join(header) + frame.to_markdown(index=False) + "\n" + "\n".join(section) + "\n")
 
 
@@ -191,13 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     if args.stage == "run":
         run(args.recipe, args.steps, [k for k in args.keep if k < args.steps], args.objective)
-    elif args.stage == "audit":
-        audit()
-    else:
-        frame = pd.read_csv(RESULTS)
-        section = time_to_quality(frame, json.loads(BENCH.read_text())["dash_seconds_per_step"], args.target_step, args.objective)
-        write_markdown(frame, section)
-        print("\n".join(section))
+    else:  # the audit stage reports too, so the Markdown's table and its section never disagree
+        report(audit() if args.stage == "audit" else pd.read_csv(RESULTS), args.target_step, args.objective)
     return 0
 
 
