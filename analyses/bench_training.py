@@ -227,8 +227,9 @@ def main() -> None:
         others = loop_step_times(Path(tmp) / "cache", steps=8, repeats=1, objectives=OBJECTIVES[1:], paths={"float32": "no"})
     isolated, accuracy = isolated_times()
     ddp = ddp_step_times(steps=40)
-    units = [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
-                                         ("AVX-512 BF16", torch.cpu._is_avx512_bf16_supported())) if present]
+    from guidegap.training.loop import cpu_bf16_units
+
+    units = cpu_bf16_units()
     machine = (f"{platform.machine()} {_cpu_name()}, bf16 units: {' and '.join(units) or 'none (no AMX, no AVX-512 BF16)'}, "
                f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
     median = {key: statistics.median(v) for key, v in {**dash, **others}.items()}

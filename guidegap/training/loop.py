@@ -37,7 +37,7 @@ from guidegap.training.run_folder import (check_resumable, check_same_run, check
 from guidegap.training.tirt import TIRT, LossMomentPrior
 
 __all__ = ["train", "TrainResult", "Callback", "CHECKPOINT_NAME", "export_path", "load_teacher", "teacher_schedule", "resolve_mixed_precision",
-           "cpu_has_bf16_units"]
+           "cpu_has_bf16_units", "cpu_bf16_units"]
 
 CHECKPOINT_NAME = RUN_CHECKPOINT  # one name, kept where loading finds it (guidegap.checkpoints.format)
 EXPORTS = "exports"
@@ -84,11 +84,17 @@ def teacher_schedule(teacher: Any) -> str | None:
     return schedule_name(teacher.scheduler_config) if isinstance(teacher, LoadedModel) else None
 
 
+def cpu_bf16_units() -> list[str]:
+    """The bf16 units this CPU has, by name: ``"AMX"`` (tiles) and / or ``"AVX-512 BF16"``."""
+    return [name for name, present in (("AMX", torch.cpu._is_amx_tile_supported()),
+                                       ("AVX-512 BF16", torch.cpu._is_avx512_bf16_supported())) if present]
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU computes bf16 in hardware (AMX tiles or AVX-512 BF16). Without them oneDNN emulates bf16,
-    and autocast is far slower than float32: a cpu-tier dash step took 8.2x longer on an AVX2-only AMD EPYC
-    (analyses/results/bench_training.md)."""
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    and autocast is far slower than float32: a cpu-tier dash step took 8.2x longer on an AVX2-only AMD EPYC, and
+    1.61x faster than float32 on an AVX-512-BF16 one (analyses/results/bench_training.md)."""
+    return bool(cpu_bf16_units())
 
 
 def resolve_mixed_precision(setting: str, cuda: bool) -> str:
