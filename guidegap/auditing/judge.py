@@ -21,7 +21,7 @@ from guidegap.auditing.verdicts import Finding, Thresholds, judge_guidance_disti
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate, bootstrap, mean, ratio_of_means, summarize
 from guidegap.results.schema import is_probe, seed_of
-from guidegap.results.training_log import TRAINING_STEP, require_log
+from guidegap.results.training_log import TRAINING_STEP, is_probe_log, require_log
 
 __all__ = ["Judgement", "PHASES", "audit_kind", "judge", "stamp", "phase_findings", "guidance_response_estimate",
            "thresholds_of", "thresholds_for", "judge_log"]
@@ -155,6 +155,7 @@ def judge_log(log: xr.Dataset, thresholds: Thresholds | None = None, caller: str
     ``<name>_ci``) with ``thresholds`` (default: the log's); ``caller`` names the function in the error for a non-log."""
     require_log(log, caller)
     th = thresholds if thresholds is not None else thresholds_of(log)
+    th = th.for_probe() if is_probe_log(log) else th  # a data-probe log is judged as guidegap.audit judges a probe
     names = [str(n) for n in log.data_vars if f"{n}_ci" in log]
     if th.max_rel_guided_error is not None and "rel_guided_error" not in names:
         import warnings

@@ -142,6 +142,10 @@ def add_training_commands(commands: argparse._SubParsersAction, positive_int) ->
         p.add_argument("--checkpoint-every", type=positive_int, default=200)
         p.add_argument("--log-every", type=positive_int, default=10)
         p.add_argument("--audit-every", type=int, default=0, help="light audit of the EMA student every N steps (0: off)")
+        p.add_argument("--audit-data", default=None, metavar="SOURCE",
+                       help="make the light audit a data probe on these held-out images (as audit's --probe-data: 'auto', "
+                            "'fashion-mnist', FILE.npz, ...; its verdict predicts outcomes better, docs/design.md §6); "
+                            "default: 16 x 50 trajectories")
         p.add_argument("--export-steps", type=_export_steps, default=[],
                        help="also write the EMA weights (float16, audit-ready) to OUT/exports/ at these steps: "
                             "250,500,1000, or log:250 for 250, 500, 1000, ... up to --train-steps")
@@ -160,6 +164,9 @@ def run_training(args: argparse.Namespace) -> int:
     from guidegap.training.config import TrainConfig
     from guidegap.training.loop import train
 
+    if args.audit_data is not None and not (args.audit_every and getattr(args, "teacher", None)):
+        raise InputError(f"--audit-data {args.audit_data} sets the light audit's images, but no light audit runs; add "
+                         "--audit-every N (a student with --teacher), or drop --audit-data.")
     config = TrainConfig(
         out=args.out, role=args.role, objective=getattr(args, "objective", "scratch") if args.role == "student" else "scratch",
         objective_options=_options(args.objective_option), teacher=getattr(args, "teacher", None), tier=args.tier, arch=args.arch,
@@ -180,7 +187,8 @@ def run_training(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         callbacks.append(LightAudit(config.teacher, schedule=config.schedule or _teacher_schedule(config.teacher),
-                                    store=Path(config.out) / "guidance.zarr", num_train_timesteps=config.num_train_timesteps))
+                                    store=Path(config.out) / "guidance.zarr", num_train_timesteps=config.num_train_timesteps,
+                                    data=args.audit_data))
     result = train(config, callbacks=callbacks, resume=args.resume)
     ratio = f" ({result.teacher_parameters / result.num_parameters:.2f}x fewer than the teacher)" if result.teacher_parameters else ""
     print(f"{config.role}: {result.num_parameters:,} parameters{ratio}; step {result.step}; checkpoint {result.checkpoint}")

@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 
     from guidegap.auditing.report import AuditReport
     from guidegap.auditing.verdicts import Thresholds
+    from guidegap.checkpoints.resolve import ResolvedModel
     from guidegap.denoisers import Denoiser
 
 __all__ = ["GuidanceMonitor", "GuidanceCollapseError", "is_main_process", "describe_failure", "callback_values", "DEFAULT_NUM_SAMPLES",
-           "DEFAULT_SAMPLING_STEPS"]
+           "DEFAULT_SAMPLING_STEPS", "DEFAULT_PROBE_SAMPLES"]
 # DEFAULT_NUM_STEPS: the name of DEFAULT_SAMPLING_STEPS before training steps and sampling steps met in one name.
 __getattr__ = moved_names(__name__, {"DEFAULT_NUM_STEPS": "guidegap.monitoring.monitor:DEFAULT_SAMPLING_STEPS"})
 
@@ -117,6 +118,10 @@ def _unwrap(student: Any) -> Any:
 # Measured in analyses/bench_detector.py; see GuidanceMonitor's docstring.
 DEFAULT_NUM_SAMPLES = 16
 DEFAULT_SAMPLING_STEPS = 50
+# A data-probe check's images: the CLI's default, whose verdict is the 10,000-image probe's for 98% of the detector
+# validation's (model, seed) pairs (analyses/results/bench_detector_population_probe.md), at the forward passes of
+# 16 x 50 trajectories (1,000 images x 2 branches x 2 models against 16 x 50 x 5).
+DEFAULT_PROBE_SAMPLES = 1000
 
 
 class GuidanceMonitor:
@@ -126,6 +131,12 @@ class GuidanceMonitor:
         teacher: a model, a checkpoint / diffusers folder, or ``"oracle[:SEED]"`` (oracle tier).
         every: check when ``step % every == 0`` in :meth:`maybe_check` / ``__call__`` (``None``: every call).
         store: the zarr log folder (e.g. ``"runs/x/guidance.zarr"``); ``None`` keeps the log in memory.
+        data: a data-probe check instead of trajectories (DASH's protocol, as ``guidegap.audit(data=...)``): held-out
+            images noised at uniform t — ``(images, labels)``, a probe set's name (``"fashion-mnist"``, ...) or
+            ``"auto"``, the held-out split of the data the teacher's guidegap checkpoint declares. Read once, here. On
+            the detector validation its verdict predicted the outcome for 91% of held-out students, the trajectories'
+            for 77% (docs/design.md §6). ``num_samples`` images (default :data:`DEFAULT_PROBE_SAMPLES`); the log's
+            curves are over tenths of the training timesteps instead of sampling steps.
         num_samples, sampling_steps, guidance_scale, seed, labels: the audit (same every check; ``sampling_steps`` is
             the audit's ``num_steps``, named apart from the training steps of ``every``). The defaults, 16 samples x
             50 steps, are the cheapest setting of ``analyses/bench_detector.py --population`` that kept the default
@@ -163,6 +174,7 @@ class GuidanceMonitor:
         thresholds: "Thresholds | None" = None,
         labels: Any = None,
         n_boot: int = 200,
+        data: Any = None,
     ) -> None:
         from guidegap.auditing.verdicts import Thresholds
         from guidegap.monitoring.log import log_audit_size, log_thresholds
@@ -176,12 +188,23 @@ class GuidanceMonitor:
         self.raise_on = _raise_on(raise_on)
         stored = log_thresholds(self.store) if thresholds is None and self.store is not None else None
         self.thresholds = thresholds or stored or Thresholds()  # None: the log's own where it exists
-        self.teacher, self.scheduler, self.teacher_source = _resolve_teacher(teacher, scheduler)
+        resolved, self.scheduler = _resolve_teacher(teacher, scheduler)
+        self.teacher, self.teacher_source = resolved.denoiser, resolved.source
         stored_size = log_audit_size(self.store) if self.store is not None else {}  # None: the log's own, else the defaults
-        num_samples = num_samples if num_samples is not None else stored_size.get("num_samples", DEFAULT_NUM_SAMPLES)
-        sampling_steps = sampling_steps if sampling_steps is not None else stored_size.get("num_steps", DEFAULT_SAMPLING_STEPS)
-        self.options = {"num_samples": num_samples, "num_steps": sampling_steps, "guidance_scale": guidance_scale,
-                        "seed": seed, "labels": labels, "n_boot": n_boot}
+        if data is not None:
+            if sampling_steps is not None or labels is not None:
+                raise InputError("a data-probe check (data=...) has no sampling steps and takes its labels from the data; "
+                                 "drop sampling_steps / labels, or drop data for trajectory checks.")
+            num_samples = num_samples if num_samples is not None else stored_size.get("num_samples", DEFAULT_PROBE_SAMPLES)
+            self.probe_data, self.probe_source = _resolve_probe_data(data, resolved, num_samples)
+            self.options = {"num_samples": num_samples, "guidance_scale": guidance_scale, "seed": seed, "n_boot": n_boot,
+                            "data": self.probe_data}
+        else:
+            self.probe_data = self.probe_source = None
+            num_samples = num_samples if num_samples is not None else stored_size.get("num_samples", DEFAULT_NUM_SAMPLES)
+            sampling_steps = sampling_steps if sampling_steps is not None else stored_size.get("num_steps", DEFAULT_SAMPLING_STEPS)
+            self.options = {"num_samples": num_samples, "num_steps": sampling_steps, "guidance_scale": guidance_scale,
+                            "seed": seed, "labels": labels, "n_boot": n_boot}
         self.last_report: "AuditReport | None" = None
         self._entries: list["xr.Dataset"] = []
 
@@ -265,20 +288,59 @@ class GuidanceMonitor:
         config["teacher_model"] = self.teacher.describe()
         config["n_boot"] = self.options["n_boot"]
         config["thresholds"] = self.thresholds.to_dict()  # the stored verdicts are these thresholds'
-        config["labels"] = [int(k) for k in report.dataset["label"].values]
+        if self.probe_data is not None:  # the images (by digest) and their labels define the comparison
+            config["mode"], config["data"] = "data-probe", self.probe_source
+        else:
+            config["labels"] = [int(k) for k in report.dataset["label"].values]
         return {"config": json.dumps(config, sort_keys=True), "thresholds": json.dumps(self.thresholds.to_dict()),
                 "teacher": self.teacher_source, "title": "guidegap training log (GuidanceMonitor)"}
 
     def __repr__(self) -> str:
         o = self.options
+        size = (f"data={self.probe_source['source']!r}" if self.probe_source else f"sampling_steps={o['num_steps']}")
         return (f"GuidanceMonitor(teacher={self.teacher_source!r}, every={self.every}, store={str(self.store) if self.store else None!r}, "
-                f"num_samples={o['num_samples']}, sampling_steps={o['num_steps']}, guidance_scale={o['guidance_scale']}, seed={o['seed']}, "
+                f"num_samples={o['num_samples']}, {size}, guidance_scale={o['guidance_scale']}, seed={o['seed']}, "
                 f"raise_on={sorted(self.raise_on)})")
 
 
-def _resolve_teacher(teacher: Any, scheduler: Any) -> tuple["Denoiser", Any, str]:
-    """The teacher denoiser, the sampler (an instance, used as is; a name on the teacher's schedule) and a description."""
+def _resolve_teacher(teacher: Any, scheduler: Any) -> tuple["ResolvedModel", Any]:
+    """The resolved teacher (its denoiser, a description, the data it declares) and the sampler (an instance, used as
+    is; a name on the teacher's schedule)."""
     from guidegap.checkpoints.resolve import resolve_roles
 
     resolved, _, sampler = resolve_roles(teacher, None, scheduler)  # the oracle teacher moves to the sampler's schedule
-    return resolved.denoiser, sampler, resolved.source
+    return resolved, sampler
+
+
+def _resolve_probe_data(data: Any, teacher: "ResolvedModel", num_samples: int) -> tuple[tuple[Any, Any], dict[str, str]]:
+    """The probe's first ``num_samples`` images and labels, read once, and what the log records of them: where they came
+    from and a digest of their bytes (a log is continued only on the same images)."""
+    import hashlib
+
+    import torch
+
+    from guidegap.auditing.api import declared_probe_set
+    from guidegap.data.probe_sets import load_probe_set
+    from guidegap.recording.probe import probe_size
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise InputError(f"expected num_samples to be a positive integer (probe images), received {num_samples!r}.")
+    source = "in-memory data"
+    if isinstance(data, str) and data == "auto":
+        data = declared_probe_set(teacher, None)
+    if isinstance(data, (str, os.PathLike)):
+        source, data = os.fspath(data), load_probe_set(os.fspath(data), num_samples)
+    available = probe_size(data)
+    if available < num_samples:
+        raise InputError(f"expected at least num_samples = {num_samples} probe images, received {available} ({source}); "
+                         "pass a smaller num_samples or more images.")
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = (torch.as_tensor(part[:num_samples]) for part in data)
+    else:  # a dataset of (image, label) pairs
+        pairs = [data[i] for i in range(num_samples)]
+        images = torch.stack([torch.as_tensor(image) for image, _ in pairs])
+        labels = torch.as_tensor([int(label) for _, label in pairs])
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (images, labels):
+        digest.update(part.detach().contiguous().cpu().numpy().tobytes())
+    return (images, labels), {"source": source, "digest": digest.hexdigest()}

@@ -67,7 +67,7 @@ def plot_training_heatmap(ds: xr.Dataset, variable: str = "rho", *, model: str =
     from matplotlib.colors import TwoSlopeNorm
 
     from guidegap.auditing.judge import thresholds_of
-    from guidegap.results.training_log import TRAINING_STEP, per_step_variable
+    from guidegap.results.training_log import TRAINING_STEP, is_probe_log, per_step_variable
 
     da = per_step_variable(ds, variable, model=model)
     values = np.asarray(da.values, dtype=float)
@@ -95,7 +95,8 @@ def plot_training_heatmap(ds: xr.Dataset, variable: str = "rho", *, model: str =
             for level in (th.collapsed_rho, th.rho_low, th.rho_high):
                 if level <= top:  # an open band's top (inf) is not drawn
                     bar.ax.axhline(level, color="black", linewidth=0.8, linestyle="--")
-        ax.set(xlabel="training step", ylabel="sampling step (high noise → data)")
+        ax.set(xlabel="training step", ylabel="timestep bin of the data probe (high noise → data)" if is_probe_log(ds)
+               else "sampling step (high noise → data)")
         timesteps = np.asarray(ds["timestep"].values)
         twin = ax.twinx()
         twin.set_ylim(ax.get_ylim())

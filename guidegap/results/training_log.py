@@ -22,7 +22,9 @@ check_seconds              training_step                   wall time of the chec
 =========================  ==============================  ================================================
 
 Coordinates ``step`` / ``timestep`` / ``guidance_scale`` (sampling steps) and ``model`` are the same for every
-check (same seed, same settings), so they are written once. Attrs: ``config`` (JSON: the check's settings and
+check (same seed, same settings), so they are written once. A log of data-probe checks (``GuidanceMonitor(data=...)``,
+``config["mode"] == "data-probe"``) has the same variables with ``step`` a tenth of the training timesteps, highest
+noise first (:func:`probe_by_timestep_bin`; ``timestep`` its centre, ``guidance_scale`` its samples' mean w). Attrs: ``config`` (JSON: the check's settings and
 the teacher), ``thresholds`` (JSON), ``guidegap_version``, ``history``.
 
 Readers: :func:`load_log` (``xarray.open_zarr``, safe while training appends), :func:`is_log`, :func:`log_summary`,
@@ -42,12 +44,13 @@ import xarray as xr
 from guidegap._version import __version__
 from guidegap.errors import InputError, first_line
 from guidegap.metrics.registry import METRICS, Metric, summaries
+from guidegap.results.schema import is_probe
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TRAINING_STEP", "STEP_CURVES", "step_curves", "summary_long_names", "log_entry", "has_log", "load_log", "is_log",
-           "require_log", "log_summary", "per_step_variable"]
+__all__ = ["TRAINING_STEP", "STEP_CURVES", "PROBE_BINS", "step_curves", "summary_long_names", "log_entry", "has_log", "load_log",
+           "is_log", "is_probe_log", "require_log", "log_summary", "per_step_variable", "probe_by_timestep_bin"]
 
 TRAINING_STEP = "training_step"
 
@@ -64,6 +67,44 @@ def summary_long_names() -> dict[str, str]:
 
 # The per-step curves of the built-in metrics (kept for readers of this name; a registered metric is added to the log).
 STEP_CURVES = tuple(m.name for m in step_curves())
+
+
+PROBE_BINS = 10  # a data-probe check's curves: one per tenth of the training timesteps
+
+
+def probe_by_timestep_bin(ds: xr.Dataset, bins: int = PROBE_BINS) -> xr.Dataset:
+    """A data-probe recording (each sample at its own t) in a trajectory's shape for the log's curves: samples grouped
+    into ``bins`` equal bins of the training timesteps, ``step`` 0 the highest-noise bin (as a sampling run begins),
+    ``timestep`` each bin's centre and ``guidance_scale`` the mean w of its samples. Each sample keeps its own index
+    within its bin (``sample``), so a mean over ``sample`` is the bin's mean; bins hold unequal counts (NaN padded)."""
+    from guidegap.results.schema import config_of
+
+    train_steps = int(config_of(ds)["noise_schedule"]["num_train_timesteps"])
+    t = np.asarray(ds["timestep"].values, dtype=np.int64)
+    index = np.clip((train_steps - 1 - t) * bins // train_steps, 0, bins - 1)
+    width = train_steps / bins
+    names = [n for n in ds.data_vars if "sample" in ds[n].dims and n != "guidance_scale"]
+    parts = []
+    for k in range(bins):
+        part = ds[names].isel(sample=np.flatnonzero(index == k))
+        parts.append(part.assign_coords(sample=np.arange(part.sizes["sample"])).drop_vars(
+            [c for c in ("label", "timestep") if c in part.coords]))
+    binned = xr.concat(parts, dim="step", join="outer", data_vars="all", coords="minimal", compat="override",
+                       fill_value=np.nan)
+    w = np.asarray(ds["guidance_scale"].values, dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an empty bin's mean w is NaN
+        mean_w = np.array([np.mean(w[index == k]) if np.any(index == k) else np.nan for k in range(bins)])
+    return binned.assign_coords(step=np.arange(bins), timestep=("step", np.round(train_steps - (np.arange(bins) + 0.5) * width).astype(np.int64)),
+                                guidance_scale=("step", mean_w)).assign_attrs(ds.attrs)
+
+
+def is_probe_log(ds: xr.Dataset) -> bool:
+    """A log of data-probe checks (``GuidanceMonitor(data=...)``): its curves are over timestep bins, and its verdicts
+    take the probe's bar (:meth:`guidegap.Thresholds.for_probe`)."""
+    import json
+
+    return json.loads(ds.attrs.get("config", "{}")).get("mode") == "data-probe"
 
 
 def _var(dims: tuple[str, ...], values: Any, long_name: str, units: str = "1") -> xr.Variable:
@@ -88,17 +129,17 @@ class CheckedAudit(Protocol):
 
 def log_entry(report: CheckedAudit, training_step: int, seconds: float, attrs: dict[str, str]) -> xr.Dataset:
     """One check (``report``: its :class:`~guidegap.AuditReport`) as a Dataset with a length-1 ``training_step`` dim."""
-    from guidegap.metrics.summary import rho_per_step
-
-    ds = report.dataset
+    probe = is_probe(report.dataset)
+    ds = probe_by_timestep_bin(report.dataset) if probe else report.dataset
     ts = (TRAINING_STEP,)
     data: dict[str, xr.Variable] = {}
+    where = "in the timestep bin" if probe else "at the sampling step"
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps (e.g. amplification of a zero error)
-        data["rho_per_step"] = _var(ts + ("step",), rho_per_step(ds).values[None],
-                                    "student / teacher mean guidance-gap RMS at the sampling step")
-        gap = ds["gap_norm"].mean("sample").transpose("model", "step").values
-        data["gap_norm_per_step"] = _var(ts + ("model", "step"), gap[None], "mean over samples of RMS(eps_c - eps_u)")
+        gap = ds["gap_norm"].mean("sample", skipna=True).transpose("model", "step")
+        rho = gap.sel(model="student") / gap.sel(model="teacher")  # a ratio of means, as rho_per_step / summarize
+        data["rho_per_step"] = _var(ts + ("step",), rho.values[None], f"student / teacher mean guidance-gap RMS {where}")
+        data["gap_norm_per_step"] = _var(ts + ("model", "step"), gap.values[None], "mean over samples of RMS(eps_c - eps_u)")
         for curve in step_curves():
             if curve.name in ds:
                 values = ds[curve.name].mean("sample", skipna=True).transpose("step").values
@@ -115,9 +156,12 @@ def log_entry(report: CheckedAudit, training_step: int, seconds: float, attrs: d
     data["check_seconds"] = _var(ts, np.array([float(seconds)]), "wall time of the check", "s")
     coords = {
         TRAINING_STEP: _var(ts, np.array([int(training_step)], dtype=np.int64), "training step of the check"),
-        "step": _var(("step",), ds["step"].values, "sampling step index"),
-        "timestep": _var(("step",), ds["timestep"].values, "training timestep of the sampling step", "training timestep"),
-        "guidance_scale": _var(("step",), ds["guidance_scale"].values, "classifier-free guidance scale w (1 = no guidance)"),
+        "step": _var(("step",), ds["step"].values, "timestep bin of the data probe, high noise first" if probe
+                     else "sampling step index"),
+        "timestep": _var(("step",), ds["timestep"].values, "centre of the timestep bin" if probe
+                         else "training timestep of the sampling step", "training timestep"),
+        "guidance_scale": _var(("step",), ds["guidance_scale"].values, "classifier-free guidance scale w (1 = no guidance)"
+                               + (", mean over the bin's samples" if probe else "")),
         "model": _var(("model",), np.asarray(ds["model"].values, dtype=object), "model role"),
         "bound": _var(("bound",), np.array(["low", "high"], dtype=object), "confidence-interval bound"),
     }
