@@ -119,8 +119,8 @@ def _unwrap(student: Any) -> Any:
 DEFAULT_NUM_SAMPLES = 16
 DEFAULT_SAMPLING_STEPS = 50
 # A data-probe check's images: the CLI's default, whose verdict is the 10,000-image probe's for 98% of the detector
-# validation's (model, seed) pairs (analyses/results/bench_detector_population_probe.md), at the forward passes of
-# 16 x 50 trajectories (1,000 images x 2 branches x 2 models against 16 x 50 x 5).
+# validation's (model, seed) pairs (analyses/results/bench_detector_population_probe.md), at about the cost of the
+# 16 x 50 trajectories: 25.5 s against 24.1 s a check on the cpu tier (analyses/results/bench_monitor.md).
 DEFAULT_PROBE_SAMPLES = 1000
 
 
