@@ -128,3 +128,12 @@ def test_a_probe_log_plots_its_curves_over_timestep_bins(scheduler, teacher, ima
     fig = plot_training_heatmap(monitor.log)
     assert any("timestep bin of the data probe" in ax.get_ylabel() for ax in fig.axes)
     plot_training_curves(monitor.log)
+
+
+def test_a_dataset_of_pairs_and_the_same_images_as_tensors_log_alike(scheduler, teacher, images):
+    pairs = [(images[0][i], int(images[1][i])) for i in range(len(images[0]))]
+    from_pairs = GuidanceMonitor(teacher, data=pairs, num_samples=100, scheduler=scheduler, raise_on=None)
+    from_tensors = GuidanceMonitor(teacher, data=images, num_samples=100, scheduler=scheduler, raise_on=None)
+    assert from_pairs.probe_source == from_tensors.probe_source  # same images, same digest
+    student = shrunk_student(teacher, 0.7)
+    assert from_pairs.check(1, student).summary["rho"].value == from_tensors.check(1, student).summary["rho"].value
