@@ -95,3 +95,23 @@ def test_a_verdict_within_15_percent_of_the_guided_error_bar_is_reported_borderl
     assert not borderline_guided_error(bar * (1 + BORDERLINE / 2), "collapsed", Thresholds())  # rho decided it
     assert not borderline_guided_error(bar, "healthy", Thresholds(max_rel_guided_error=None))  # the rule is off
     assert not borderline_guided_error(float("nan"), "healthy", Thresholds())
+
+
+@pytest.mark.parametrize("guidance, validated", [(4.0, True), ("tag", False), (2.0, False)])
+def test_a_verdict_off_the_guidance_its_bar_was_validated_at_says_so(oracle, guidance, validated):
+    """The guided-error bars were fitted and validated at constant w = 4; at TAG they predicted outcomes markedly less
+    often (analyses/results/tag_validation.md): the report says so in its text and JSON, in both modes; a verdict no
+    guided-error bar judged (teacher-free, or the rule off) makes no such claim."""
+    from guidegap.auditing.verdicts import Thresholds
+
+    teacher, held_out = oracle
+    for data in (None, held_out):
+        report = guidegap.audit(shrunk_student(teacher, 0.9), teacher, num_samples=16 if data is None else 200, num_steps=10,
+                                guidance_scale=guidance, data=data)
+        assert report.guidance_validated is validated and report.to_dict()["guidance_validated"] is validated
+        assert ("Guidance: the guided-error bar was fitted and validated at constant w = 4" in " ".join(str(report).split())) \
+            is not validated
+    off = guidegap.audit(shrunk_student(teacher, 0.9), teacher, num_samples=8, num_steps=10, guidance_scale=guidance,
+                         thresholds=Thresholds.named("design"))
+    free = guidegap.audit(shrunk_student(teacher, 0.9), None, num_samples=8, num_steps=10, guidance_scale=guidance)
+    assert off.guidance_validated is None and free.guidance_validated is None and "Guidance:" not in str(off) + str(free)

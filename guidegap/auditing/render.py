@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from guidegap.auditing.judge import thresholds_for
-from guidegap.auditing.verdicts import BORDERLINE, Finding, Thresholds, verdict_record
+from guidegap.auditing.verdicts import BORDERLINE, VALIDATED_GUIDANCE_SCALE, Finding, Thresholds, verdict_record
 from guidegap.metrics.registry import report_rows, summaries
 from guidegap.metrics.summary import Estimate
 from guidegap.results.schema import is_probe
@@ -35,6 +35,9 @@ class Report(Protocol):
 
     @property
     def borderline(self) -> bool: ...
+
+    @property
+    def guidance_validated(self) -> bool | None: ...
 
     @property
     def explanation(self) -> str: ...
@@ -188,4 +191,9 @@ def render_report(report: Report) -> str:
             f"Borderline: the guided error ({_fmt(report.summary['rel_guided_error'].value)}) is within {BORDERLINE:.0%} of "
             f"its bar ({judged.max_rel_guided_error:g}), where most of the detector validation's misses lay (docs/design.md §6); compare samples at w "
             "with the teacher's before acting on this verdict.", width=100))
+    if report.guidance_validated is False:
+        lines.extend(textwrap.wrap(
+            f"Guidance: the guided-error bar was fitted and validated at constant w = {VALIDATED_GUIDANCE_SCALE:g}; at "
+            "DASH's TAG schedule it predicted the outcome markedly less often, and other schedules are not measured "
+            "(docs/design.md §6): weigh this verdict accordingly.", width=100))
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from guidegap.auditing.judge import PHASES, Judgement, guidance_response_estimate, judge, phase_findings, thresholds_for, thresholds_of
-from guidegap.auditing.verdicts import Finding, Thresholds, borderline_guided_error, parse_fail_on, verdict_record
+from guidegap.auditing.verdicts import Finding, Thresholds, borderline_guided_error, parse_fail_on, validated_guidance, verdict_record
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 from guidegap.results.schema import is_probe
@@ -82,6 +82,15 @@ class AuditReport:
         return estimate is not None and borderline_guided_error(float(estimate.value), self.verdict,
                                                                 thresholds_for(self.dataset, self.thresholds))
 
+    @property
+    def guidance_validated(self) -> bool | None:
+        """Whether the verdict's guided-error bar was validated at the guidance this audit ran at (constant w = 4,
+        docs/design.md §6; at DASH's TAG schedule the same bars predicted the outcome markedly less often); ``None``
+        where the bar does not apply (rule off, no teacher) or the audit did not record its guidance."""
+        if not self.has_teacher or thresholds_for(self.dataset, self.thresholds).max_rel_guided_error is None:
+            return None
+        return validated_guidance(json.loads(self.dataset.attrs.get("config", "{}")).get("guidance"))
+
     def nonfinite_timesteps(self) -> list[float]:
         """The timesteps with a NaN/Inf prediction: steps of the trajectory, or (a probe) the noisiest first."""
         axis = "sample" if self.is_probe else "step"
@@ -97,6 +106,7 @@ class AuditReport:
         if "mode_reason" in self.dataset.attrs:  # why this mode judged (audit(prefer_probe=True))
             out["mode_reason"] = self.dataset.attrs["mode_reason"]
         out["borderline"] = self.borderline  # a healthy / misguided verdict within 15% of the guided-error bar
+        out["guidance_validated"] = self.guidance_validated  # the bar was validated at this guidance (constant w = 4)
         out.update({name: _finite_or_none(est.value) for name, est in self.summary.items()})
         out["ci"] = {name: [_finite_or_none(est.low), _finite_or_none(est.high)] for name, est in self.summary.items()}
         out["ci_level"] = next(iter(self.summary.values())).level if self.summary else None

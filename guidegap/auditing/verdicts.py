@@ -40,7 +40,7 @@ from guidegap._registry import Registry
 from guidegap.errors import InputError
 from guidegap.metrics.summary import Estimate
 
-__all__ = ["VERDICTS", "VERDICT_RECORDS", "RULE_SETS", "BORDERLINE", "borderline_guided_error", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
+__all__ = ["VERDICTS", "VERDICT_RECORDS", "RULE_SETS", "BORDERLINE", "VALIDATED_GUIDANCE_SCALE", "validated_guidance", "borderline_guided_error", "Verdict", "Values", "Thresholds", "Finding", "register_verdict", "remove_verdict",
            "verdict_record", "parse_fail_on", "judge_pair", "judge_teacher_free", "judge_guidance_distilled", "judge_single"]
 
 
@@ -139,6 +139,20 @@ RULE_SETS: dict[str, dict[str, float | None]] = {
 # lay 6 of its 7 misses on the 76 Fashion-MNIST models (there it agreed with the outcome for 79% of 29 models, beyond
 # it for 98% of 47).
 BORDERLINE = 0.15
+
+
+# The guidance the guided-error bars were fitted and validated at: constant w = 4 (docs/design.md §6). At DASH's TAG
+# schedule the same bars agreed with the outcome for 71% (probe) / 66% (trajectories) of 41 Fashion-MNIST students,
+# against 93% / 90% at w = 4 (analyses/results/tag_validation.md); other schedules are not measured.
+VALIDATED_GUIDANCE_SCALE = 4.0
+
+
+def validated_guidance(guidance: dict | None) -> bool | None:
+    """Whether an audit's guidance (its config's ``guidance`` record) is the constant w the bars were validated at;
+    ``None`` where the record is missing (older results, pipelines that do not store it)."""
+    if not isinstance(guidance, dict) or "kind" not in guidance:
+        return None
+    return guidance["kind"] == "constant" and guidance.get("scale") == VALIDATED_GUIDANCE_SCALE
 
 
 def borderline_guided_error(rel_guided_error: float, verdict: str, thresholds: Thresholds) -> bool:
