@@ -317,11 +317,9 @@ def _resolve_probe_data(data: Any, teacher: "ResolvedModel", num_samples: int) -
     from and a digest of their bytes (a log is continued only on the same images)."""
     import hashlib
 
-    import torch
-
     from guidegap.auditing.api import declared_probe_set
     from guidegap.data.probe_sets import load_probe_set
-    from guidegap.recording.probe import probe_size
+    from guidegap.recording.probe import probe_size, probe_tensors
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise InputError(f"expected num_samples to be a positive integer (probe images), received {num_samples!r}.")
@@ -334,12 +332,7 @@ def _resolve_probe_data(data: Any, teacher: "ResolvedModel", num_samples: int) -
     if available < num_samples:
         raise InputError(f"expected at least num_samples = {num_samples} probe images, received {available} ({source}); "
                          "pass a smaller num_samples or more images.")
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = (torch.as_tensor(part[:num_samples]) for part in data)
-    else:  # a dataset of (image, label) pairs
-        pairs = [data[i] for i in range(num_samples)]
-        images = torch.stack([torch.as_tensor(image) for image, _ in pairs])
-        labels = torch.as_tensor([int(label) for _, label in pairs])
+    images, labels = (part[:num_samples] for part in probe_tensors(data, None, num_samples))  # as guidegap.probe reads them
     digest = hashlib.blake2b(digest_size=16)
     for part in (images, labels):
         digest.update(part.detach().contiguous().cpu().numpy().tobytes())

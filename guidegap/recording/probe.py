@@ -24,7 +24,7 @@ from guidegap.recording.seeding import PROBE, PROBE_TIMESTEP, sample_generators,
 from guidegap.recording.trajectory import _evaluating, resolve_labels, resolve_models
 from guidegap.results.schema import make_dataset
 
-__all__ = ["probe", "probe_size"]
+__all__ = ["probe", "probe_size", "probe_tensors"]
 
 
 def _is_pair(item: Any) -> bool:
@@ -45,7 +45,7 @@ def _tensor(name: str, value: Any) -> torch.Tensor:
                          "that cannot be stacked; pass a tensor, an array or a dataset of (image, label) pairs.") from None
 
 
-def _as_tensors(data: Any, labels: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def probe_tensors(data: Any, labels: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Accept ``(images, labels)`` tensors/arrays, or a map-style dataset of ``(image, label)`` pairs.
 
     Only the first ``limit`` items of a dataset are read.
@@ -120,7 +120,7 @@ def probe(
     seed = int(seed)  # a numpy integer would not serialise into the config
     if num_samples is not None:
         num_samples = _positive_int("num_samples", num_samples)
-    images, data_labels = _as_tensors(data, labels, num_samples)
+    images, data_labels = probe_tensors(data, labels, num_samples)
     n = images.shape[0] if num_samples is None else num_samples
     if not 1 <= n <= images.shape[0]:
         raise InputError(f"expected 1 <= num_samples <= {images.shape[0]} (the data size), received {n}.")
