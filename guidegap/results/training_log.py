@@ -24,8 +24,9 @@ check_seconds              training_step                   wall time of the chec
 Coordinates ``step`` / ``timestep`` / ``guidance_scale`` (sampling steps) and ``model`` are the same for every
 check (same seed, same settings), so they are written once. A log of data-probe checks (``GuidanceMonitor(data=...)``,
 ``config["mode"] == "data-probe"``) has the same variables with ``step`` a tenth of the training timesteps, highest
-noise first (:func:`probe_by_timestep_bin`; ``timestep`` its centre, ``guidance_scale`` its samples' mean w). Attrs: ``config`` (JSON: the check's settings and
-the teacher), ``thresholds`` (JSON), ``guidegap_version``, ``history``.
+noise first (:func:`probe_by_timestep_bin`; ``timestep`` its centre, ``guidance_scale`` its samples' mean w).
+Attrs: ``config`` (JSON: the check's settings and the teacher), ``thresholds`` (JSON), ``guidegap_version``,
+``history``.
 
 Readers: :func:`load_log` (``xarray.open_zarr``, safe while training appends), :func:`is_log`, :func:`log_summary`,
 :func:`per_step_variable`; the verdicts recomputed from a log are the judge's (:func:`guidegap.auditing.judge.judge_log`).
@@ -33,6 +34,7 @@ Readers: :func:`load_log` (``xarray.open_zarr``, safe while training appends), :
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -44,7 +46,7 @@ import xarray as xr
 from guidegap._version import __version__
 from guidegap.errors import InputError, first_line
 from guidegap.metrics.registry import METRICS, Metric, summaries
-from guidegap.results.schema import is_probe
+from guidegap.results.schema import config_of, is_probe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,8 +79,6 @@ def probe_by_timestep_bin(ds: xr.Dataset, bins: int = PROBE_BINS) -> xr.Dataset:
     into ``bins`` equal bins of the training timesteps, ``step`` 0 the highest-noise bin (as a sampling run begins),
     ``timestep`` each bin's centre and ``guidance_scale`` the mean w of its samples. Each sample keeps its own index
     within its bin (``sample``), so a mean over ``sample`` is the bin's mean; bins hold unequal counts (NaN padded)."""
-    from guidegap.results.schema import config_of
-
     train_steps = int(config_of(ds)["noise_schedule"]["num_train_timesteps"])
     t = np.asarray(ds["timestep"].values, dtype=np.int64)
     index = np.clip((train_steps - 1 - t) * bins // train_steps, 0, bins - 1)
@@ -95,15 +95,13 @@ def probe_by_timestep_bin(ds: xr.Dataset, bins: int = PROBE_BINS) -> xr.Dataset:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an empty bin's mean w is NaN
         mean_w = np.array([np.mean(w[index == k]) if np.any(index == k) else np.nan for k in range(bins)])
-    return binned.assign_coords(step=np.arange(bins), timestep=("step", np.round(train_steps - (np.arange(bins) + 0.5) * width).astype(np.int64)),
-                                guidance_scale=("step", mean_w)).assign_attrs(ds.attrs)
+    centres = np.round(train_steps - (np.arange(bins) + 0.5) * width).astype(np.int64)
+    return binned.assign_coords(step=np.arange(bins), timestep=("step", centres), guidance_scale=("step", mean_w)).assign_attrs(ds.attrs)
 
 
 def is_probe_log(ds: xr.Dataset) -> bool:
     """A log of data-probe checks (``GuidanceMonitor(data=...)``): its curves are over timestep bins, and its verdicts
     take the probe's bar (:meth:`guidegap.Thresholds.for_probe`)."""
-    import json
-
     return json.loads(ds.attrs.get("config", "{}")).get("mode") == "data-probe"
 
 
