@@ -137,3 +137,4 @@ def test_a_dataset_of_pairs_and_the_same_images_as_tensors_log_alike(scheduler, 
     assert from_pairs.probe_source == from_tensors.probe_source  # same images, same digest
     student = shrunk_student(teacher, 0.7)
     assert from_pairs.check(1, student).summary["rho"].value == from_tensors.check(1, student).summary["rho"].value
+

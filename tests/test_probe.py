@@ -331,3 +331,14 @@ def test_prefer_probe_runs_the_probe_on_declared_installed_data_and_trajectories
     assert missing.dataset.attrs["mode"] == "teacher-forced" and missing.to_dict()["config"]["num_samples"] == 2
     reason = missing.to_dict()["mode_reason"]
     assert reason.startswith("along trajectories: the declared data 'fashion-mnist' cannot be read here") and "apt-get" in reason
+
+
+def test_a_named_probe_set_the_teacher_cannot_take_is_refused_naming_the_set():
+    from guidegap.errors import InputError
+    from guidegap.oracle import GaussianMixture, collapsed_student
+    from guidegap.recording.schedulers import default_scheduler
+
+    other = GaussianMixture.random(num_classes=4, components_per_class=2, sample_shape=(1, 4, 4), seed=0).denoiser(default_scheduler())
+    with pytest.raises(InputError, match=r"shape \(1, 4, 4\) \(the teacher's\), received \(1, 2, 2\) from the probe set 'oracle'.*"
+                                         r"oracle tier's own mixture"):
+        guidegap.audit(collapsed_student(other, 4.0), other, data="oracle", num_samples=100)

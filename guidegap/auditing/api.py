@@ -71,14 +71,21 @@ def installed_probe_set(teacher: ResolvedModel, student: ResolvedModel | None, n
     except InputError as error:
         return None, (f"along trajectories: the declared data {name!r} cannot be read here ({str(error).rstrip('.')}); "
                       f"with it, the data probe would judge ({why})")
-    _check_probe_size(name, data, num_samples)
+    _check_probe_set(name, data, num_samples, teacher.denoiser)
     return data, f"data probe on {name!r}, the held-out split of the data the models declare ({why})"
 
 
-def _check_probe_size(name: str, data: tuple[Any, Any], num_samples: int | None) -> None:
-    """Refuse asking for more probe images than the named set holds."""
+def _check_probe_set(name: str, data: tuple[Any, Any], num_samples: int | None, teacher: Any) -> None:
+    """Refuse asking for more probe images than the named set holds, and a set whose images the teacher cannot take
+    (naming the set, which the shape check inside the probe cannot)."""
     if num_samples and len(data[0]) < num_samples:
         raise InputError(f"--num-samples {num_samples}, but {name!r} holds {len(data[0])} images; ask for at most that many.")
+    expected, received = getattr(teacher, "sample_shape", None), tuple(data[0].shape[1:])
+    if expected is not None and tuple(expected) != received:
+        hint = (" ('oracle[:SEED]' is the oracle tier's own mixture; for another mixture pass its samples as (images, "
+                "labels))" if name.startswith("oracle") else "")
+        raise InputError(f"expected probe images of shape {tuple(expected)} (the teacher's), received {received} from the "
+                         f"probe set {name!r}; pass held-out images of the teacher's own data{hint}.")
 
 
 def audit(
@@ -162,7 +169,7 @@ def audit(
             from guidegap.data.probe_sets import load_probe_set
 
             name, data = os.fspath(data), load_probe_set(os.fspath(data), num_samples or 1000)
-            _check_probe_size(name, data, num_samples)
+            _check_probe_set(name, data, num_samples, teacher_d)
         ds = probe(teacher_d, student_d, data, labels, guidance_scale=guidance_scale, scheduler=sampler, seed=seed,
                    num_samples=min(1000, probe_size(data)) if num_samples is None else num_samples, chunk_size=chunk_size)
     elif teacher_d is not None:
