@@ -37,6 +37,7 @@ SCHEDULE = "tag"
 RESULTS = campaign.HERE / "results" / "tag_validation"
 TABLE = campaign.HERE / "results" / "tag_validation.csv"
 REPORT = TABLE.with_suffix(".md")
+FIGURE = campaign.FIGURES / "tag_validation.png"
 MODES = {"probe": "data probe, 10,000 test images at uniform t", "tf": "teacher-forced, 64 x 50-step DDIM"}
 
 
@@ -191,8 +192,49 @@ def report() -> None:
               + (", ".join(f"{r.member} ({r.probe_tag_verdict}, {r.probe_tag_rel_guided_error:.3f}; "
                            f"{'guides' if r.guides_like_teacher_tag else 'does not'})" for r in disagree.itertuples(index=False)) or "none") + ".",
               "", f"Compute: {frame.seconds.sum() / 60:.1f} min for the {len(frame)} TAG audits (both modes, memoized teacher)."]
+    lines += ["", f"Figure: `{campaign.relative(FIGURE)}` (guided error against label accuracy, per mode, at w = 4 and at TAG)."]
     write_bytes_atomic(REPORT, ("\n".join(lines) + "\n").encode())
+    figure(frame)
     print("\n".join(lines))
+
+
+def figure(frame: pd.DataFrame) -> None:
+    """Per mode, the relative guided error against the label accuracy of the guided samples, at w = 4 (left) and at
+    TAG (right), coloured by the outcome there, with the default bar (fitted at w = 4) and the faithful line (the
+    teacher's accuracy - 0.10)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
+    bars = {"probe": Thresholds().for_probe().max_rel_guided_error, "tf": Thresholds().max_rel_guided_error}
+    palette = sns.color_palette("colorblind")
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), layout="constrained", sharey="col")
+        for row, mode in enumerate(MODES):
+            for col, (at, guidance, accuracy, outcomes) in enumerate((("w4", "4", "a4", "guides_like_teacher_w4"),
+                                                                       ("tag", SCHEDULE, "a_tag", "guides_like_teacher_tag"))):
+                ax = axes[row, col]
+                good = frame[outcomes].to_numpy(bool)
+                for mask, label, color, marker in ((good, "guides like T", palette[2], "o"), (~good, "does not", palette[3], "x")):
+                    ax.scatter(frame[f"{mode}_{at}_rel_guided_error"][mask], frame[accuracy][mask], c=[color], marker=marker,
+                               s=30, label=label)
+                ax.axvline(bars[mode], color="black", linestyle="--", linewidth=0.9, label=f"default bar {bars[mode]:g} (w = 4)")
+                ax.axhline(float(teacher.fd_accuracy.sel(guidance=guidance)) - 0.10, color="grey", linestyle=":",
+                           linewidth=0.9, label="teacher's accuracy - 0.10")
+                where = "w = 4" if at == "w4" else "TAG"
+                ax.set(xlabel=f"relative guided error at {where}", ylabel=f"label accuracy at {where}",
+                       title=f"{'data probe' if mode == 'probe' else 'teacher-forced trajectories'}, audited and sampled at {where}")
+                ax.legend(fontsize=7, loc="lower left")
+        fig.suptitle(f"The verdict at w = 4 and at DASH's TAG schedule: {len(frame)} Fashion-MNIST campaign students")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        plt.close(fig)
+    write_bytes_atomic(FIGURE, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:
