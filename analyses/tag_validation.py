@@ -28,10 +28,9 @@ import fashion_mnist as campaign  # noqa: E402
 
 import guidegap  # noqa: E402
 from guidegap.atomic import write_bytes_atomic  # noqa: E402
-from guidegap.auditing.verdicts import Thresholds, judge_pair  # noqa: E402
+from guidegap.auditing.verdicts import Thresholds  # noqa: E402
 from guidegap.checkpoints import load_model, load_scheduler  # noqa: E402
 from guidegap.evaluation.outcome import GuidanceOutcome, guides_like  # noqa: E402
-from guidegap.metrics.summary import Estimate  # noqa: E402
 
 SCHEDULE = "tag"
 RESULTS = campaign.HERE / "results" / "tag_validation"
@@ -75,8 +74,9 @@ def audit_member(member: validation.Member, context: campaign.Context) -> xr.Dat
 
 
 def run() -> None:
-    todo = [m for m in members() if not result_path(m).exists()]
-    validation.log(f"{len(todo)} of {len(members())} members to audit at TAG")
+    planned = members()
+    todo = [m for m in planned if not result_path(m).exists()]
+    validation.log(f"{len(todo)} of {len(planned)} members to audit at TAG")
     if not todo:
         return
     context = campaign.make_context()  # memoized teacher: its passes are shared by every member
@@ -85,11 +85,12 @@ def run() -> None:
         validation.log(f"{member.name}: {ds.attrs['seconds']} s")
 
 
-def verdict(summary: dict, mode: str) -> tuple[str, str]:
-    """The library's default verdict (``evidence``) of one stored summary; a probe is judged by the probe's bar."""
-    thresholds = Thresholds().for_probe() if mode == "probe" else Thresholds()
-    finding = judge_pair({k: Estimate(**v) for k, v in summary.items()}, thresholds)
-    return finding.verdict, finding.reason
+def verdict(summary: dict, mode: str) -> str:
+    """The library's default verdict (``evidence``) of one stored summary, judged as the detector validation judges
+    its members (:func:`detector_validation.library_verdicts`: a probe by the probe's bar)."""
+    values = {f"{mode}_{name}": estimate["value"] for name, estimate in summary.items()}
+    values[f"{mode}_all_rel_guided_error"] = summary["rel_guided_error"]["value"]
+    return validation.library_verdicts(pd.DataFrame([values]), mode, Thresholds())[0]
 
 
 def outcome(evaluation: xr.Dataset, teacher: xr.Dataset, guidance: str) -> bool:
@@ -100,8 +101,8 @@ def outcome(evaluation: xr.Dataset, teacher: xr.Dataset, guidance: str) -> bool:
     return guides_like(of(evaluation), of(teacher))
 
 
-def table() -> pd.DataFrame:
-    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
+def table(teacher: xr.Dataset) -> pd.DataFrame:
+    """One row per audited member: its outcomes at w = 4 and TAG against ``teacher``'s (its evaluation), and its verdicts."""
     rows = []
     for member in members():
         path = result_path(member)
@@ -116,7 +117,7 @@ def table() -> pd.DataFrame:
         for mode in MODES:
             summary = json.loads(tag.attrs[mode])
             row[f"{mode}_tag_rel_guided_error"] = summary["rel_guided_error"]["value"]
-            row[f"{mode}_tag_verdict"], _ = verdict(summary, mode)
+            row[f"{mode}_tag_verdict"] = verdict(summary, mode)
         row["seconds"] = tag.attrs["seconds"]
         rows.append(row)
     return pd.DataFrame(rows).merge(at_w4(), on="member", how="left")
@@ -142,11 +143,11 @@ def _agreement_line(frame: pd.DataFrame, verdicts: str, outcomes: str, label: st
 
 
 def report() -> None:
-    frame = table()
+    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
+    frame = table(teacher)
     if frame.empty:
         raise SystemExit("no TAG audits yet: run `python analyses/tag_validation.py run` first.")
     write_bytes_atomic(TABLE, frame.to_csv(index=False).encode())
-    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
     t_a1, t_tag = float(teacher.fd_accuracy.sel(guidance="1")), float(teacher.fd_accuracy.sel(guidance=SCHEDULE))
     lines = [
         "# The verdict under DASH's TAG schedule (docs/design.md §6)", "",
@@ -194,11 +195,11 @@ def report() -> None:
               "", f"Compute: {frame.seconds.sum() / 60:.1f} min for the {len(frame)} TAG audits (both modes, memoized teacher)."]
     lines += ["", f"Figure: `{campaign.relative(FIGURE)}` (guided error against label accuracy, per mode, at w = 4 and at TAG)."]
     write_bytes_atomic(REPORT, ("\n".join(lines) + "\n").encode())
-    figure(frame)
+    figure(frame, teacher)
     print("\n".join(lines))
 
 
-def figure(frame: pd.DataFrame) -> None:
+def figure(frame: pd.DataFrame, teacher: xr.Dataset) -> None:
     """Per mode, the relative guided error against the label accuracy of the guided samples, at w = 4 (left) and at
     TAG (right), coloured by the outcome there, with the default bar (fitted at w = 4) and the faithful line (the
     teacher's accuracy - 0.10)."""
@@ -210,7 +211,6 @@ def figure(frame: pd.DataFrame) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
     bars = {"probe": Thresholds().for_probe().max_rel_guided_error, "tf": Thresholds().max_rel_guided_error}
     palette = sns.color_palette("colorblind")
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):

@@ -44,9 +44,9 @@ def _summary(rel_guided_error: float, rho: float = 1.0) -> dict:
 
 def test_each_mode_is_judged_by_its_own_default_bar(tag):
     between = _summary(0.25)  # over the probe's bar (0.189), under the trajectories' (0.353)
-    assert tag.verdict(between, "probe")[0] == "misguided"
-    assert tag.verdict(between, "tf")[0] == "healthy"
-    assert tag.verdict(_summary(0.1, rho=0.1), "probe")[0] == "collapsed"
+    assert tag.verdict(between, "probe") == "misguided"
+    assert tag.verdict(between, "tf") == "healthy"
+    assert tag.verdict(_summary(0.1, rho=0.1), "probe") == "collapsed"
 
 
 def test_the_agreement_line_counts_each_cell(tag):
