@@ -88,6 +88,24 @@ def _check_probe_set(name: str, data: tuple[Any, Any], num_samples: int | None, 
                          f"probe set {name!r}; pass held-out images of the teacher's own data{hint}.")
 
 
+def resolve_probe_data(data: Any, teacher: ResolvedModel, student: ResolvedModel | None, num_samples: int | None
+                       ) -> tuple[str | None, Any]:
+    """What an audit's or a monitor's ``data`` names, read: ``"auto"`` is the declared held-out split
+    (:func:`declared_probe_set`), a string or path a probe set (:func:`load_probe_set`, its first ``num_samples`` images,
+    1000 by default) checked against the teacher; anything else (tensors, a dataset) is returned as it is. Returns the
+    set's name (``None`` for data passed in) and the data."""
+    if isinstance(data, str) and data == "auto":
+        data = declared_probe_set(teacher, student)
+    if not isinstance(data, (str, os.PathLike)):
+        return None, data
+    from guidegap.data.probe_sets import load_probe_set
+
+    name = os.fspath(data)
+    loaded = load_probe_set(name, num_samples or 1000)
+    _check_probe_set(name, loaded, num_samples, teacher.denoiser)
+    return name, loaded
+
+
 def audit(
     student: DenoiserLike | PathLike,
     teacher: DenoiserLike | PathLike | None = None,
@@ -163,13 +181,7 @@ def audit(
     if data is not None:
         from guidegap.recording.probe import probe, probe_size
 
-        if isinstance(data, str) and data == "auto":
-            data = declared_probe_set(teacher_r, student_r)
-        if isinstance(data, (str, os.PathLike)):  # a probe set by name, as the CLI's --probe-data takes it
-            from guidegap.data.probe_sets import load_probe_set
-
-            name, data = os.fspath(data), load_probe_set(os.fspath(data), num_samples or 1000)
-            _check_probe_set(name, data, num_samples, teacher_d)
+        _, data = resolve_probe_data(data, teacher_r, student_r, num_samples)
         ds = probe(teacher_d, student_d, data, labels, guidance_scale=guidance_scale, scheduler=sampler, seed=seed,
                    num_samples=min(1000, probe_size(data)) if num_samples is None else num_samples, chunk_size=chunk_size)
     elif teacher_d is not None:

@@ -196,11 +196,11 @@ class GuidanceMonitor:
                 raise InputError("a data-probe check (data=...) has no sampling steps and takes its labels from the data; "
                                  "drop sampling_steps / labels, or drop data for trajectory checks.")
             num_samples = num_samples if num_samples is not None else stored_size.get("num_samples", DEFAULT_PROBE_SAMPLES)
-            self.probe_data, self.probe_source = _resolve_probe_data(data, resolved, num_samples)
+            images_and_labels, self.probe_source = _probe_images(data, resolved, num_samples)
             self.options = {"num_samples": num_samples, "guidance_scale": guidance_scale, "seed": seed, "n_boot": n_boot,
-                            "data": self.probe_data}
+                            "data": images_and_labels}
         else:
-            self.probe_data = self.probe_source = None
+            self.probe_source = None  # trajectory checks
             num_samples = num_samples if num_samples is not None else stored_size.get("num_samples", DEFAULT_NUM_SAMPLES)
             sampling_steps = sampling_steps if sampling_steps is not None else stored_size.get("num_steps", DEFAULT_SAMPLING_STEPS)
             self.options = {"num_samples": num_samples, "num_steps": sampling_steps, "guidance_scale": guidance_scale,
@@ -288,7 +288,7 @@ class GuidanceMonitor:
         config["teacher_model"] = self.teacher.describe()
         config["n_boot"] = self.options["n_boot"]
         config["thresholds"] = self.thresholds.to_dict()  # the stored verdicts are these thresholds'
-        if self.probe_data is not None:  # the images (by digest) and their labels define the comparison
+        if self.probe_source is not None:  # the images (by digest) and their labels define the comparison
             config["mode"], config["data"] = "data-probe", self.probe_source
         else:
             config["labels"] = [int(k) for k in report.dataset["label"].values]
@@ -312,22 +312,18 @@ def _resolve_teacher(teacher: Any, scheduler: Any) -> tuple["ResolvedModel", Any
     return resolved, sampler
 
 
-def _resolve_probe_data(data: Any, teacher: "ResolvedModel", num_samples: int) -> tuple[tuple[Any, Any], dict[str, str]]:
+def _probe_images(data: Any, teacher: "ResolvedModel", num_samples: int) -> tuple[tuple[Any, Any], dict[str, str]]:
     """The probe's first ``num_samples`` images and labels, read once, and what the log records of them: where they came
     from and a digest of their bytes (a log is continued only on the same images)."""
     import hashlib
 
-    from guidegap.auditing.api import declared_probe_set
-    from guidegap.data.probe_sets import load_probe_set
+    from guidegap.auditing.api import resolve_probe_data
     from guidegap.recording.probe import probe_size, probe_tensors
 
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise InputError(f"expected num_samples to be a positive integer (probe images), received {num_samples!r}.")
-    source = "in-memory data"
-    if isinstance(data, str) and data == "auto":
-        data = declared_probe_set(teacher, None)
-    if isinstance(data, (str, os.PathLike)):
-        source, data = os.fspath(data), load_probe_set(os.fspath(data), num_samples)
+    name, data = resolve_probe_data(data, teacher, None, num_samples)  # as guidegap.audit(data=...) reads it
+    source = name or "in-memory data"
     available = probe_size(data)
     if available < num_samples:
         raise InputError(f"expected at least num_samples = {num_samples} probe images, received {available} ({source}); "
