@@ -33,7 +33,6 @@ from cpu_tier_teacher import cpu_tier_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "analyses" / "results"
-TEACHER = cpu_tier_teacher()  # the 3.46M linear-schedule teacher, from git history (analyses/cpu_tier_teacher.py)
 OBJECTIVES = ("dash", "composite", "cond-only", "multi-w", "gap", "pdm")
 PATHS = {"float32": "no", "bf16 autocast": "bf16"}
 
@@ -55,7 +54,7 @@ def loop_step_times(cache: Path, steps: int, repeats: int, objectives=("dash",),
         for name in objectives:
             for label, precision in paths.items():
                 with tempfile.TemporaryDirectory() as tmp:
-                    config = TrainConfig(out=tmp, tier="cpu", teacher=str(TEACHER), objective=name, train_steps=steps, log_every=1,
+                    config = TrainConfig(out=tmp, tier="cpu", teacher=str(cpu_tier_teacher()), objective=name, train_steps=steps, log_every=1,
                                          checkpoint_every=10**9, progress=False, teacher_cache=str(cache),
                                          mixed_precision=precision)
                     train(config)
@@ -97,7 +96,7 @@ def isolated_times() -> tuple[dict[str, float], dict[str, float]]:
 
     torch.manual_seed(0)
     student = build(*model_spec("cpu", "student", 10)).train()
-    teacher = load_model(TEACHER).model.eval()
+    teacher = load_model(cpu_tier_teacher()).model.eval()
     out: dict[str, float] = {}
 
     def student_step(batch: int, dtype: torch.dtype | None, channels_last: bool = False):
@@ -186,7 +185,7 @@ def rewrite_accuracy_section() -> None:
     lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(ACCURACY_HEADING))
     end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
-    new = _accuracy_lines(teacher_gap_accuracy(load_model(TEACHER).model.eval())) + [""]
+    new = _accuracy_lines(teacher_gap_accuracy(load_model(cpu_tier_teacher()).model.eval())) + [""]
     path.write_text("\n".join(lines[:start] + new + lines[end:]) + "\n")
 
 

@@ -23,7 +23,6 @@ from cpu_tier_teacher import cpu_tier_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "precision_ab"
-TEACHER = cpu_tier_teacher()  # the 3.46M linear-schedule teacher, from git history (analyses/cpu_tier_teacher.py)
 RESULTS = REPO / "analyses" / "results" / "precision_ab"
 AUDIT = dict(num_samples=64, num_steps=25, guidance_scale=4.0, seed=0)
 METRICS = ("rho", "cos_delta", "rel_cond_error", "rel_uncond_error")
@@ -34,7 +33,7 @@ def run(objective: str, seed: int, precision: str, steps: int) -> Path:
     from guidegap.training.loop import train
 
     out = RUNS / f"{objective}-seed{seed}-{precision}-{steps}"
-    config = TrainConfig(out=str(out), role="student", objective=objective, teacher=str(TEACHER), tier="cpu", seed=seed,
+    config = TrainConfig(out=str(out), role="student", objective=objective, teacher=str(cpu_tier_teacher()), tier="cpu", seed=seed,
                          train_steps=steps, progress=False, checkpoint_every=50, mixed_precision=precision,
                          teacher_cache=str(RUNS / f"teacher_cache_seed{seed}"))
     return train(config, resume=True).checkpoint
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import guidegap
     from guidegap.denoisers import Memoized, as_denoiser
 
-    teacher = Memoized(as_denoiser(guidegap.load_model(TEACHER).model))
+    teacher = Memoized(as_denoiser(guidegap.load_model(cpu_tier_teacher()).model))
     rows = []
     for seed in args.seeds:
         for objective in args.objectives:
