@@ -28,13 +28,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from bench_training import PATHS
 from cpu_tier_teacher import cpu_tier_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "time_to_quality"
 RESULTS = REPO / "analyses" / "results" / "time_to_quality.csv"
 BENCH = REPO / "analyses" / "results" / "bench_training.json"
-PRECISION_OF_PATH = {"no": "float32", "bf16": "bf16 autocast"}  # bench_training's labels
+PRECISION_OF_PATH = {path: label for label, path in PATHS.items()}  # bench_training's labels of its paths
 AUDIT = dict(num_samples=64, num_steps=25, guidance_scale=4.0, seed=0)
 SEED = 0
 
