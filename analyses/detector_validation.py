@@ -394,12 +394,21 @@ def trajectory_statistics(ds: xr.Dataset, prefix: str) -> dict[str, float]:
     return out
 
 
+def guidance_outcome(ds: xr.Dataset, guidance: str = "4") -> GuidanceOutcome:
+    """What guidance does in one evaluation, at ``guidance`` ("4", or "tag" where it drew TAG sets): the
+    1,000-sample accuracies of its FD sets at w = 1 and at ``guidance``, and the FD there (docs/design.md §6)."""
+    def a(w: str) -> float:
+        return float(ds.fd_accuracy.sel(guidance=w))
+
+    return GuidanceOutcome(a("1"), a(guidance), float(ds.fd.sel(guidance=guidance)))
+
+
 def outcome_row(ds: xr.Dataset, teacher: xr.Dataset) -> dict[str, float | bool]:
     """docs/design.md §6 on one member against the teacher's own outcomes."""
     def a(d: xr.Dataset, w: str) -> float:  # the 1,000-sample accuracies of the FD sets
         return float(d.fd_accuracy.sel(guidance=w))
 
-    student_outcome, teacher_outcome = (GuidanceOutcome(a(d, "1"), a(d, "4"), float(d.fd.sel(guidance="4"))) for d in (ds, teacher))
+    student_outcome, teacher_outcome = guidance_outcome(ds), guidance_outcome(teacher)
     gain_s, gain_t = student_outcome.gain, teacher_outcome.gain
     fd_s, fd_t = student_outcome.fd_guided, teacher_outcome.fd_guided
     faithful = a(ds, "4") >= a(teacher, "4") - FAITHFUL_MARGIN  # the three criteria, shown apart; guides_like decides
@@ -676,7 +685,7 @@ def decide(frame: pd.DataFrame, fitted: dict[tuple[str, str], Thresholds], picks
     write_bytes_atomic(DECISION_JSON, (json.dumps(decision, indent=1, allow_nan=False) + "\n").encode())
     bar_text = ", ".join(f"`{name}` = {value:.3f}" for name, value in bars.items() if value is not None) or "no free bar"
     lines = ["", "## Decision (docs/design.md §6, applied by `decide`)", "",
-             f"(1) Picks on the training part: " + "; ".join(f"{MODES[m]}: *{p[0]}* ({p[2]:.0%} balanced)" for m, p in picks.items())
+             "(1) Picks on the training part: " + "; ".join(f"{MODES[m]}: *{p[0]}* ({p[2]:.0%} balanced)" for m, p in picks.items())
              + f". Chosen: *{chosen}* ({bar_text}).",
              f"(2) Its data-probe verdict agrees with the outcome on {held['probe']['accuracy']:.0%} of the "
              f"{held['probe']['members']} held-out members (gate {DEFAULT_GATE:.0%}): "

@@ -30,7 +30,7 @@ import guidegap  # noqa: E402
 from guidegap.atomic import write_bytes_atomic  # noqa: E402
 from guidegap.auditing.verdicts import Thresholds  # noqa: E402
 from guidegap.checkpoints import load_model, load_scheduler  # noqa: E402
-from guidegap.evaluation.outcome import GuidanceOutcome, guides_like  # noqa: E402
+from guidegap.evaluation.outcome import guides_like  # noqa: E402
 
 SCHEDULE = "tag"
 RESULTS = campaign.HERE / "results" / "tag_validation"
@@ -95,10 +95,7 @@ def verdict(summary: dict, mode: str) -> str:
 
 def outcome(evaluation: xr.Dataset, teacher: xr.Dataset, guidance: str) -> bool:
     """docs/design.md §6 at ``guidance`` ("4" or "tag"), on the evaluation's 1,000-sample FD sets."""
-    def of(ds: xr.Dataset) -> GuidanceOutcome:
-        return GuidanceOutcome(float(ds.fd_accuracy.sel(guidance="1")), float(ds.fd_accuracy.sel(guidance=guidance)),
-                               float(ds.fd.sel(guidance=guidance)))
-    return guides_like(of(evaluation), of(teacher))
+    return guides_like(validation.guidance_outcome(evaluation, guidance), validation.guidance_outcome(teacher, guidance))
 
 
 def table(teacher: xr.Dataset) -> pd.DataFrame:
