@@ -210,6 +210,12 @@ def spread(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def training_line(entry: SeedRun) -> str:
+    """``name minutes (steps)`` from the run's log, recorded beside its evaluations (``campaign.recorded_training``)."""
+    recorded = campaign.recorded_training(entry.run)
+    return f"{entry.name} not recorded" if recorded is None else f"{entry.name} {recorded[0] / 60:.1f} min ({recorded[1]} steps)"
+
+
 def report() -> None:
     frame = table()
     if frame.empty:
@@ -251,7 +257,8 @@ def report() -> None:
     lines += ["", "Reproduction check (the seed-1 exports' FD, FD-set accuracy and fidelity at w = 1 and 4 against the detector "
               "validation's evaluation of the same files): largest absolute difference "
               + (", ".join(f"{r.run} {r.reproduction_gap:.2g}" for r in checked.itertuples()) if len(checked) else "not checked") + ".", "",
-              "Evaluation seconds: " + ", ".join(f"{r.run} {r.evaluation_seconds:.0f}" for r in frame.itertuples()) + "."]
+              "Evaluation seconds: " + ", ".join(f"{r.run} {r.evaluation_seconds:.0f}" for r in frame.itertuples()) + "; training "
+              "of the runs trained here: " + ", ".join(training_line(entry) for entry in trained_here()) + "."]
     write_bytes_atomic(REPORT, ("\n".join(lines) + "\n").encode())
     log(f"wrote {campaign.relative(REPORT)}")
 

@@ -51,3 +51,15 @@ def test_the_spread_is_a_ratio_for_fd_and_a_range_otherwise(spread):
     assert out.loc[("dash", "fd_tag"), "max_over_min"] == pytest.approx(3.0)
     assert out.loc[("dash", "fidelity_w4"), "range"] == pytest.approx(0.1)
     assert out.loc[("dash", "fd_tag"), "seeds"] == 2 and out.loc[("gap", "rho"), "seeds"] == 1
+
+
+def test_the_committed_table_is_remade_from_the_committed_evaluations(spread):
+    """Every run has its evaluation committed; the seed-1 ones reproduce the detector validation's samples exactly
+    (same checkpoint, sampler and seeds), and the CSV is what ``table`` makes of them."""
+    frame = spread.table()
+    assert len(frame) == len(spread.SEED_RUNS)
+    replicates = frame[frame.source == "detector validation"]
+    assert len(replicates) and (replicates.reproduction_gap == 0).all()
+    committed = pd.read_csv(spread.TABLE)
+    columns = ["run", "fd_tag", "fd4", "fidelity_w4", "rho", "verdict", "verdict_probe", "meets_dash_bars"]
+    pd.testing.assert_frame_equal(committed[columns], frame[columns], check_dtype=False)
