@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +74,6 @@ SEED_RUNS = (
 )
 
 
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S"), message, flush=True)
-
-
 # -- training ----------------------------------------------------------------------------------------------------
 def trained_here() -> list[SeedRun]:
     return [r for r in SEED_RUNS if r.source == "seed spread"]
@@ -94,7 +89,7 @@ def train() -> None:
 def status() -> None:
     """Each run: trained (and to which step, while training), evaluated."""
     for entry in SEED_RUNS:
-        if campaign.exported(entry.run) or entry.run.checkpoint().exists():
+        if entry.run.checkpoint().exists():
             trained = "trained"
         else:
             folder = campaign.RUNS / entry.name / "checkpoint.pt"
@@ -120,39 +115,40 @@ def evaluate() -> None:
         if entry.source == "campaign" or entry.evaluation.exists():
             continue
         if not entry.run.checkpoint().exists():
-            log(f"{entry.name}: no export at step {campaign.BUDGET} yet (python analyses/seed_spread.py train)")
+            campaign.log(f"{entry.name}: no export at step {campaign.BUDGET} yet (python analyses/seed_spread.py train)")
             continue
         context = context or campaign.make_context()
         convention = convention or campaign.sampling_convention()
         campaign.evaluate_checkpoint(entry.run.checkpoint(), name=entry.name, objective=entry.objective, step=campaign.BUDGET,
                                      teacher=False, grids=False, context=context, convention=convention, out=entry.evaluation)
-        log(f"{entry.name}: evaluated ({campaign._read(entry.evaluation).attrs['evaluation_seconds']:.0f} s)")
+        campaign.log(f"{entry.name}: evaluated ({campaign._read(entry.evaluation).attrs['evaluation_seconds']:.0f} s)")
 
 
-def validation_evaluation(entry: SeedRun) -> Path:
-    """The detector validation's evaluation of the same export (w = 1 and 4 only), where it made one."""
-    return validation.RESULTS / entry.name / f"step_{campaign.BUDGET:07d}.nc"
+def validation_evaluation(entry: SeedRun) -> Path | None:
+    """The detector validation's evaluation of the same export (w = 1 and 4 only), where it has that member."""
+    member = {m.name: m for m in validation.extra_members()}.get(f"{entry.name}@{campaign.BUDGET}")
+    return member.evaluation if member is not None else None
 
 
 def reproduction_gap(entry: SeedRun, ev: xr.Dataset) -> float | None:
     """Largest absolute difference between this evaluation and the detector validation's at w = 1 and 4 (``None``
     where the validation has none): the same checkpoint, sampler and seeds, so it should be 0."""
     path = validation_evaluation(entry)
-    if entry.source != "detector validation" or not path.exists():
+    if entry.source != "detector validation" or path is None or not path.exists():
         return None
     other = campaign._read(path)
     shared = [g for g in other.guidance.values if g in ev.guidance.values]
-    gaps = [float(np.abs(ev[v].sel(guidance=shared) - other[v].sel(guidance=shared)).max()) for v in REPRODUCED[:2]]
-    gaps.append(float(np.abs(ev.fidelity_accuracy - other.fidelity_accuracy).max()))
-    return max(gaps)
+    def at_shared(ds: xr.Dataset, name: str) -> xr.DataArray:
+        return ds[name].sel(guidance=shared) if "guidance" in ds[name].dims else ds[name]
+
+    return max(float(np.abs(at_shared(ev, v) - at_shared(other, v)).max()) for v in REPRODUCED)
 
 
 # -- report ------------------------------------------------------------------------------------------------------
-def verdicts(entry: SeedRun, ev: xr.Dataset) -> dict[str, str]:
+def verdicts(entry: SeedRun, ev: xr.Dataset, population: pd.DataFrame) -> dict[str, str]:
     """The library's default verdict in both modes, judged as the detector validation judges its members: from the
     evaluation's own summary where it stores the guided error, else from the validation's table (older evaluations)."""
     out = {}
-    population = pd.read_csv(validation.TABLE) if validation.TABLE.exists() else pd.DataFrame({"member": []})
     row = population[population.member == f"{entry.name}@{campaign.BUDGET}"]
     for mode, attr in (("tf", "audit"), ("probe", "probe")):
         summary = json.loads(ev.attrs[attr])
@@ -166,8 +162,14 @@ def verdicts(entry: SeedRun, ev: xr.Dataset) -> dict[str, str]:
     return out
 
 
-def table() -> pd.DataFrame:
-    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
+def teacher_evaluation() -> xr.Dataset:
+    return campaign._read(campaign.evaluation_path(campaign.find("teacher")))
+
+
+def table(teacher: xr.Dataset | None = None) -> pd.DataFrame:
+    """One row per evaluated run (``teacher``: the campaign teacher's evaluation, read when not given)."""
+    teacher = teacher_evaluation() if teacher is None else teacher
+    population = pd.read_csv(validation.TABLE) if validation.TABLE.exists() else pd.DataFrame({"member": []})
     fd_teacher = {g: float(teacher.fd.sel(guidance=g)) for g in ("4", "tag")}
     rows = []
     for entry in SEED_RUNS:
@@ -175,7 +177,7 @@ def table() -> pd.DataFrame:
             continue
         ev = campaign._read(entry.evaluation)
         audit, probe = json.loads(ev.attrs["audit"]), json.loads(ev.attrs["probe"])
-        judged = verdicts(entry, ev)
+        judged = verdicts(entry, ev, population)
         stats = validation.trajectory_statistics(ev, "tf")  # per phase of t, from the evaluation's per-step means
         row = {"objective": entry.objective, "seed": entry.seed, "run": entry.name, "source": entry.source,
                "fd_tag": float(ev.fd.sel(guidance="tag")), "fd4": float(ev.fd.sel(guidance="4")),
@@ -219,11 +221,11 @@ def training_line(entry: SeedRun) -> str:
 
 
 def report() -> None:
-    frame = table()
+    teacher = teacher_evaluation()
+    frame = table(teacher)
     if frame.empty:
         raise SystemExit("no evaluations yet: python analyses/seed_spread.py evaluate")
     campaign._save_csv(frame, TABLE)
-    teacher = campaign._read(campaign.evaluation_path(campaign.find("teacher")))
     lines = ["# Seed spread of the Fashion-MNIST reproduction (measured)", "",
              "Written down before it ran: docs/design.md §6, \"Seed spread of the reproduction\". Each run is the campaign's "
              f"student recipe at {campaign.BUDGET} steps from the same teacher; only the seed (initialisation, batch order) "
@@ -262,7 +264,7 @@ def report() -> None:
               "Evaluation seconds: " + ", ".join(f"{r.run} {r.evaluation_seconds:.0f}" for r in frame.itertuples()) + "; training "
               "of the runs trained here: " + ", ".join(training_line(entry) for entry in trained_here()) + "."]
     write_bytes_atomic(REPORT, ("\n".join(lines) + "\n").encode())
-    log(f"wrote {campaign.relative(REPORT)}")
+    campaign.log(f"wrote {campaign.relative(REPORT)}")
 
 
 def main(argv: list[str] | None = None) -> int:
